@@ -1,0 +1,38 @@
+"""Tiny synthetic fixtures made by the project itself; no network, no shared data needed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+REAL_ZIP = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared/tgs-salt/tgs-salt-identification-challenge.zip"
+)
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """A synthetic competition-layout folder: 60 train, 20 test images."""
+    from tgs.data.synth import synth
+
+    return synth(tmp_path_factory.mktemp("data") / "synth", n_train=60, n_test=20, seed=1)
+
+
+@pytest.fixture(scope="session")
+def competition_zip(tmp_path_factory, synth_dir) -> Path:
+    """The synthetic folder zipped as Kaggle ships it (train.zip, test.zip, CSVs in one zip)."""
+    from tests.helpers import pack_competition_zip
+
+    return pack_competition_zip(synth_dir, tmp_path_factory.mktemp("zip"))
+
+
+def real_zip() -> Path | None:
+    for p in (REAL_ZIP, Path("../shared/tgs-salt/tgs-salt-identification-challenge.zip")):
+        if p.is_file():
+            return p
+    return None

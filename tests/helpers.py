@@ -1,0 +1,22 @@
+"""Test helpers: pack a data folder like Kaggle's download."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+
+def pack_competition_zip(data_dir: Path, out_dir: Path, name: str = "competition.zip") -> Path:
+    """Zip `data_dir` as Kaggle ships it: train.zip (images/, masks/), test.zip, the CSVs."""
+    inner = {"train.zip": data_dir / "train", "test.zip": data_dir / "test"}
+    for zname, folder in inner.items():
+        with zipfile.ZipFile(out_dir / zname, "w") as zf:
+            for f in sorted(folder.rglob("*.png")):
+                zf.write(f, f.relative_to(folder).as_posix())
+    path = out_dir / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for zname in inner:
+            zf.write(out_dir / zname, zname)
+        for csv in ("train.csv", "depths.csv", "sample_submission.csv"):
+            zf.write(data_dir / csv, csv)
+    return path

@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from tgs.errors import ConfigError
+from tgs.losses import LOSSES, create_loss
+from tgs.models import MODELS, SMP_ARCHS, create_model, create_net
+from tgs.models.seed_unet import SeedUNet
+
+SMALL = {"encoder": "resnet18"}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_forward_backward_101_and_128(name):
+    kw = {} if name == "seed_unet" else SMALL
+    model = create_model(name, geometry="pad", size=128, **kw)
+    x = torch.randn(2, 1, 101, 101)
+    out = model(x)
+    assert out.shape == (2, 1, 101, 101)
+    out.mean().backward()
+    grads = [p.grad is not None for p in model.parameters()]
+    assert sum(grads) / len(grads) > 0.5  # (pspnet leaves its unused deepest stage without grad)
+    raw = create_net(name, in_channels=1, **kw)
+    assert raw(torch.randn(2, 1, 128, 128)).shape == (2, 1, 128, 128)
+
+
+def test_smp_unet_takes_101_directly():
+    model = create_model("unet", geometry="none", **SMALL)
+    assert model(torch.randn(2, 1, 101, 101)).shape == (2, 1, 101, 101)
+
+
+def test_seed_unet_structure():
+    net = SeedUNet(n_filters=16)
+    block = net.downs[0]
+    convs = [m for m in block if isinstance(m, torch.nn.Conv2d)]
+    assert [c.in_channels for c in convs] == [1, 16]  # second conv chained to the first
+    assert net.bottleneck[0].out_channels == 256  # 16x filters
+    ups = [u for u in net.ups]
+    assert all(u.kernel_size == (3, 3) and u.stride == (2, 2) for u in ups)
+    assert net.head.kernel_size == (1, 1)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        net(torch.randn(1, 1, 101, 101))
+
+
+def test_registry_typos_list_valid_names():
+    with pytest.raises(ConfigError, match="did you mean unet") as e:
+        create_model("uent")
+    assert "seed_unet" in str(e.value) and "fpn" in str(e.value)
+    with pytest.raises(ConfigError, match="resnet34"):
+        create_model("unet", encoder="resnet3")
+    assert set(SMP_ARCHS) <= set(MODELS)
+
+
+def test_scse_attention_changes_the_decoder():
+    plain = create_net("unet", **SMALL)
+    scse = create_net("unet", decoder_attention_type="scse", **SMALL)
+    assert sum(p.numel() for p in scse.parameters()) > sum(p.numel() for p in plain.parameters())
+
+
+def test_local_encoder_weights_file(tmp_path):
+    import segmentation_models_pytorch as smp
+
+    rgb = smp.Unet("resnet18", encoder_weights=None, in_channels=3)
+    torch.save(rgb.encoder.state_dict(), tmp_path / "r18.pth")
+    model = create_net("unet", encoder="resnet18", encoder_weights=str(tmp_path / "r18.pth"))
+    w3 = rgb.encoder.conv1.weight
+    assert torch.allclose(model.encoder.conv1.weight, w3.sum(dim=1, keepdim=True))
+    assert torch.equal(model.encoder.layer1[0].conv1.weight, rgb.encoder.layer1[0].conv1.weight)
+
+
+def test_losses_from_names():
+    logits = torch.randn(2, 1, 101, 101, requires_grad=True)
+    target = (torch.rand(2, 1, 101, 101) > 0.5).float()
+    for name in LOSSES:
+        value = create_loss(name)(logits, target)
+        assert value.ndim == 0 and torch.isfinite(value)
+    bce, dice = create_loss("bce")(logits, target), create_loss("dice")(logits, target)
+    combo = create_loss("0.5*bce+2*dice")(logits, target)
+    assert torch.allclose(combo, 0.5 * bce + 2 * dice)
+    assert create_loss("lovasz").losses[0].per_image is True  # TGS scores per image
+    with pytest.raises(ConfigError, match="did you mean lovasz"):
+        create_loss("bce+lovsz")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        create_loss("bce+*")

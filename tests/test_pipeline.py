@@ -1,0 +1,136 @@
+"""A short end-to-end run: folds -> 2 folds x 1 epoch -> threshold -> predict -> valid CSV."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tgs.cli import main
+from tgs.submission import score_file, validate_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = """
+name: tiny
+model: seed_unet
+model_kwargs: {n_filters: 4}
+geometry: resize
+size: 32
+n_folds: 2
+epochs: 1
+batch_size: 16
+val_batch_size: 32
+loss: bce+dice
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
+    folds, run = tmp_path / "folds.csv", tmp_path / "run"
+    assert main(["folds", "--data", str(synth_dir), "--out", str(folds), "--n-folds", "2"]) == 0
+    for k in (0, 1):
+        args = [
+            "train",
+            "--config",
+            str(tiny_config),
+            "--data",
+            str(synth_dir),
+            "--folds",
+            str(folds),
+            "--fold",
+            str(k),
+            "--run",
+            str(run),
+            "lr=0.01",
+        ]
+        assert main(args) == 0
+    for name in ("config.yaml", "meta.json"):
+        assert (run / name).is_file()
+    assert "lr: 0.01" in (run / "config.yaml").read_text()
+    assert json.loads((run / "meta.json").read_text())["commit"]
+    for k in (0, 1):
+        for name in ("best.pt", "last.pt", "log.csv", "oof.npz", "summary.json"):
+            assert (run / f"fold{k}" / name).is_file()
+        log = pd.read_csv(run / f"fold{k}" / "log.csv")
+        assert list(log.columns) == ["epoch", "loss", "val_score", "lr", "seconds"]
+    oof_ids = []
+    for k in (0, 1):
+        with np.load(run / f"fold{k}" / "oof.npz") as z:
+            assert z["probs"].dtype == np.float16 and z["probs"].shape[1:] == (101, 101)
+            assert ((z["probs"] >= 0) & (z["probs"] <= 1)).all()
+            oof_ids += z["ids"].tolist()
+    train_ids = pd.read_csv(synth_dir / "train.csv", dtype=str)["id"].tolist()
+    assert sorted(oof_ids) == sorted(train_ids)  # every train id exactly once
+
+    assert main(["threshold", "--run", str(run)]) == 0
+    th = json.loads((run / "thresholds.json").read_text())
+    assert th["complete"] and th["n_images"] == 60 and th["folds"] == [0, 1]
+    assert 0 <= th["threshold"] < 1 and th["cv"] >= th["cv_at_0.5"]
+    assert (run / "cv.png").read_bytes()[:4] == b"\x89PNG"
+
+    sub = tmp_path / "sub.csv"
+    assert main(["predict", "--run", str(run), "--out", str(sub)]) == 0
+    assert validate_file(sub, synth_dir / "sample_submission.csv") == 20
+    manifest = json.loads(sub.with_suffix(".json").read_text())
+    assert manifest["folds"] == [0, 1] and manifest["cv"] == th["cv"]
+    assert manifest["config"]["name"] == "tiny" and manifest["commit"]
+    score, n = score_file(sub, synth_dir / "truth.csv")
+    assert n == 20 and 0 <= score <= 1
+
+
+def test_train_refuses_other_config_in_same_run(synth_dir, tiny_config, tmp_path):
+    folds, run = tmp_path / "folds.csv", tmp_path / "run"
+    main(["folds", "--data", str(synth_dir), "--out", str(folds), "--n-folds", "2"])
+    base = [
+        "train",
+        "--config",
+        str(tiny_config),
+        "--data",
+        str(synth_dir),
+        "--folds",
+        str(folds),
+        "--fold",
+        "0",
+        "--run",
+        str(run),
+    ]
+    assert main(base) == 0
+    assert main([*base, "lr=0.5"]) == 1
+    assert main([*base[:-2], "--fold", "7", "--run", str(run)]) == 1  # no such fold
+
+
+def test_train_folds_script(synth_dir, tiny_config, tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(
+        [
+            str(ROOT / "scripts" / "train_folds.sh"),
+            "--config",
+            str(tiny_config),
+            "--data",
+            str(synth_dir),
+            "--run",
+            str(tmp_path / "runs" / "tiny"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== CV " in proc.stdout
+    subs = list((tmp_path / "submissions").glob("tiny-cv*.csv"))
+    assert len(subs) == 1
+    assert validate_file(subs[0], synth_dir / "sample_submission.csv") == 20
+    assert list((tmp_path / "folds").glob("*.csv"))
+    assert "score against" in proc.stdout  # synthetic data carries truth.csv

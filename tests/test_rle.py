@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from tgs import rle
+from tgs.errors import RLEError
+
+
+def test_known_strings_column_major_one_indexed():
+    m = np.zeros((101, 101), np.uint8)
+    m[0, 0] = 1  # pixel 1
+    assert rle.encode(m) == "1 1"
+    m[:, 1] = 1  # second column: pixels 102..202, a run of 101
+    assert rle.encode(m) == "1 1 102 101"
+    m2 = np.zeros((101, 101), np.uint8)
+    m2[100, 100] = 1  # last pixel
+    assert rle.encode(m2) == "10201 1"
+    m3 = np.zeros((101, 101), np.uint8)
+    m3[5:8, 0] = 1  # rows 5..7 of column 0 -> pixels 6..8
+    m3[0, 1] = 1  # row 0 of column 1 -> pixel 102
+    assert rle.encode(m3) == "6 3 102 1"
+
+
+def test_empty_and_full():
+    assert rle.encode(np.zeros((101, 101))) == ""
+    assert rle.encode(np.ones((101, 101))) == "1 10201"
+    assert rle.decode("").sum() == 0
+    assert rle.decode(float("nan")).sum() == 0  # pandas reads an empty cell as NaN
+    assert rle.decode(None).sum() == 0
+    assert rle.decode("1 10201").all()
+
+
+def test_sample_submission_one_one_is_one_pixel():
+    m = rle.decode("1 1")
+    assert m.sum() == 1 and m[0, 0] == 1
+
+
+def test_round_trip_batch_random():
+    rng = np.random.default_rng(0)
+    masks = (rng.uniform(size=(50, 101, 101)) < rng.uniform(size=(50, 1, 1))).astype(np.uint8)
+    masks[0] = 0
+    masks[1] = 1
+    strings = rle.encode_batch(masks)
+    assert strings[0] == "" and strings[1] == "1 10201"
+    np.testing.assert_array_equal(rle.decode_batch(strings), masks)
+    for s, m in zip(strings, masks, strict=True):
+        np.testing.assert_array_equal(rle.decode(s), m)
+
+
+def test_batch_matches_single():
+    rng = np.random.default_rng(1)
+    masks = rng.integers(0, 2, (5, 101, 101))
+    assert rle.encode_batch(masks) == [rle.encode(m) for m in masks]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["1", "a b", "0 5", "5 0", "5 -1", "10 5 3 2", "1 5 5 2", "1 5 6 2", "10200 3", "1.5 2"],
+)
+def test_illegal_strings_rejected(bad):
+    with pytest.raises(RLEError):
+        rle.parse(bad)
+    assert not rle.is_legal(bad)
+
+
+def test_legal_strings_accepted():
+    assert rle.is_legal("1 5 7 2")
+    assert rle.is_legal("10201 1")
+    assert rle.is_legal("")

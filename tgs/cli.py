@@ -1,0 +1,193 @@
+"""`python -m tgs <command>`: argument parsing only; the work lives in the modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tgs.errors import TGSError
+
+
+def _prepare(a: argparse.Namespace) -> None:
+    from tgs.data.prepare import prepare
+
+    t0 = time.time()
+    out = prepare(a.zip, a.out, force=a.force)
+    print(f"prepared {out} in {time.time() - t0:.1f}s")
+
+
+def _synth(a: argparse.Namespace) -> None:
+    from tgs.data.synth import synth
+
+    out = synth(a.out, a.n_train, a.n_test, a.seed, force=a.force)
+    print(f"wrote synthetic data to {out} ({a.n_train} train, {a.n_test} test, seed {a.seed})")
+
+
+def _holdout(a: argparse.Namespace) -> None:
+    from tgs.data.holdout import make_holdout
+
+    n_train, n_test = make_holdout(a.data, a.out, a.frac, a.seed, force=a.force)
+    print(f"wrote {a.out}: {n_train} train, {n_test} held-out test images with truth.csv")
+
+
+def _folds(a: argparse.Namespace) -> None:
+    from tgs.data.io import load_train
+    from tgs.folds import make_folds, save_folds
+
+    data = load_train(a.data)
+    df = make_folds(data.ids, data.masks, data.z, a.n_folds, a.seed)
+    save_folds(df, a.out)
+    sizes = df["fold"].value_counts().sort_index().tolist()
+    print(f"wrote {a.out}: {len(df)} ids in {a.n_folds} folds of sizes {sizes}")
+
+
+def _validate(a: argparse.Namespace) -> None:
+    from tgs.submission import validate_file
+
+    n = validate_file(a.submission, a.sample)
+    print(f"OK: {a.submission} has {n} rows matching {a.sample}, all RLEs legal")
+
+
+def _score(a: argparse.Namespace) -> None:
+    from tgs.submission import score_file
+
+    score, n = score_file(a.submission, a.truth)
+    print(f"{score:.4f}  ({n} images, {a.submission} vs {a.truth})")
+
+
+def _config(a: argparse.Namespace) -> None:
+    from tgs.config import dump_config, load_config
+
+    cfg = load_config(a.config, a.overrides)
+    if a.get:
+        value = cfg.to_dict().get(a.get)
+        if a.get not in cfg.to_dict():
+            raise TGSError(f"unknown config key {a.get!r}")
+        print(",".join(map(str, value)) if isinstance(value, list) else value)
+    else:
+        print(dump_config(cfg), end="")
+
+
+def _train(a: argparse.Namespace) -> None:
+    from tgs.config import load_config
+    from tgs.data.io import load_train
+    from tgs.folds import load_folds
+    from tgs.train import fit, prepare_run_dir
+
+    cfg = load_config(a.config, a.overrides)
+    run = Path(a.run or f"runs/{cfg.name}")
+    data = load_train(a.data)
+    folds = load_folds(a.folds, ids=data.ids)
+    if a.fold not in set(folds["fold"]):
+        raise TGSError(f"fold {a.fold} is not in {a.folds} (folds: {sorted(set(folds['fold']))})")
+    prepare_run_dir(run, cfg, {"data": str(Path(a.data).resolve()), "folds": str(a.folds)})
+    summary = fit(cfg, data, folds, a.fold, run, resume=a.resume)
+    print(
+        f"fold {a.fold}: best val {summary['best_val_score']:.4f} at epoch "
+        f"{summary['best_epoch']}, OOF (hflip, p>0.5) {summary['oof_score_hflip_0.5']:.4f}"
+    )
+
+
+def _threshold(a: argparse.Namespace) -> None:
+    from tgs.evaluate import threshold_run
+
+    r = threshold_run(a.run, a.data)
+    print(
+        f"CV {r['cv']:.4f} at threshold {r['threshold']:.2f}, min-area {r['min_area']} "
+        f"(CV at 0.5: {r['cv_at_0.5']:.4f}; all-empty: {r['all_empty']:.4f}; "
+        f"{r['n_images']} OOF images, folds {r['folds']}) -> {a.run}/thresholds.json, cv.png"
+    )
+
+
+def _predict(a: argparse.Namespace) -> None:
+    from tgs.predict import predict_run
+
+    path = predict_run(a.run, a.data, a.out, a.batch_size, a.tta)
+    print(f"wrote {path} (manifest {path.with_suffix('.json')})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tgs",
+        description="TGS Salt toolkit: data -> folds -> train -> thresholds -> submission.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, fn, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = cmd("prepare", _prepare, "unpack the competition zip into a data folder")
+    sp.add_argument("zip")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--force", action="store_true", help="replace an existing folder")
+
+    sp = cmd("synth", _synth, "write synthetic data in the competition layout")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--n-train", type=int, default=800)
+    sp.add_argument("--n-test", type=int, default=400)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--force", action="store_true")
+
+    sp = cmd("holdout", _holdout, "split a data folder's train set into train + scored holdout")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--frac", type=float, default=0.2)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--force", action="store_true")
+
+    sp = cmd("folds", _folds, "coverage-stratified k folds -> CSV")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--n-folds", type=int, default=5)
+    sp.add_argument("--seed", type=int, default=42)
+
+    sp = cmd("validate", _validate, "check a submission CSV as Kaggle would")
+    sp.add_argument("submission")
+    sp.add_argument("--sample", required=True, help="sample_submission.csv")
+
+    sp = cmd("score", _score, "competition score of a submission against a truth CSV")
+    sp.add_argument("submission")
+    sp.add_argument("--truth", required=True, help="CSV in train.csv format")
+
+    sp = cmd("config", _config, "print the resolved config (YAML + key=value overrides)")
+    sp.add_argument("--config")
+    sp.add_argument("--get", help="print one key's value")
+    sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    sp = cmd("train", _train, "train one fold into RUN/fold{K}")
+    sp.add_argument("--config")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--folds", required=True, help="folds CSV")
+    sp.add_argument("--fold", type=int, required=True)
+    sp.add_argument("--run", help="run folder (default runs/<config name>)")
+    sp.add_argument("--resume", action="store_true", help="continue from RUN/fold{K}/last.pt")
+    sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    sp = cmd("threshold", _threshold, "search threshold x min-area on the run's OOF")
+    sp.add_argument("--run", required=True)
+    sp.add_argument("--data", help="data folder (default: the one the run trained on)")
+
+    sp = cmd("predict", _predict, "fold ensemble x TTA on the test set -> submission")
+    sp.add_argument("--run", required=True)
+    sp.add_argument("--data", help="data folder (default: the one the run trained on)")
+    sp.add_argument("--out", help="submission path (default submissions/<run>-cv<CV>.csv)")
+    sp.add_argument("--batch-size", type=int, default=256)
+    sp.add_argument("--tta", default="hflip", choices=["none", "hflip"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except TGSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

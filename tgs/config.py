@@ -1,0 +1,132 @@
+"""One typed config per run: dataclass defaults <- YAML file <- `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tgs.errors import ConfigError
+
+
+@dataclass
+class Config:
+    """Everything that defines a training run. Names are resolved through the registries."""
+
+    name: str = "run"
+    # model
+    model: str = "seed_unet"  # see tgs.models.MODELS
+    encoder: str = "resnet34"  # smp encoder or timm "tu-..." (smp models only)
+    encoder_weights: str | None = None  # None, "imagenet", or a local .pth file
+    decoder_attention_type: str | None = None  # e.g. "scse" (smp Unet/Unet++)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments
+    geometry: str = "pad"  # pad | resize | none: how 101x101 reaches the model size
+    size: int = 128
+    # data
+    n_folds: int = 5
+    folds: list[int] | None = None  # folds to train (None: all)
+    fold_seed: int = 42
+    augment: bool = True
+    hflip: float = 0.5
+    affine: float = 0.5  # probability of a small shift/scale/rotate
+    brightness_contrast: float = 0.3
+    # optimisation
+    loss: str = "bce+dice"  # "name", "a+b", "0.5*bce+lovasz" (see tgs.losses.LOSSES)
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"  # cosine | plateau | none
+    min_lr: float = 1e-5
+    epochs: int = 20
+    batch_size: int = 32
+    val_batch_size: int = 64
+    num_workers: int = 0
+    # runtime
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported)
+    channels_last: bool = True
+    threads: int = 0  # torch CPU threads (0: torch default)
+    max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
+    # post-processing search grid
+    min_areas: list[int] = field(default_factory=lambda: list(range(0, 200, 10)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _unknown(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(FIELDS), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint} (valid: {', '.join(FIELDS)})")
+
+
+def _set(values: dict[str, Any], key: str, value: Any) -> None:
+    top, _, sub = key.partition(".")
+    if top not in FIELDS:
+        raise _unknown(top)
+    if sub:
+        if top != "model_kwargs":
+            raise ConfigError(f"{key!r}: only model_kwargs takes dotted keys")
+        values.setdefault(top, {})[sub] = value
+    else:
+        values[top] = value
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = FIELDS[name].default
+    if value is None or default is dataclasses.MISSING or default is None:
+        return value
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, bool, str) and not isinstance(value, kind):
+        raise ConfigError(f"config {name}: expected {kind.__name__}, got {value!r}")
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"config {name}: expected int, got {value!r}")
+    return value
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Config from defaults, then the YAML file at `path`, then `key=value` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        for key, value in loaded.items():
+            _set(values, str(key), value)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not key=value")
+        _set(values, key.strip(), yaml.safe_load(raw))
+    coerced = {k: _coerce(k, v) for k, v in values.items()}
+    return Config(**coerced)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Config from a saved dict (e.g. a run's config.yaml), rejecting unknown keys."""
+    for key in values:
+        if key not in FIELDS:
+            raise _unknown(key)
+    return Config(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def dump_config(cfg: Config) -> str:
+    """YAML text of the resolved config."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

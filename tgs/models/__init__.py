@@ -1,0 +1,156 @@
+"""Model registry: `create_model(name, **kw)` builds any registered net behind a 101x101 wrapper."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tgs.errors import ConfigError
+from tgs.geometry import Geometry
+from tgs.models.seed_unet import SeedUNet
+
+SMP_ARCHS = (
+    "unet",
+    "unetplusplus",
+    "manet",
+    "linknet",
+    "fpn",
+    "pspnet",
+    "deeplabv3",
+    "deeplabv3plus",
+    "pan",
+    "upernet",
+    "segformer",
+)
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable:
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS[name] = fn
+        return fn
+
+    return deco
+
+
+@register("seed_unet")
+def _seed_unet(in_channels: int = 1, **kw: Any) -> nn.Module:
+    for key in ("encoder", "encoder_weights", "decoder_attention_type"):
+        kw.pop(key, None)  # smp-only options do not apply
+    return SeedUNet(in_channels=in_channels, **kw)
+
+
+def _check_encoder(name: str) -> None:
+    import segmentation_models_pytorch as smp
+
+    if name.startswith("tu-"):
+        import timm
+
+        if not timm.list_models(name[3:]):
+            close = difflib.get_close_matches(name[3:], timm.list_models(), n=3)
+            raise ConfigError(f"unknown timm encoder {name!r}; close: {close}")
+        return
+    valid = smp.encoders.get_encoder_names()
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=3)
+        raise ConfigError(
+            f"unknown encoder {name!r}; did you mean {close}? (or any timm model as 'tu-NAME'; "
+            f"smp encoders: {', '.join(valid)})"
+        )
+
+
+def load_encoder_file(model: nn.Module, path: str | Path) -> None:
+    """Load encoder weights from a local file, summing RGB first-conv weights for 1 channel."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    own = model.encoder.state_dict()
+    for key, value in list(state.items()):
+        if key in own and value.ndim == 4 and value.shape[1] != own[key].shape[1]:
+            c = own[key].shape[1]
+            summed = value.sum(dim=1, keepdim=True)
+            state[key] = summed.repeat(1, c, 1, 1) / c if c > 1 else summed
+    if not any(k in own for k in state):
+        raise ConfigError(f"{path}: no key matches the encoder's weights")
+    model.encoder.load_state_dict(state, strict=False)
+
+
+def _smp_builder(arch: str) -> Callable[..., nn.Module]:
+    def build(
+        in_channels: int = 1,
+        encoder: str = "resnet34",
+        encoder_weights: str | None = None,
+        decoder_attention_type: str | None = None,
+        **kw: Any,
+    ) -> nn.Module:
+        import segmentation_models_pytorch as smp
+
+        _check_encoder(encoder)
+        if decoder_attention_type is not None:
+            kw["decoder_attention_type"] = decoder_attention_type
+        local = encoder_weights is not None and Path(encoder_weights).suffix in (
+            ".pth",
+            ".pt",
+        )
+        model = smp.create_model(
+            arch,
+            encoder_name=encoder,
+            encoder_weights=None if local else encoder_weights,
+            in_channels=in_channels,
+            classes=1,
+            **kw,
+        )
+        if local:
+            load_encoder_file(model, encoder_weights)
+        return model
+
+    return build
+
+
+for _arch in SMP_ARCHS:
+    MODELS[_arch] = _smp_builder(_arch)
+
+
+class SegModel(nn.Module):
+    """Geometry + net: (N, C, 101, 101) -> logits (N, 1, 101, 101)."""
+
+    def __init__(self, net: nn.Module, geometry: Geometry):
+        super().__init__()
+        self.net, self.geometry = net, geometry
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.geometry.inverse(self.net(self.geometry.forward(x)))
+
+
+def create_net(name: str, **kw: Any) -> nn.Module:
+    """The raw registered net (model-size input, logits out). Unknown name -> ConfigError."""
+    if name not in MODELS:
+        close = difflib.get_close_matches(name, list(MODELS), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown model {name!r}{hint} (valid: {', '.join(MODELS)})")
+    return MODELS[name](**kw)
+
+
+def create_model(
+    name: str, geometry: str = "pad", size: int = 128, in_channels: int = 1, **kw: Any
+) -> SegModel:
+    """Registered net behind `geometry` ("pad" | "resize" | "none"); takes 101x101 inputs."""
+    return SegModel(create_net(name, in_channels=in_channels, **kw), Geometry(geometry, size))
+
+
+def model_from_config(cfg: Any, in_channels: int = 1) -> SegModel:
+    """Build the model a Config describes."""
+    return create_model(
+        cfg.model,
+        geometry=cfg.geometry,
+        size=cfg.size,
+        in_channels=in_channels,
+        encoder=cfg.encoder,
+        encoder_weights=cfg.encoder_weights,
+        decoder_attention_type=cfg.decoder_attention_type,
+        **cfg.model_kwargs,
+    )

@@ -1,0 +1,75 @@
+"""PyTorch port of the seed article's Keras U-Net ("TGS salt: U-Net with dropout").
+
+Layout as in the article: `conv2d_block` = (3x3 conv -> BN -> ReLU) x 2; four 2x2 max-pool downs,
+each followed by dropout (half rate after the first); a bottleneck at 16x filters; 3x3 stride-2
+transposed convs up, concatenated with the skip, dropout, `conv2d_block`; a 1x1 output conv.
+
+One deliberate difference: the article's `conv2d_block` passes `input_tensor` to its second conv,
+so Keras silently drops the first conv (and its BN) from the graph. Here the two convs are chained
+as intended. Returns logits (no sigmoid). Input sides must be divisible by 16 (use 128).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv2d_block(c_in: int, c_out: int, batchnorm: bool = True) -> nn.Sequential:
+    """Two 3x3 'same' convs, each followed by optional BN and ReLU."""
+    layers: list[nn.Module] = []
+    for c in (c_in, c_out):
+        layers.append(nn.Conv2d(c, c_out, 3, padding=1, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class SeedUNet(nn.Module):
+    """(N, in_channels, H, W) -> logits (N, classes, H, W); H, W divisible by 16."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        classes: int = 1,
+        n_filters: int = 16,
+        dropout: float = 0.05,
+        batchnorm: bool = True,
+    ):
+        super().__init__()
+        widths = [n_filters * m for m in (1, 2, 4, 8)]
+        self.downs = nn.ModuleList()
+        c = in_channels
+        for w in widths:
+            self.downs.append(conv2d_block(c, w, batchnorm))
+            c = w
+        self.pool = nn.MaxPool2d(2)
+        self.drop_first = nn.Dropout2d(dropout * 0.5) if dropout else nn.Identity()
+        self.drop = nn.Dropout2d(dropout) if dropout else nn.Identity()
+        self.bottleneck = conv2d_block(c, n_filters * 16, batchnorm)
+        c = n_filters * 16
+        self.ups, self.up_blocks = nn.ModuleList(), nn.ModuleList()
+        for w in reversed(widths):
+            self.ups.append(nn.ConvTranspose2d(c, w, 3, stride=2, padding=1, output_padding=1))
+            self.up_blocks.append(conv2d_block(2 * w, w, batchnorm))
+            c = w
+        self.head = nn.Conv2d(c, classes, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):  # Keras' he_normal
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 16 or x.shape[-2] % 16:
+            raise ValueError(f"seed_unet needs sides divisible by 16, got {tuple(x.shape[-2:])}")
+        skips = []
+        for i, block in enumerate(self.downs):
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+            x = self.drop_first(x) if i == 0 else self.drop(x)
+        x = self.bottleneck(x)
+        for up, block, skip in zip(self.ups, self.up_blocks, reversed(skips), strict=True):
+            x = self.drop(torch.cat([up(x), skip], dim=1))
+            x = block(x)
+        return self.head(x)

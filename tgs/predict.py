@@ -1,0 +1,92 @@
+"""Fold ensemble x hflip TTA on the test set -> post-processing -> validated submission."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tgs import rle
+from tgs.checkpoint import load_model
+from tgs.data.io import iter_test_images, test_ids
+from tgs.errors import TGSError
+from tgs.evaluate import fold_dirs, read_meta, read_run_config
+from tgs.fileio import write_json
+from tgs.submission import write_submission
+from tgs.thresholds import postprocess
+from tgs.train import Runtime, git_commit, predict_array
+
+
+def read_thresholds(run_dir: Path) -> dict:
+    path = run_dir / "thresholds.json"
+    if not path.is_file():
+        raise TGSError(f"{path} missing: run `python -m tgs threshold --run {run_dir}` first")
+    return json.loads(path.read_text())
+
+
+def ensemble_proba(models: list, images: np.ndarray, rt: Runtime, batch_size: int, tta: str):
+    """uint8 images (B, 101, 101) -> mean probability over models and TTA views (B, 101, 101)."""
+    total = np.zeros(images.shape, np.float32)
+    for model in models:
+        total += predict_array(model, images, rt, batch_size, tta)
+    return total / len(models)
+
+
+def default_submission_path(run_dir: Path, cv: float, folder: str | os.PathLike) -> Path:
+    return Path(folder) / f"{run_dir.name}-cv{cv:.4f}.csv"
+
+
+def predict_run(
+    run_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    tta: str = "hflip",
+    submissions_dir: str | os.PathLike = "submissions",
+) -> Path:
+    """Write the run's submission (and a .json manifest beside it); returns the CSV path."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    data_dir = Path(data_dir or read_meta(run_dir).get("data", ""))
+    th = read_thresholds(run_dir)
+    dirs = fold_dirs(run_dir)
+    rt = Runtime.from_config(cfg)
+    models = []
+    for d in dirs:
+        model, _ = load_model(d / "best.pt")
+        models.append(model.to(rt.device, memory_format=rt.memory_format).eval())
+    ids = test_ids(data_dir)
+    t0, rles = time.time(), []
+    bar = tqdm(total=len(ids), desc=f"predict {len(models)} folds x {tta}", unit="img")
+    with torch.inference_mode():
+        for _, images in iter_test_images(data_dir, ids, batch_size):
+            probs = ensemble_proba(models, images, rt, cfg.val_batch_size, tta)
+            rles.extend(rle.encode_batch(postprocess(probs, th["threshold"], th["min_area"])))
+            bar.update(len(images))
+    bar.close()
+    path = Path(out) if out else default_submission_path(run_dir, th["cv"], submissions_dir)
+    write_submission(path, ids, rles=rles, sample_ids=ids)
+    write_json(
+        path.with_suffix(".json"),
+        {
+            "submission": path.name,
+            "run": str(run_dir),
+            "data": str(data_dir),
+            "cv": th["cv"],
+            "thresholds": th,
+            "folds": [int(d.name[4:]) for d in dirs],
+            "tta": tta,
+            "n_images": len(ids),
+            "empty_predicted": float(np.mean([r == "" for r in rles])),
+            "commit": git_commit(),
+            "config": cfg.to_dict(),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "seconds": round(time.time() - t0, 1),
+        },
+    )
+    return path
