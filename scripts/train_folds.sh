@@ -66,6 +66,10 @@ if [[ -z "$FOLD_LIST" ]]; then
 fi
 
 echo "== config $CONFIG | data $DATA | run $RUN | folds $FOLD_LIST of $FOLDS_CSV"
+if [[ $RESUME == 0 ]] && compgen -G "$RUN/fold*/last.pt" > /dev/null; then
+  echo "error: $RUN already holds trained folds: pass --resume to continue it, or --run NEW" >&2
+  exit 1
+fi
 START=$(date +%s)
 if [[ ! -f "$FOLDS_CSV" ]]; then
   $PY -m tgs folds --data "$DATA" --out "$FOLDS_CSV" --n-folds "$N_FOLDS" --seed "$FOLD_SEED"

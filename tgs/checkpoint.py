@@ -34,7 +34,7 @@ def load_model(path: str | os.PathLike, cfg: Config | None = None) -> tuple[SegM
     """Rebuild the checkpoint's model (from its saved config unless `cfg`) and load its weights."""
     state = read_checkpoint(path)
     cfg = cfg or config_from_dict(state["config"])
-    model = model_from_config(cfg, in_channels=state.get("in_channels", 1))
+    model = model_from_config(cfg)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:

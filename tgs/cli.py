@@ -74,9 +74,11 @@ def _train(a: argparse.Namespace) -> None:
     from tgs.config import load_config
     from tgs.data.io import load_train
     from tgs.folds import load_folds
-    from tgs.train import fit, prepare_run_dir
+    from tgs.train import prepare_run_dir, validate_config
+    from tgs.trainer import fit
 
     cfg = load_config(a.config, a.overrides)
+    validate_config(cfg)
     run = Path(a.run or f"runs/{cfg.name}")
     data = load_train(a.data)
     folds = load_folds(a.folds, ids=data.ids)

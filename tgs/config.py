@@ -27,6 +27,8 @@ class Config:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments
     geometry: str = "pad"  # pad | resize | none: how 101x101 reaches the model size
     size: int = 128
+    depth_channel: bool = False  # add a plane of depth z (needs depths.csv for every id)
+    ramp_channel: bool = False  # add a row-position ramp plane
     # data
     n_folds: int = 5
     folds: list[int] | None = None  # folds to train (None: all)

@@ -13,8 +13,9 @@ from tqdm.auto import tqdm
 
 from tgs import rle
 from tgs.checkpoint import load_model
-from tgs.data.io import iter_test_images, test_ids
-from tgs.errors import TGSError
+from tgs.data.dataset import InputSpec
+from tgs.data.io import iter_test_images, read_depths, test_ids
+from tgs.errors import DataError, TGSError
 from tgs.evaluate import fold_dirs, read_meta, read_run_config
 from tgs.fileio import write_json
 from tgs.submission import write_submission
@@ -29,12 +30,31 @@ def read_thresholds(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def ensemble_proba(models: list, images: np.ndarray, rt: Runtime, batch_size: int, tta: str):
+def ensemble_proba(
+    models: list,
+    images: np.ndarray,
+    rt: Runtime,
+    batch_size: int,
+    tta: str,
+    z: np.ndarray | None = None,
+    spec: InputSpec | None = None,
+) -> np.ndarray:
     """uint8 images (B, 101, 101) -> mean probability over models and TTA views (B, 101, 101)."""
     total = np.zeros(images.shape, np.float32)
     for model in models:
-        total += predict_array(model, images, rt, batch_size, tta)
+        total += predict_array(model, images, rt, batch_size, tta, z, spec)
     return total / len(models)
+
+
+def test_depths(data_dir: Path, ids: list[str], spec: InputSpec) -> np.ndarray | None:
+    """Depths z for the test ids when the models take a depth channel (DataError if missing)."""
+    if not spec.depth:
+        return None
+    z = read_depths(data_dir / "depths.csv").reindex(ids).to_numpy(dtype=float)
+    if np.isnan(z).any():
+        first = ids[int(np.flatnonzero(np.isnan(z))[0])]
+        raise DataError(f"{data_dir / 'depths.csv'} has no depth for test id {first!r}")
+    return z
 
 
 def default_submission_path(run_dir: Path, cv: float, folder: str | os.PathLike) -> Path:
@@ -61,11 +81,15 @@ def predict_run(
         model, _ = load_model(d / "best.pt")
         models.append(model.to(rt.device, memory_format=rt.memory_format).eval())
     ids = test_ids(data_dir)
-    t0, rles = time.time(), []
+    spec = InputSpec.from_config(cfg)
+    z_all = test_depths(data_dir, ids, spec)
+    t0, rles, done = time.time(), [], 0
     bar = tqdm(total=len(ids), desc=f"predict {len(models)} folds x {tta}", unit="img")
     with torch.inference_mode():
         for _, images in iter_test_images(data_dir, ids, batch_size):
-            probs = ensemble_proba(models, images, rt, cfg.val_batch_size, tta)
+            z = None if z_all is None else z_all[done : done + len(images)]
+            probs = ensemble_proba(models, images, rt, cfg.val_batch_size, tta, z, spec)
+            done += len(images)
             rles.extend(rle.encode_batch(postprocess(probs, th["threshold"], th["min_area"])))
             bar.update(len(images))
     bar.close()

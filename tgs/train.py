@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import random
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +13,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from tgs.checkpoint import read_checkpoint, save_checkpoint
 from tgs.config import Config, dump_config
-from tgs.data.dataset import SaltDataset, build_augment, normalize
-from tgs.data.io import TrainData
+from tgs.data.dataset import InputSpec, SaltDataset
 from tgs.errors import TGSError
 from tgs.fileio import atomic_path, write_json, write_text
 from tgs.losses import create_loss
-from tgs.metric import competition_score
 from tgs.models import model_from_config
 from tgs.tta import predict_proba
 
@@ -63,6 +58,22 @@ def git_commit() -> str:
         return "unknown"
 
 
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULERS = ("cosine", "plateau", "none")
+
+
+def validate_config(cfg: Config) -> None:
+    """Resolve every name in `cfg` (model, encoder, loss, optimizer, ...) before any work."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
+    if cfg.scheduler not in SCHEDULERS:
+        raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise TGSError(f"epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})")
+    create_loss(cfg.loss)
+    model_from_config(cfg)
+
+
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -73,7 +84,7 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,
         )
-    raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: adamw, sgd)")
+    raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
 
 
 def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
@@ -86,7 +97,7 @@ def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
         )
     if cfg.scheduler == "none":
         return None
-    raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: cosine, plateau, none)")
+    raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
 
 
 @dataclass
@@ -122,12 +133,16 @@ def predict_array(
     rt: Runtime,
     batch_size: int = 64,
     tta: str = "hflip",
+    z: np.ndarray | None = None,
+    spec: InputSpec | None = None,
 ) -> np.ndarray:
-    """uint8 images (N, 101, 101) -> float32 probabilities (N, 101, 101)."""
+    """uint8 images (N, 101, 101) (+ depths z (N,)) -> float32 probabilities (N, 101, 101)."""
+    spec = spec or InputSpec()
     model.eval()
     out = np.empty(images.shape, dtype=np.float32)
     for s in range(0, len(images), batch_size):
-        x = rt.to_input(normalize(images[s : s + batch_size]))
+        zs = None if z is None else z[s : s + batch_size]
+        x = rt.to_input(spec.make(images[s : s + batch_size], zs))
         with rt.autocast():
             out[s : s + batch_size] = predict_proba(model, x, tta).cpu().numpy()
     return out
@@ -164,7 +179,7 @@ def _seed_worker(worker_id: int) -> None:
         aug.set_random_seed(torch.initial_seed() % 2**31)
 
 
-def _epoch_loader(ds: SaltDataset, cfg: Config, epoch: int, rt: Runtime) -> DataLoader:
+def epoch_loader(ds: SaltDataset, cfg: Config, epoch: int, rt: Runtime) -> DataLoader:
     """A loader whose order and augmentation depend only on (seed, epoch): resumable."""
     seed = cfg.seed * 1000 + epoch
     if ds.augment is not None:
@@ -210,104 +225,7 @@ def fold_indices(ids: list[str], folds, fold: int) -> tuple[np.ndarray, np.ndarr
     return train_idx, val_idx
 
 
-def fit(
-    cfg: Config, data: TrainData, folds, fold: int, run_dir: Path, resume: bool = False
-) -> dict:
-    """Train fold `fold` of `folds` (DataFrame id, fold) into RUN/fold{k}; returns its summary.
-
-    Writes best.pt (by validation score at p > 0.5), last.pt (full training state, every epoch),
-    log.csv (per epoch), oof.npz (best model, hflip TTA, float16) and summary.json.
-    """
-    fold_dir = run_dir / f"fold{fold}"
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    rt = Runtime.from_config(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed + fold)
-    train_idx, val_idx = fold_indices(data.ids, folds, fold)
-    model = model_from_config(cfg).to(rt.device, memory_format=rt.memory_format)
-    loss_fn = create_loss(cfg.loss).to(rt.device)
-    opt, sched = build_optimizer(cfg, model), None
-    sched = build_scheduler(cfg, opt)
-    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
-    aug = build_augment(cfg.hflip, cfg.affine, cfg.brightness_contrast) if cfg.augment else None
-    ds = SaltDataset(data.images[train_idx], data.masks[train_idx], aug)
-    val_images, val_masks = data.images[val_idx], data.masks[val_idx]
-    start, best, history = 0, -math.inf, []
-    last_path, best_path = fold_dir / "last.pt", fold_dir / "best.pt"
-    if resume and last_path.exists():
-        state = read_checkpoint(last_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        start, best, history = state["epoch"] + 1, state["best_score"], state["history"]
-        print(f"fold {fold}: resuming after epoch {start} of {cfg.epochs}")
-    for epoch in range(start, cfg.epochs):
-        t0 = time.time()
-        loader = _epoch_loader(ds, cfg, epoch, rt)
-        if cfg.max_train_batches:
-            loader = _take(loader, cfg.max_train_batches)
-        desc = f"fold {fold} epoch {epoch + 1}/{cfg.epochs}"
-        loss = train_one_epoch(model, loader, loss_fn, opt, scaler, rt, desc)
-        probs = predict_array(model, val_images, rt, cfg.val_batch_size, tta="none")
-        score = competition_score(probs > 0.5, val_masks)
-        lr = opt.param_groups[0]["lr"]
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(score)
-        elif sched is not None:
-            sched.step()
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": loss,
-                "val_score": score,
-                "lr": lr,
-                "seconds": time.time() - t0,
-            }
-        )
-        improved = score > best
-        best = max(best, score)
-        state = {
-            "model": model.state_dict(),
-            "config": cfg.to_dict(),
-            "epoch": epoch,
-            "score": score,
-            "fold": fold,
-        }
-        if improved:
-            save_checkpoint(best_path, state)
-        save_checkpoint(
-            last_path,
-            {
-                **state,
-                "best_score": best,
-                "history": history,
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "scaler": scaler.state_dict(),
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "numpy": np.random.get_state(),
-                    "python": random.getstate(),
-                },
-            },
-        )
-        _write_log(fold_dir / "log.csv", history)
-        mark = " *" if improved else ""
-        print(
-            f"{desc}: loss {loss:.4f} val {score:.4f} best {best:.4f} lr {lr:.2e} "
-            f"{time.time() - t0:.1f}s{mark}",
-            flush=True,
-        )
-    return finish_fold(cfg, model, data, val_idx, fold_dir, rt, history)
-
-
-def _take(loader, n: int):
+def take(loader, n: int):
     for i, batch in enumerate(loader):
         if i >= n:
             return
@@ -319,25 +237,3 @@ def _write_log(path: Path, history: list[dict]) -> None:
 
     with atomic_path(path) as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
-
-
-def finish_fold(cfg, model, data, val_idx, fold_dir: Path, rt: Runtime, history) -> dict:
-    """Reload the best checkpoint, write the fold's hflip-TTA OOF and summary.json."""
-    if not history:
-        raise TGSError(f"{fold_dir}: no epoch was trained (epochs={cfg.epochs})")
-    best_state = read_checkpoint(fold_dir / "best.pt")
-    model.load_state_dict(best_state["model"])
-    probs = predict_array(model, data.images[val_idx], rt, cfg.val_batch_size, tta="hflip")
-    ids = [data.ids[i] for i in val_idx]
-    save_oof(fold_dir / "oof.npz", ids, probs)
-    summary = {
-        "fold": int(best_state["fold"]),
-        "best_epoch": int(best_state["epoch"]) + 1,
-        "best_val_score": float(best_state["score"]),
-        "oof_score_hflip_0.5": competition_score(probs > 0.5, data.masks[val_idx]),
-        "n_train": int(len(data.ids) - len(val_idx)),
-        "n_val": int(len(val_idx)),
-        "train_seconds": float(sum(h["seconds"] for h in history)),
-    }
-    write_json(fold_dir / "summary.json", summary)
-    return summary

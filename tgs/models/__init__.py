@@ -142,13 +142,13 @@ def create_model(
     return SegModel(create_net(name, in_channels=in_channels, **kw), Geometry(geometry, size))
 
 
-def model_from_config(cfg: Any, in_channels: int = 1) -> SegModel:
-    """Build the model a Config describes."""
+def model_from_config(cfg: Any) -> SegModel:
+    """Build the model a Config describes (input channels from its depth/ramp options)."""
     return create_model(
         cfg.model,
         geometry=cfg.geometry,
         size=cfg.size,
-        in_channels=in_channels,
+        in_channels=1 + bool(cfg.depth_channel) + bool(cfg.ramp_channel),
         encoder=cfg.encoder,
         encoder_weights=cfg.encoder_weights,
         decoder_attention_type=cfg.decoder_attention_type,

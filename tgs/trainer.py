@@ -1,0 +1,197 @@
+"""Train one fold: epochs with validation on the competition metric, checkpoints, OOF."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tgs.checkpoint import read_checkpoint, save_checkpoint
+from tgs.config import Config
+from tgs.data.dataset import InputSpec, SaltDataset, build_augment
+from tgs.data.io import TrainData
+from tgs.errors import DataError, TGSError
+from tgs.fileio import atomic_path, write_json
+from tgs.losses import create_loss
+from tgs.metric import competition_score
+from tgs.models import model_from_config
+from tgs.train import (
+    Runtime,
+    build_optimizer,
+    build_scheduler,
+    epoch_loader,
+    fold_indices,
+    predict_array,
+    save_oof,
+    seed_everything,
+    take,
+    train_one_epoch,
+)
+
+
+def check_depths(data: TrainData, spec: InputSpec, where: str = "depths.csv") -> None:
+    """With a depth channel, every id needs a depth: raise DataError naming the first without."""
+    if spec.depth and np.isnan(data.z).any():
+        first = data.ids[int(np.flatnonzero(np.isnan(data.z))[0])]
+        n = int(np.isnan(data.z).sum())
+        raise DataError(f"{where} has no depth for id {first!r} ({n} ids), needed by depth_channel")
+
+
+class FoldTrainer:
+    """State of one fold's training; `fit()` runs it, `resume=True` continues from last.pt."""
+
+    def __init__(self, cfg: Config, data: TrainData, folds: pd.DataFrame, fold: int, run_dir: Path):
+        self.cfg, self.data, self.fold = cfg, data, fold
+        self.dir = Path(run_dir) / f"fold{fold}"
+        self.rt = Runtime.from_config(cfg)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.spec = InputSpec.from_config(cfg)
+        check_depths(data, self.spec)
+        seed_everything(cfg.seed + fold)
+        self.train_idx, self.val_idx = fold_indices(data.ids, folds, fold)
+        self.model = model_from_config(cfg).to(self.rt.device, memory_format=self.rt.memory_format)
+        self.loss_fn = create_loss(cfg.loss).to(self.rt.device)
+        self.opt = build_optimizer(cfg, self.model)
+        self.sched = build_scheduler(cfg, self.opt)
+        fp16 = self.rt.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=fp16)
+        aug = build_augment(cfg.hflip, cfg.affine, cfg.brightness_contrast) if cfg.augment else None
+        ti = self.train_idx
+        self.ds = SaltDataset(data.images[ti], data.masks[ti], aug, data.z[ti], self.spec)
+        self.start, self.best, self.history = 0, -math.inf, []
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _state(self, epoch: int, score: float) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "config": self.cfg.to_dict(),
+            "epoch": epoch,
+            "score": score,
+            "fold": self.fold,
+        }
+
+    def _full_state(self, epoch: int, score: float) -> dict:
+        return {
+            **self._state(epoch, score),
+            "best_score": self.best,
+            "history": self.history,
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict() if self.sched is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def restore(self) -> None:
+        """Continue from last.pt: weights, optimizer, scheduler, scaler, RNG, epoch, history."""
+        state = read_checkpoint(self.dir / "last.pt")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.sched is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.start, self.best = state["epoch"] + 1, state["best_score"]
+        self.history = state["history"]
+        print(f"fold {self.fold}: resuming after epoch {self.start} of {self.cfg.epochs}")
+
+    # -- loop --------------------------------------------------------------------------------
+    def validate(self, tta: str = "none") -> np.ndarray:
+        """Probabilities (N_val, 101, 101) of the current model on the fold's validation ids."""
+        vi = self.val_idx
+        return predict_array(
+            self.model,
+            self.data.images[vi],
+            self.rt,
+            self.cfg.val_batch_size,
+            tta,
+            self.data.z[vi],
+            self.spec,
+        )
+
+    def run_epoch(self, epoch: int) -> None:
+        cfg, t0 = self.cfg, time.time()
+        loader = epoch_loader(self.ds, cfg, epoch, self.rt)
+        if cfg.max_train_batches:
+            loader = take(loader, cfg.max_train_batches)
+        desc = f"fold {self.fold} epoch {epoch + 1}/{cfg.epochs}"
+        loss = train_one_epoch(
+            self.model, loader, self.loss_fn, self.opt, self.scaler, self.rt, desc
+        )
+        score = competition_score(self.validate() > 0.5, self.data.masks[self.val_idx])
+        lr = self.opt.param_groups[0]["lr"]
+        if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.sched.step(score)
+        elif self.sched is not None:
+            self.sched.step()
+        seconds = time.time() - t0
+        self.history.append(
+            {"epoch": epoch + 1, "loss": loss, "val_score": score, "lr": lr, "seconds": seconds}
+        )
+        improved = score > self.best
+        self.best = max(self.best, score)
+        if improved:
+            save_checkpoint(self.dir / "best.pt", self._state(epoch, score))
+        save_checkpoint(self.dir / "last.pt", self._full_state(epoch, score))
+        with atomic_path(self.dir / "log.csv") as tmp:
+            pd.DataFrame(self.history).to_csv(tmp, index=False)
+        print(
+            f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
+            f"{seconds:.1f}s{' *' if improved else ''}",
+            flush=True,
+        )
+
+    def fit(self, resume: bool = False) -> dict:
+        """Train the remaining epochs, then write the OOF and summary; returns the summary."""
+        last = self.dir / "last.pt"
+        if last.exists() and not resume:
+            raise TGSError(f"{last} exists: pass --resume to continue it, or use a new --run")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if resume and last.exists():
+            self.restore()
+        for epoch in range(self.start, self.cfg.epochs):
+            self.run_epoch(epoch)
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Reload the best checkpoint, write the hflip-TTA OOF (oof.npz) and summary.json."""
+        if not self.history:
+            raise TGSError(f"{self.dir}: no epoch was trained (epochs={self.cfg.epochs})")
+        best = read_checkpoint(self.dir / "best.pt")
+        self.model.load_state_dict(best["model"])
+        probs = self.validate(tta="hflip")
+        vi = self.val_idx
+        save_oof(self.dir / "oof.npz", [self.data.ids[i] for i in vi], probs)
+        summary = {
+            "fold": self.fold,
+            "best_epoch": int(best["epoch"]) + 1,
+            "best_val_score": float(best["score"]),
+            "oof_score_hflip_0.5": competition_score(probs > 0.5, self.data.masks[vi]),
+            "n_train": len(self.train_idx),
+            "n_val": len(vi),
+            "train_seconds": float(sum(h["seconds"] for h in self.history)),
+        }
+        write_json(self.dir / "summary.json", summary)
+        return summary
+
+
+def fit(
+    cfg: Config, data: TrainData, folds, fold: int, run_dir: Path, resume: bool = False
+) -> dict:
+    """Train fold `fold` of `folds` (DataFrame id, fold) into RUN/fold{k}; returns its summary.
+
+    Writes best.pt (by validation score at p > 0.5), last.pt (full training state, every epoch),
+    log.csv (per epoch), oof.npz (best model, hflip TTA, float16) and summary.json.
+    """
+    return FoldTrainer(cfg, data, folds, fold, run_dir).fit(resume)
