@@ -110,6 +110,75 @@ def _predict(a: argparse.Namespace) -> None:
     print(f"wrote {path} (manifest {path.with_suffix('.json')})")
 
 
+def _sample_for(submission: Path, sample: str | None) -> Path:
+    """sample_submission.csv for validating `submission`: --sample, else its manifest's data."""
+    import json
+
+    if sample:
+        return Path(sample)
+    manifest = submission.with_suffix(".json")
+    if manifest.is_file():
+        data = json.loads(manifest.read_text()).get("data")
+        if data and (Path(data) / "sample_submission.csv").is_file():
+            return Path(data) / "sample_submission.csv"
+    raise TGSError(f"cannot find sample_submission.csv for {submission}: pass --sample")
+
+
+def _kaggle(a: argparse.Namespace) -> None:
+    from tgs import kaggle
+
+    if a.kaggle_command == "download":
+        out = kaggle.download(a.out, force=a.force)
+        print(f"downloaded and prepared {out}")
+    elif a.kaggle_command == "submit":
+        path = Path(a.file)
+        rec = kaggle.submit(
+            path, a.message, _sample_for(path, a.sample), wait=a.wait, poll_seconds=a.poll
+        )
+        scores = f" public {rec.get('public')} private {rec.get('private')}" if a.wait else ""
+        print(
+            f"submitted {path} ({rec['status']}){scores}; recorded in {path.with_suffix('.json')}"
+        )
+    elif a.kaggle_command == "submissions":
+        import pandas as pd
+
+        table = kaggle.submissions_table(a.dir)
+        with pd.option_context("display.width", 200, "display.max_colwidth", 40):
+            print(table.to_string(index=False) if len(table) else "no submissions yet")
+    elif a.kaggle_command == "push-kernel":
+        from tgs.kernel import push_kernel
+
+        cmds = push_kernel(a.run, a.user, a.dataset, a.title, a.gpu, a.dry_run, a.message)
+        prefix = "would run" if a.dry_run else "ran"
+        for c in cmds:
+            print(f"{prefix}: kaggle {' '.join(c)}")
+
+
+def _add_kaggle(sub) -> None:
+    sp = sub.add_parser("kaggle", help="Kaggle round trip: download, submit, submissions, kernels")
+    sp.set_defaults(fn=_kaggle)
+    ks = sp.add_subparsers(dest="kaggle_command", required=True, metavar="KAGGLE_COMMAND")
+    k = ks.add_parser("download", help="download the competition data and unpack it")
+    k.add_argument("--out", default="data/competition")
+    k.add_argument("--force", action="store_true")
+    k = ks.add_parser("submit", help="validate, then submit a CSV (with --wait: record scores)")
+    k.add_argument("file")
+    k.add_argument("-m", "--message", required=True)
+    k.add_argument("--wait", action="store_true", help="poll until scored")
+    k.add_argument("--poll", type=float, default=30.0, help="seconds between polls")
+    k.add_argument("--sample", help="sample_submission.csv (default: from the manifest's data)")
+    k = ks.add_parser("submissions", help="Kaggle submissions joined with local manifests")
+    k.add_argument("--dir", default="submissions")
+    k = ks.add_parser("push-kernel", help="stage RUN as a dataset + inference kernel and push")
+    k.add_argument("--run", required=True)
+    k.add_argument("--user", help="Kaggle username (default: from the credentials)")
+    k.add_argument("--dataset", help="dataset slug (default tgs-<run>-weights)")
+    k.add_argument("--title", help="kernel title (default 'tgs inference <run>')")
+    k.add_argument("--gpu", action="store_true", help="enable the GPU in the kernel")
+    k.add_argument("-m", "--message", default="tgs push-kernel", help="dataset version notes")
+    k.add_argument("--dry-run", action="store_true", help="print the commands, stage only")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tgs",
@@ -179,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="submission path (default submissions/<run>-cv<CV>.csv)")
     sp.add_argument("--batch-size", type=int, default=256)
     sp.add_argument("--tta", default="hflip", choices=["none", "hflip"])
+    _add_kaggle(sub)
     return p
 
 
