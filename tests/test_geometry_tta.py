@@ -51,11 +51,12 @@ def test_tta_averages_flipped_predictions():
             return (cols - 50).expand_as(x).clone()
 
     x = torch.zeros(1, 1, 101, 101)
-    p = predict_proba(LeftBright(), x, "hflip")
+    p, cls = predict_proba(LeftBright(), x, "hflip")
+    assert cls is None
     expected = (
         torch.sigmoid(torch.arange(101.0) - 50) + torch.sigmoid(50 - torch.arange(101.0))
     ) / 2
     np.testing.assert_allclose(p[0, 0].numpy(), expected.numpy(), rtol=1e-6)
     assert torch.allclose(
-        predict_proba(LeftBright(), x, "none")[0, 0], torch.sigmoid(torch.arange(101.0) - 50)
+        predict_proba(LeftBright(), x, "none")[0][0, 0], torch.sigmoid(torch.arange(101.0) - 50)
     )

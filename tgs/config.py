@@ -24,6 +24,8 @@ class Config:
     encoder: str = "resnet34"  # smp encoder or timm "tu-..." (smp models only)
     encoder_weights: str | None = None  # None, "imagenet", or a local .pth file
     decoder_attention_type: str | None = None  # e.g. "scse" (smp Unet/Unet++)
+    hypercolumn: bool = False  # concat upsampled decoder features before the head
+    cls_weight: float = 0.0  # > 0: add an empty/non-empty head, its BCE weighted by this
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments
     geometry: str = "pad"  # pad | resize | none: how 101x101 reaches the model size
     size: int = 128
@@ -43,8 +45,12 @@ class Config:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9
-    scheduler: str = "cosine"  # cosine | plateau | none
+    scheduler: str = "cosine"  # cosine | cosine_restarts | plateau | none
     min_lr: float = 1e-5
+    cycle_epochs: int = 0  # cosine_restarts: epochs per cycle (0: one cycle)
+    snapshots: bool = False  # save a snapshot per cycle; OOF and test average over them
+    ema: float = 0.0  # > 0: validate, save and predict with an EMA of the weights (decay)
+    init_from: str | None = None  # run folder (or .pt with {fold}) to start from: staged training
     epochs: int = 20
     batch_size: int = 32
     val_batch_size: int = 64
@@ -58,6 +64,7 @@ class Config:
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
     # post-processing search grid
     min_areas: list[int] = field(default_factory=lambda: list(range(0, 200, 10)))
+    blank_rule: bool = True  # a constant (blank) image predicts an empty mask
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,7 +13,7 @@ from tgs.data.io import load_train
 from tgs.errors import TGSError
 from tgs.fileio import write_json
 from tgs.plots import plot_threshold_search
-from tgs.thresholds import DEFAULT_THRESHOLDS, search
+from tgs.thresholds import DEFAULT_THRESHOLDS, is_blank, search
 
 
 def read_run_config(run_dir: Path) -> Config:
@@ -36,9 +36,10 @@ def fold_dirs(run_dir: Path) -> list[Path]:
     return [p.parent for p in dirs]
 
 
-def load_oof(run_dir: Path) -> tuple[list[str], np.ndarray, list[int]]:
-    """Merge RUN/fold*/oof.npz -> (ids, float16 probabilities (N, 101, 101), folds used)."""
-    ids, probs, folds = [], [], []
+def load_oof(run_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray | None, list[int]]:
+    """Merge RUN/fold*/oof.npz -> (ids, float16 probabilities (N, 101, 101), salt-present
+    probabilities (N,) or None, folds used)."""
+    ids, probs, cls, folds = [], [], [], []
     for d in fold_dirs(run_dir):
         path = d / "oof.npz"
         if not path.is_file():
@@ -46,12 +47,14 @@ def load_oof(run_dir: Path) -> tuple[list[str], np.ndarray, list[int]]:
         with np.load(path) as z:
             ids.extend(z["ids"].tolist())
             probs.append(z["probs"])
+            cls.append(z["cls"] if "cls" in z else None)
         folds.append(int(d.name[4:]))
     if not ids:
         raise TGSError(f"no fold in {run_dir} has finished training")
     if len(set(ids)) != len(ids):
         raise TGSError(f"{run_dir}: an id appears in two folds' OOF; were the folds changed?")
-    return ids, np.concatenate(probs), folds
+    merged_cls = None if any(c is None for c in cls) else np.concatenate(cls)
+    return ids, np.concatenate(probs), merged_cls, folds
 
 
 def threshold_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:
@@ -59,20 +62,26 @@ def threshold_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     data_dir = Path(data_dir or read_meta(run_dir).get("data", ""))
-    ids, probs, folds = load_oof(run_dir)
+    ids, probs, cls, folds = load_oof(run_dir)
     data = load_train(data_dir, check_rle=False)
     index = {id_: i for i, id_ in enumerate(data.ids)}
     unknown = [i for i in ids if i not in index]
     if unknown:
         raise TGSError(f"OOF id {unknown[0]!r} is not in {data_dir}/train.csv: wrong --data?")
-    masks = data.masks[[index[i] for i in ids]]
-    result = search(probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas))
+    rows = [index[i] for i in ids]
+    masks = data.masks[rows]
+    blank = is_blank(data.images[rows]) if cfg.blank_rule else None
+    result = search(
+        probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas), cls=cls, blank=blank
+    )
     complete = len(ids) == len(data.ids)
     out = {
         "threshold": result.threshold,
         "min_area": result.min_area,
+        "empty_threshold": result.empty_threshold,
+        "blank_rule": cfg.blank_rule,
         "cv": result.score,
-        "cv_at_0.5": result.score_at(0.5, 0),
+        "cv_at_0.5": result.score_at(0.5, 0, 0.0),
         "all_empty": float(np.mean(masks.reshape(len(masks), -1).max(axis=1) == 0)),
         "n_images": len(ids),
         "folds": folds,

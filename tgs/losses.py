@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tgs.errors import ConfigError
@@ -18,6 +19,38 @@ def _smp():
     return smp.losses
 
 
+class LovaszHinge(nn.Module):
+    """Lovasz hinge per image on logits (N, 1, H, W), with a choice of error activation.
+
+    activation "relu" is the standard hinge (as smp); "elu" uses elu(e) + 1, the smooth variant
+    top TGS teams used late in training. `symmetric` averages the loss on (logits, y) and on
+    (-logits, 1 - y), so empty masks also give a useful gradient.
+    """
+
+    def __init__(self, activation: str = "relu", symmetric: bool = False):
+        super().__init__()
+        if activation not in ("relu", "elu"):
+            raise ConfigError(f"unknown Lovasz activation {activation!r} (valid: relu, elu)")
+        self.activation, self.symmetric = activation, symmetric
+
+    def _one(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        from segmentation_models_pytorch.losses.lovasz import _lovasz_grad
+
+        signs = 2.0 * labels - 1.0
+        errors = 1.0 - logits * signs
+        errors_sorted, perm = torch.sort(errors, dim=0, descending=True)
+        grad = _lovasz_grad(labels[perm])
+        act = F.relu(errors_sorted) if self.activation == "relu" else F.elu(errors_sorted) + 1
+        return torch.dot(act, grad)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits, target = logits.flatten(1).float(), target.flatten(1).float()
+        losses = [self._one(lg, t) for lg, t in zip(logits, target, strict=True)]
+        if self.symmetric:
+            losses += [self._one(-lg, 1 - t) for lg, t in zip(logits, target, strict=True)]
+        return torch.stack(losses).mean()
+
+
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "bce": lambda: nn.BCEWithLogitsLoss(),
     "dice": lambda: _smp().DiceLoss("binary", from_logits=True),
@@ -27,6 +60,8 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     # smp's default is per_image=False; TGS scores per image, so per image here
     "lovasz": lambda: _smp().LovaszLoss("binary", per_image=True),
     "lovasz_batch": lambda: _smp().LovaszLoss("binary", per_image=False),
+    "lovasz_elu": lambda: LovaszHinge("elu"),
+    "lovasz_symmetric": lambda: LovaszHinge("relu", symmetric=True),
 }
 
 

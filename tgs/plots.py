@@ -17,8 +17,12 @@ def plot_threshold_search(path: str | os.PathLike, result, title: str = "") -> N
     from tgs.fileio import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ax.plot(result.thresholds, result.grid.max(axis=1), label="best min-area per threshold")
-    ax.plot(result.thresholds, result.grid[:, 0], "--", label="min-area 0")
+    ax.plot(
+        result.thresholds,
+        result.grid.max(axis=(1, 2)),
+        label="best min-area (and gate) per threshold",
+    )
+    ax.plot(result.thresholds, result.grid[:, 0, 0], "--", label="no min-area, no gate")
     ax.axvline(result.threshold, color="gray", lw=0.8)
     ax.scatter(
         [result.threshold],
@@ -27,7 +31,7 @@ def plot_threshold_search(path: str | os.PathLike, result, title: str = "") -> N
         zorder=3,
         label=f"best {result.score:.4f} @ t={result.threshold:.2f}, area>={result.min_area}",
     )
-    lo = float(np.percentile(result.grid.max(axis=1), 5))
+    lo = float(np.percentile(result.grid.max(axis=(1, 2)), 5))
     ax.set_ylim(max(0.0, lo - 0.02), min(1.0, result.score + 0.02))
     ax.set_xlabel("pixel threshold (p > t)")
     ax.set_ylabel("CV competition score")

@@ -19,8 +19,9 @@ from tgs.errors import DataError, TGSError
 from tgs.evaluate import fold_dirs, read_meta, read_run_config
 from tgs.fileio import write_json
 from tgs.submission import write_submission
-from tgs.thresholds import postprocess
+from tgs.thresholds import is_blank, postprocess
 from tgs.train import Runtime, git_commit, predict_array
+from tgs.trainer import model_files
 
 
 def read_thresholds(run_dir: Path) -> dict:
@@ -39,11 +40,15 @@ def ensemble_proba(
     z: np.ndarray | None = None,
     spec: InputSpec | None = None,
 ) -> np.ndarray:
-    """uint8 images (B, 101, 101) -> mean probability over models and TTA views (B, 101, 101)."""
-    total = np.zeros(images.shape, np.float32)
+    """uint8 images (B, 101, 101) -> (mean pixel probabilities (B, 101, 101), mean salt-present
+    probabilities (B,) or None), averaged over models and TTA views."""
+    total, total_cls = np.zeros(images.shape, np.float32), None
     for model in models:
-        total += predict_array(model, images, rt, batch_size, tta, z, spec)
-    return total / len(models)
+        probs, cls = predict_array(model, images, rt, batch_size, tta, z, spec)
+        total += probs
+        if cls is not None:
+            total_cls = cls if total_cls is None else total_cls + cls
+    return total / len(models), None if total_cls is None else total_cls / len(models)
 
 
 def test_depths(data_dir: Path, ids: list[str], spec: InputSpec) -> np.ndarray | None:
@@ -76,21 +81,26 @@ def predict_run(
     th = read_thresholds(run_dir)
     dirs = fold_dirs(run_dir)
     rt = Runtime.from_config(cfg)
+    files = [f for d in dirs for f in model_files(d)]
     models = []
-    for d in dirs:
-        model, _ = load_model(d / "best.pt")
+    for f in files:
+        model, _ = load_model(f)
         models.append(model.to(rt.device, memory_format=rt.memory_format).eval())
     ids = test_ids(data_dir)
     spec = InputSpec.from_config(cfg)
     z_all = test_depths(data_dir, ids, spec)
     t0, rles, done = time.time(), [], 0
-    bar = tqdm(total=len(ids), desc=f"predict {len(models)} folds x {tta}", unit="img")
+    bar = tqdm(total=len(ids), desc=f"predict {len(models)} models x {tta}", unit="img")
     with torch.inference_mode():
         for _, images in iter_test_images(data_dir, ids, batch_size):
             z = None if z_all is None else z_all[done : done + len(images)]
-            probs = ensemble_proba(models, images, rt, cfg.val_batch_size, tta, z, spec)
+            probs, cls = ensemble_proba(models, images, rt, cfg.val_batch_size, tta, z, spec)
             done += len(images)
-            rles.extend(rle.encode_batch(postprocess(probs, th["threshold"], th["min_area"])))
+            blank = is_blank(images) if th.get("blank_rule") else None
+            masks = postprocess(
+                probs, th["threshold"], th["min_area"], cls, th.get("empty_threshold", 0.0), blank
+            )
+            rles.extend(rle.encode_batch(masks))
             bar.update(len(images))
     bar.close()
     path = Path(out) if out else default_submission_path(run_dir, th["cv"], submissions_dir)
@@ -104,6 +114,7 @@ def predict_run(
             "cv": th["cv"],
             "thresholds": th,
             "folds": [int(d.name[4:]) for d in dirs],
+            "models": [str(f.relative_to(run_dir)) for f in files],
             "tta": tta,
             "n_images": len(ids),
             "empty_predicted": float(np.mean([r == "" for r in rles])),

@@ -17,6 +17,7 @@ from tgs.metric import score_from_counts
 
 DEFAULT_THRESHOLDS = np.arange(100) / 100  # 0.00 .. 0.99
 DEFAULT_MIN_AREAS = np.arange(20) * 10  # 0 .. 190 pixels
+DEFAULT_EMPTY_THRESHOLDS = np.arange(0, 20) / 20  # 0.00 (no gate) .. 0.95
 
 
 def binarize(probs: np.ndarray, threshold: float) -> np.ndarray:
@@ -24,12 +25,43 @@ def binarize(probs: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(probs, dtype=np.float16).astype(np.float32) > np.float32(threshold)
 
 
-def postprocess(probs: np.ndarray, threshold: float = 0.5, min_area: int = 0) -> np.ndarray:
-    """Probabilities (N, H, W) -> uint8 masks (N, H, W); masks under `min_area` pixels emptied."""
+def postprocess(
+    probs: np.ndarray,
+    threshold: float = 0.5,
+    min_area: int = 0,
+    cls: np.ndarray | None = None,
+    empty_threshold: float = 0.0,
+    blank: np.ndarray | None = None,
+) -> np.ndarray:
+    """Probabilities (N, H, W) -> uint8 masks (N, H, W).
+
+    A mask becomes empty when it has fewer than `min_area` pixels, when the classifier's
+    salt-present probability `cls` (N,) is below `empty_threshold`, or when `blank` (N,) marks a
+    constant image.
+    """
     masks = binarize(probs, threshold)
-    small = masks.sum(axis=(1, 2)) < min_area
-    masks[small] = False
+    masks[empty_rule(masks.sum(axis=(1, 2)), min_area, cls, empty_threshold, blank)] = False
     return masks.astype(np.uint8)
+
+
+def empty_rule(area, min_area, cls=None, empty_threshold=0.0, blank=None) -> np.ndarray:
+    """Which predictions are emptied: area < min_area, cls < empty_threshold, or blank."""
+    emptied = np.asarray(area) < min_area
+    if cls is not None:
+        cls = np.asarray(cls, dtype=np.float32)
+        emptied = emptied | (cls < np.float32(empty_threshold)).reshape(
+            cls.shape + (1,) * (emptied.ndim - 1)
+        )
+    if blank is not None:
+        blank = np.asarray(blank, dtype=bool)
+        emptied = emptied | blank.reshape(blank.shape + (1,) * (emptied.ndim - 1))
+    return emptied
+
+
+def is_blank(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W) -> True where constant (every such train mask is empty)."""
+    flat = np.asarray(images).reshape(len(images), -1)
+    return flat.min(axis=1) == flat.max(axis=1)
 
 
 def _bin_lut(thresholds: np.ndarray) -> np.ndarray:
@@ -71,20 +103,30 @@ def threshold_counts(
 
 @dataclass
 class SearchResult:
-    """Best post-processing and the full grid of CV scores (thresholds x min_areas)."""
+    """Best post-processing and the full grid of CV scores (thresholds x min_areas x gates)."""
 
     threshold: float
     min_area: int
+    empty_threshold: float
     score: float
     thresholds: np.ndarray
     min_areas: np.ndarray
-    grid: np.ndarray  # (T, A) mean competition score
+    empty_thresholds: np.ndarray
+    grid: np.ndarray  # (T, A, E) mean competition score
     per_image: np.ndarray = field(repr=False)  # (N,) scores at the optimum
 
-    def score_at(self, threshold: float, min_area: int = 0) -> float:
+    def score_at(self, threshold: float, min_area: int = 0, empty_threshold: float = 0.0) -> float:
         i = int(np.argmin(np.abs(self.thresholds - threshold)))
         j = int(np.argmin(np.abs(self.min_areas - min_area)))
-        return float(self.grid[i, j])
+        k = int(np.argmin(np.abs(self.empty_thresholds - empty_threshold)))
+        return float(self.grid[i, j, k])
+
+
+def _scores(pred_area, inter, true_area, emptied) -> np.ndarray:
+    """Per-image scores (N, T) when `emptied` (N, T) predictions are replaced by empty masks."""
+    i_ = np.where(emptied, 0, inter)
+    u_ = np.where(emptied, true_area[:, None], pred_area + true_area[:, None] - inter)
+    return score_from_counts(i_, u_)
 
 
 def search(
@@ -92,27 +134,32 @@ def search(
     masks: np.ndarray,
     thresholds: np.ndarray = DEFAULT_THRESHOLDS,
     min_areas: np.ndarray = DEFAULT_MIN_AREAS,
+    cls: np.ndarray | None = None,
+    empty_thresholds: np.ndarray = DEFAULT_EMPTY_THRESHOLDS,
+    blank: np.ndarray | None = None,
 ) -> SearchResult:
-    """Jointly search threshold x min_area maximising the competition score on (N, H, W) maps."""
+    """Jointly search threshold x min_area (x classifier gate when `cls` is given) maximising the
+    competition score on (N, H, W) probability maps; `blank` (N,) images are always emptied."""
     thresholds = np.asarray(thresholds, dtype=np.float64)
     min_areas = np.asarray(min_areas, dtype=np.int64)
+    gates = np.asarray(empty_thresholds if cls is not None else [0.0], dtype=np.float64)
     pred_area, inter, true_area = threshold_counts(probs, masks, thresholds)
-    grid = np.empty((len(thresholds), len(min_areas)))
+    grid = np.empty((len(thresholds), len(min_areas), len(gates)))
     for j, a in enumerate(min_areas):
-        emptied = pred_area < a  # (N, T)
-        i_ = np.where(emptied, 0, inter)
-        u_ = np.where(emptied, true_area[:, None], pred_area + true_area[:, None] - inter)
-        grid[:, j] = score_from_counts(i_, u_).mean(axis=0)
-    ti, ai = np.unravel_index(int(np.argmax(grid)), grid.shape)
-    emptied = pred_area[:, ti] < min_areas[ai]
-    best_i = np.where(emptied, 0, inter[:, ti])
-    best_u = np.where(emptied, true_area, pred_area[:, ti] + true_area - inter[:, ti])
+        for k, g in enumerate(gates):
+            emptied = empty_rule(pred_area, a, cls, g, blank)
+            grid[:, j, k] = _scores(pred_area, inter, true_area, emptied).mean(axis=0)
+    ti, ai, gi = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    emptied = empty_rule(pred_area[:, ti : ti + 1], min_areas[ai], cls, gates[gi], blank)
+    per_image = _scores(pred_area[:, ti : ti + 1], inter[:, ti : ti + 1], true_area, emptied)[:, 0]
     return SearchResult(
         threshold=float(thresholds[ti]),
         min_area=int(min_areas[ai]),
-        score=float(grid[ti, ai]),
+        empty_threshold=float(gates[gi]),
+        score=float(grid[ti, ai, gi]),
         thresholds=thresholds,
         min_areas=min_areas,
+        empty_thresholds=gates,
         grid=grid,
-        per_image=score_from_counts(best_i, best_u),
+        per_image=per_image,
     )

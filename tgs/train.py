@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -59,7 +60,7 @@ def git_commit() -> str:
 
 
 OPTIMIZERS = ("adamw", "sgd")
-SCHEDULERS = ("cosine", "plateau", "none")
+SCHEDULERS = ("cosine", "cosine_restarts", "plateau", "none")
 
 
 def validate_config(cfg: Config) -> None:
@@ -70,6 +71,10 @@ def validate_config(cfg: Config) -> None:
         raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise TGSError(f"epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})")
+    if cfg.snapshots and cfg.scheduler != "cosine_restarts":
+        raise TGSError("snapshots need scheduler: cosine_restarts (a snapshot per cycle)")
+    if not 0 <= cfg.ema < 1:
+        raise TGSError(f"ema is a decay in [0, 1), got {cfg.ema}")
     create_loss(cfg.loss)
     model_from_config(cfg)
 
@@ -87,10 +92,21 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
 
 
+def cycle_epochs(cfg: Config) -> int:
+    """Length of one warm-restart cycle (cosine_restarts); the whole run otherwise."""
+    return (
+        cfg.cycle_epochs if cfg.scheduler == "cosine_restarts" and cfg.cycle_epochs else cfg.epochs
+    )
+
+
 def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
     """Stepped once per epoch (plateau: with the validation score)."""
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=cfg.min_lr)
+    if cfg.scheduler == "cosine_restarts":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            opt, T_0=cycle_epochs(cfg), eta_min=cfg.min_lr
+        )
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=0.5, patience=3, min_lr=cfg.min_lr
@@ -135,28 +151,53 @@ def predict_array(
     tta: str = "hflip",
     z: np.ndarray | None = None,
     spec: InputSpec | None = None,
-) -> np.ndarray:
-    """uint8 images (N, 101, 101) (+ depths z (N,)) -> float32 probabilities (N, 101, 101)."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 images (N, 101, 101) (+ depths z (N,)) -> (float32 pixel probabilities
+    (N, 101, 101), salt-present probabilities (N,) or None without a classifier head)."""
     spec = spec or InputSpec()
     model.eval()
     out = np.empty(images.shape, dtype=np.float32)
+    cls_out = np.empty(len(images), dtype=np.float32)
+    has_cls = False
     for s in range(0, len(images), batch_size):
         zs = None if z is None else z[s : s + batch_size]
         x = rt.to_input(spec.make(images[s : s + batch_size], zs))
         with rt.autocast():
-            out[s : s + batch_size] = predict_proba(model, x, tta).cpu().numpy()
-    return out
+            probs, cls = predict_proba(model, x, tta)
+        out[s : s + batch_size] = probs.cpu().numpy()
+        if cls is not None:
+            cls_out[s : s + batch_size], has_cls = cls.cpu().numpy(), True
+    return out, cls_out if has_cls else None
 
 
-def train_one_epoch(model, loader, loss_fn, opt, scaler, rt: Runtime, desc: str) -> float:
-    """One pass over `loader`; returns the mean loss. Raises TGSError on a non-finite loss."""
+class Criterion(nn.Module):
+    """Mask loss on logits (N, 1, H, W) + cls_weight * BCE of the salt-present logit (N,)."""
+
+    def __init__(self, mask_loss: nn.Module, cls_weight: float = 0.0):
+        super().__init__()
+        self.mask_loss, self.cls_weight = mask_loss, cls_weight
+
+    def forward(self, mask: torch.Tensor, cls: torch.Tensor | None, y: torch.Tensor):
+        loss = self.mask_loss(mask.float(), y)
+        if cls is not None and self.cls_weight > 0:
+            present = y.flatten(1).amax(dim=1)
+            loss = loss + self.cls_weight * F.binary_cross_entropy_with_logits(cls.float(), present)
+        return loss
+
+
+def train_one_epoch(
+    model, loader, criterion, opt, scaler, rt: Runtime, desc: str, on_step=None
+) -> float:
+    """One pass over `loader`; returns the mean loss. Raises TGSError on a non-finite loss.
+
+    on_step: called after every optimizer step (e.g. to update an EMA of the weights)."""
     model.train()
     total, n = 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, mininterval=1.0)
     for x, y in bar:
         x, y = rt.to_input(x), y.to(rt.device, non_blocking=True)
         with rt.autocast():
-            loss = loss_fn(model(x).float(), y)
+            loss = criterion(*model.forward_all(x), y)
         if not torch.isfinite(loss):
             raise TGSError(
                 f"{desc}: loss became {loss.item()} (lower lr?); last good checkpoint kept"
@@ -165,6 +206,8 @@ def train_one_epoch(model, loader, loss_fn, opt, scaler, rt: Runtime, desc: str)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
+        if on_step is not None:
+            on_step()
         total += loss.item() * len(x)
         n += len(x)
         bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
@@ -208,10 +251,12 @@ def prepare_run_dir(run_dir: Path, cfg: Config, extra: dict) -> None:
     write_json(run_dir / "meta.json", {"commit": git_commit(), **extra})
 
 
-def save_oof(path: Path, ids: list[str], probs: np.ndarray) -> None:
-    """OOF probabilities as float16 (N, 101, 101) with their ids, atomically."""
+def save_oof(path: Path, ids: list[str], probs: np.ndarray, cls: np.ndarray | None = None) -> None:
+    """OOF probabilities as float16 (N, 101, 101) with their ids (and salt-present
+    probabilities (N,) from a classifier head), atomically."""
+    extra = {} if cls is None else {"cls": cls.astype(np.float32)}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, ids=np.array(ids), probs=probs.astype(np.float16))
+        np.savez_compressed(f, ids=np.array(ids), probs=probs.astype(np.float16), **extra)
 
 
 def fold_indices(ids: list[str], folds, fold: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tgs.checkpoint import read_checkpoint, save_checkpoint
 from tgs.config import Config
@@ -21,9 +22,11 @@ from tgs.losses import create_loss
 from tgs.metric import competition_score
 from tgs.models import model_from_config
 from tgs.train import (
+    Criterion,
     Runtime,
     build_optimizer,
     build_scheduler,
+    cycle_epochs,
     epoch_loader,
     fold_indices,
     predict_array,
@@ -56,7 +59,9 @@ class FoldTrainer:
         seed_everything(cfg.seed + fold)
         self.train_idx, self.val_idx = fold_indices(data.ids, folds, fold)
         self.model = model_from_config(cfg).to(self.rt.device, memory_format=self.rt.memory_format)
-        self.loss_fn = create_loss(cfg.loss).to(self.rt.device)
+        self.criterion = Criterion(create_loss(cfg.loss), cfg.cls_weight).to(self.rt.device)
+        if cfg.init_from:
+            self._init_from(cfg.init_from)
         self.opt = build_optimizer(cfg, self.model)
         self.sched = build_scheduler(cfg, self.opt)
         fp16 = self.rt.amp_dtype == torch.float16
@@ -65,11 +70,33 @@ class FoldTrainer:
         ti = self.train_idx
         self.ds = SaltDataset(data.images[ti], data.masks[ti], aug, data.z[ti], self.spec)
         self.start, self.best, self.history = 0, -math.inf, []
+        self.ema = None
+        if cfg.ema > 0:
+            avg = get_ema_multi_avg_fn(cfg.ema)
+            self.ema = AveragedModel(self.model, multi_avg_fn=avg, use_buffers=True)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated, saved and used to predict (EMA when enabled)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _init_from(self, source: str) -> None:
+        """Staged training: start from another run's weights for this fold (model only)."""
+        path = Path(source.format(fold=self.fold))
+        if path.is_dir():
+            path = path / f"fold{self.fold}" / "best.pt"
+        state = read_checkpoint(path)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise TGSError(
+                f"init_from {path}: its weights do not fit model {self.cfg.model!r}"
+            ) from None
 
     # -- checkpoints -------------------------------------------------------------------------
     def _state(self, epoch: int, score: float) -> dict:
         return {
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),
             "config": self.cfg.to_dict(),
             "epoch": epoch,
             "score": score,
@@ -79,6 +106,8 @@ class FoldTrainer:
     def _full_state(self, epoch: int, score: float) -> dict:
         return {
             **self._state(epoch, score),
+            "train_model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "best_score": self.best,
             "history": self.history,
             "optimizer": self.opt.state_dict(),
@@ -94,7 +123,9 @@ class FoldTrainer:
     def restore(self) -> None:
         """Continue from last.pt: weights, optimizer, scheduler, scaler, RNG, epoch, history."""
         state = read_checkpoint(self.dir / "last.pt")
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state["train_model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["optimizer"])
         if self.sched is not None:
             self.sched.load_state_dict(state["scheduler"])
@@ -107,11 +138,12 @@ class FoldTrainer:
         print(f"fold {self.fold}: resuming after epoch {self.start} of {self.cfg.epochs}")
 
     # -- loop --------------------------------------------------------------------------------
-    def validate(self, tta: str = "none") -> np.ndarray:
-        """Probabilities (N_val, 101, 101) of the current model on the fold's validation ids."""
+    def validate(self, tta: str = "none", model=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pixel probabilities (N_val, 101, 101), salt-present probabilities or None) of
+        `model` (default: the eval model) on the fold's validation ids."""
         vi = self.val_idx
         return predict_array(
-            self.model,
+            model or self.eval_model,
             self.data.images[vi],
             self.rt,
             self.cfg.val_batch_size,
@@ -126,10 +158,11 @@ class FoldTrainer:
         if cfg.max_train_batches:
             loader = take(loader, cfg.max_train_batches)
         desc = f"fold {self.fold} epoch {epoch + 1}/{cfg.epochs}"
+        on_step = self.ema.update_parameters if self.ema is not None else None
         loss = train_one_epoch(
-            self.model, loader, self.loss_fn, self.opt, self.scaler, self.rt, desc
+            self.model, loader, self.criterion, self.opt, self.scaler, self.rt, desc, on_step
         )
-        score = competition_score(self.validate() > 0.5, self.data.masks[self.val_idx])
+        score = competition_score(self.validate()[0] > 0.5, self.data.masks[self.val_idx])
         lr = self.opt.param_groups[0]["lr"]
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.sched.step(score)
@@ -143,6 +176,9 @@ class FoldTrainer:
         self.best = max(self.best, score)
         if improved:
             save_checkpoint(self.dir / "best.pt", self._state(epoch, score))
+        if self.cfg.snapshots and (epoch + 1) % cycle_epochs(self.cfg) == 0:
+            cycle = (epoch + 1) // cycle_epochs(self.cfg)
+            save_checkpoint(self.dir / f"snapshot{cycle}.pt", self._state(epoch, score))
         save_checkpoint(self.dir / "last.pt", self._full_state(epoch, score))
         with atomic_path(self.dir / "log.csv") as tmp:
             pd.DataFrame(self.history).to_csv(tmp, index=False)
@@ -169,21 +205,39 @@ class FoldTrainer:
         if not self.history:
             raise TGSError(f"{self.dir}: no epoch was trained (epochs={self.cfg.epochs})")
         best = read_checkpoint(self.dir / "best.pt")
-        self.model.load_state_dict(best["model"])
-        probs = self.validate(tta="hflip")
+        files = model_files(self.dir)
+        probs, cls = self.ensemble_oof(files)
         vi = self.val_idx
-        save_oof(self.dir / "oof.npz", [self.data.ids[i] for i in vi], probs)
+        save_oof(self.dir / "oof.npz", [self.data.ids[i] for i in vi], probs, cls)
         summary = {
             "fold": self.fold,
             "best_epoch": int(best["epoch"]) + 1,
             "best_val_score": float(best["score"]),
             "oof_score_hflip_0.5": competition_score(probs > 0.5, self.data.masks[vi]),
+            "models": [f.name for f in files],
             "n_train": len(self.train_idx),
             "n_val": len(vi),
             "train_seconds": float(sum(h["seconds"] for h in self.history)),
         }
         write_json(self.dir / "summary.json", summary)
         return summary
+
+    def ensemble_oof(self, files: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean hflip-TTA validation probabilities over the checkpoints `files`."""
+        probs, cls = None, None
+        for f in files:
+            self.model.load_state_dict(read_checkpoint(f)["model"])
+            p, c = self.validate(tta="hflip", model=self.model)
+            probs = p if probs is None else probs + p
+            if c is not None:
+                cls = c if cls is None else cls + c
+        return probs / len(files), None if cls is None else cls / len(files)
+
+
+def model_files(fold_dir: Path) -> list[Path]:
+    """The checkpoints a fold predicts with: its cycle snapshots if any, else best.pt."""
+    snaps = sorted(fold_dir.glob("snapshot*.pt"), key=lambda p: int(p.stem[8:]))
+    return snaps or [fold_dir / "best.pt"]
 
 
 def fit(

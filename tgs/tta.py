@@ -24,11 +24,20 @@ TTAS: dict[str, list[tuple[Callable, Callable]]] = {
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, tta: str = "hflip") -> torch.Tensor:
-    """Inputs (N, C, H, W) -> probabilities (N, H, W), averaged over the TTA's views."""
+def predict_proba(
+    model: nn.Module, x: torch.Tensor, tta: str = "hflip"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Inputs (N, C, H, W) -> (pixel probabilities (N, H, W), salt-present probabilities (N,)
+    or None without a classifier head), each averaged over the TTA's views."""
     views = TTAS[tta]
-    total = None
+    total, total_cls = None, None
     for aug, deaug in views:
-        p = torch.sigmoid(deaug(model(aug(x))).float())[:, 0]
+        mask, cls = (
+            model.forward_all(aug(x)) if hasattr(model, "forward_all") else (model(aug(x)), None)
+        )
+        p = torch.sigmoid(deaug(mask).float())[:, 0]
         total = p if total is None else total + p
-    return total / len(views)
+        if cls is not None:
+            c = torch.sigmoid(cls.float())
+            total_cls = c if total_cls is None else total_cls + c
+    return total / len(views), None if total_cls is None else total_cls / len(views)

@@ -12,6 +12,7 @@ from torch import nn
 
 from tgs.errors import ConfigError
 from tgs.geometry import Geometry
+from tgs.models.heads import SMPHypercolumn
 from tgs.models.seed_unet import SeedUNet
 
 SMP_ARCHS = (
@@ -85,6 +86,8 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
         encoder: str = "resnet34",
         encoder_weights: str | None = None,
         decoder_attention_type: str | None = None,
+        hypercolumn: bool = False,
+        cls_head: bool = False,
         **kw: Any,
     ) -> nn.Module:
         import segmentation_models_pytorch as smp
@@ -92,6 +95,12 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
         _check_encoder(encoder)
         if decoder_attention_type is not None:
             kw["decoder_attention_type"] = decoder_attention_type
+        if cls_head:
+            kw["aux_params"] = {"classes": 1, "dropout": 0.2}
+        if hypercolumn and arch not in ("unet", "unetplusplus"):
+            raise ConfigError(
+                f"hypercolumn is available for seed_unet, unet, unetplusplus, not {arch}"
+            )
         local = encoder_weights is not None and Path(encoder_weights).suffix in (
             ".pth",
             ".pt",
@@ -106,7 +115,7 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
         )
         if local:
             load_encoder_file(model, encoder_weights)
-        return model
+        return SMPHypercolumn(model) if hypercolumn else model
 
     return build
 
@@ -116,14 +125,23 @@ for _arch in SMP_ARCHS:
 
 
 class SegModel(nn.Module):
-    """Geometry + net: (N, C, 101, 101) -> logits (N, 1, 101, 101)."""
+    """Geometry + net: (N, C, 101, 101) -> logits (N, 1, 101, 101).
+
+    `forward_all` also returns the empty/non-empty classifier's logits (N,) when the net has a
+    classification head, else None.
+    """
 
     def __init__(self, net: nn.Module, geometry: Geometry):
         super().__init__()
         self.net, self.geometry = net, geometry
 
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.net(self.geometry.forward(x))
+        mask, label = out if isinstance(out, tuple) else (out, None)
+        return self.geometry.inverse(mask), None if label is None else label.reshape(-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.geometry.inverse(self.net(self.geometry.forward(x)))
+        return self.forward_all(x)[0]
 
 
 def create_net(name: str, **kw: Any) -> nn.Module:
@@ -152,5 +170,7 @@ def model_from_config(cfg: Any) -> SegModel:
         encoder=cfg.encoder,
         encoder_weights=cfg.encoder_weights,
         decoder_attention_type=cfg.decoder_attention_type,
+        hypercolumn=cfg.hypercolumn,
+        cls_head=cfg.cls_weight > 0,
         **cfg.model_kwargs,
     )

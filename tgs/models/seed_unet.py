@@ -7,12 +7,17 @@ transposed convs up, concatenated with the skip, dropout, `conv2d_block`; a 1x1 
 One deliberate difference: the article's `conv2d_block` passes `input_tensor` to its second conv,
 so Keras silently drops the first conv (and its BN) from the graph. Here the two convs are chained
 as intended. Returns logits (no sigmoid). Input sides must be divisible by 16 (use 128).
+Options beyond the article: `hypercolumn` (all up-blocks' outputs upsampled and concatenated
+before the 1x1 head) and `cls_head` (an empty/non-empty logit from the bottleneck; forward then
+returns (mask, class logit)).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from tgs.models.heads import ClassifierHead, hypercolumn
 
 
 def conv2d_block(c_in: int, c_out: int, batchnorm: bool = True) -> nn.Sequential:
@@ -36,8 +41,11 @@ class SeedUNet(nn.Module):
         n_filters: int = 16,
         dropout: float = 0.05,
         batchnorm: bool = True,
+        hypercolumn: bool = False,
+        cls_head: bool = False,
     ):
         super().__init__()
+        self.use_hypercolumn = hypercolumn
         widths = [n_filters * m for m in (1, 2, 4, 8)]
         self.downs = nn.ModuleList()
         c = in_channels
@@ -54,12 +62,14 @@ class SeedUNet(nn.Module):
             self.ups.append(nn.ConvTranspose2d(c, w, 3, stride=2, padding=1, output_padding=1))
             self.up_blocks.append(conv2d_block(2 * w, w, batchnorm))
             c = w
-        self.head = nn.Conv2d(c, classes, 1)
+        head_in = sum(widths) if hypercolumn else c
+        self.head = nn.Conv2d(head_in, classes, 1)
+        self.cls = ClassifierHead(n_filters * 16) if cls_head else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):  # Keras' he_normal
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if x.shape[-1] % 16 or x.shape[-2] % 16:
             raise ValueError(f"seed_unet needs sides divisible by 16, got {tuple(x.shape[-2:])}")
         skips = []
@@ -68,8 +78,11 @@ class SeedUNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
             x = self.drop_first(x) if i == 0 else self.drop(x)
-        x = self.bottleneck(x)
+        x = bottom = self.bottleneck(x)
+        decoded = []
         for up, block, skip in zip(self.ups, self.up_blocks, reversed(skips), strict=True):
             x = self.drop(torch.cat([up(x), skip], dim=1))
             x = block(x)
-        return self.head(x)
+            decoded.append(x)
+        mask = self.head(hypercolumn(decoded) if self.use_hypercolumn else x)
+        return (mask, self.cls(bottom)) if self.cls is not None else mask
