@@ -158,7 +158,7 @@ class FoldTrainer:
         if cfg.max_train_batches:
             loader = take(loader, cfg.max_train_batches)
         desc = f"fold {self.fold} epoch {epoch + 1}/{cfg.epochs}"
-        on_step = self.ema.update_parameters if self.ema is not None else None
+        on_step = (lambda: self.ema.update_parameters(self.model)) if self.ema is not None else None
         loss = train_one_epoch(
             self.model, loader, self.criterion, self.opt, self.scaler, self.rt, desc, on_step
         )

@@ -1,0 +1,172 @@
+"""Winning-solution options: each changes the computation the way it claims."""
+
+import numpy as np
+import pytest
+import torch
+
+from tgs.checkpoint import load_model, read_checkpoint
+from tgs.config import load_config
+from tgs.data.dataset import InputSpec
+from tgs.data.io import load_train
+from tgs.errors import DataError
+from tgs.folds import make_folds
+from tgs.losses import create_loss
+from tgs.models import create_model
+from tgs.thresholds import is_blank, postprocess, search
+from tgs.train import Runtime, predict_array, prepare_run_dir
+from tgs.trainer import FoldTrainer, model_files
+
+TINY = [
+    "model=seed_unet",
+    "model_kwargs.n_filters=4",
+    "geometry=resize",
+    "size=32",
+    "batch_size=16",
+    "epochs=1",
+    "threads=1",
+]
+
+
+@pytest.fixture(scope="module")
+def data(synth_dir):
+    return load_train(synth_dir)
+
+
+@pytest.fixture(scope="module")
+def folds(data):
+    return make_folds(data.ids, data.masks, data.z, 2, 0)
+
+
+def trainer(cfg, data, folds, run, fold=0):
+    prepare_run_dir(run, cfg, {})
+    return FoldTrainer(cfg, data, folds, fold, run)
+
+
+def test_lovasz_variants_differ_and_symmetric_helps_empty_masks():
+    logits = torch.randn(2, 1, 101, 101, requires_grad=True)
+    target = torch.zeros(2, 1, 101, 101)  # empty masks
+    grads = {}
+    for name in ("lovasz", "lovasz_elu", "lovasz_symmetric"):
+        logits.grad = None
+        create_loss(name)(logits, target).backward()
+        grads[name] = logits.grad.clone()
+    mixed = (torch.rand(2, 1, 101, 101) > 0.5).float()
+    a, b = (create_loss(n)(logits, mixed) for n in ("lovasz", "lovasz_elu"))
+    assert not torch.allclose(a, b)  # elu + 1 also weighs pixels with negative errors
+    # plain hinge on an empty mask pushes down one pixel per image; symmetric, every pixel
+    assert (grads["lovasz"] != 0).sum() <= 2
+    assert (grads["lovasz_symmetric"] != 0).sum() > 1000
+
+
+@pytest.mark.parametrize("name,kw", [("seed_unet", {}), ("unet", {"encoder": "resnet18"})])
+def test_hypercolumn_and_classifier_heads(name, kw):
+    torch.manual_seed(0)
+    plain = create_model(name, **kw)
+    hyper = create_model(name, hypercolumn=True, cls_head=True, **kw)
+    n = sum(p.numel() for p in plain.parameters())
+    assert sum(p.numel() for p in hyper.parameters()) > n
+    mask, cls = hyper.forward_all(torch.randn(3, 1, 101, 101))
+    assert mask.shape == (3, 1, 101, 101) and cls.shape == (3,)
+    assert plain.forward_all(torch.randn(3, 1, 101, 101))[1] is None
+
+
+def test_empty_gate_empties_mask_when_head_says_empty():
+    probs = np.full((3, 101, 101), 0.9, np.float32)
+    cls = np.array([0.05, 0.5, 0.95], np.float32)
+    out = postprocess(probs, 0.5, 0, cls, empty_threshold=0.3)
+    assert out[0].sum() == 0 and out[1].all() and out[2].all()
+    assert postprocess(probs, 0.5, 0, cls, empty_threshold=0.0).all()
+
+
+def test_search_finds_the_gate_when_the_head_is_right():
+    masks = np.zeros((40, 101, 101), np.uint8)
+    masks[::2, 20:60, 20:60] = 1
+    probs = (masks * 0.8).astype(np.float32)
+    probs[1::2, 0:40, 0:40] = 0.95  # false salt, more confident than the true salt
+    cls = np.where(masks.reshape(40, -1).any(axis=1), 0.9, 0.1).astype(np.float32)
+    res = search(probs, masks, min_areas=[0], cls=cls)
+    assert res.score == 1.0 and 0.1 < res.empty_threshold <= 0.9
+    assert search(probs, masks, min_areas=[0]).score == 0.5  # without the head
+
+
+def test_blank_rule():
+    images = np.zeros((3, 101, 101), np.uint8)
+    images[0] = 17  # constant
+    images[1, 5, 5] = 3
+    images[2] = np.arange(101, dtype=np.uint8)
+    assert is_blank(images).tolist() == [True, False, False]
+    probs = np.full((3, 101, 101), 0.9, np.float32)
+    out = postprocess(probs, 0.5, blank=is_blank(images))
+    assert out[0].sum() == 0 and out[1:].all()
+
+
+def test_depth_and_ramp_channels(data, folds, tmp_path):
+    spec = InputSpec(depth=True, ramp=True)
+    x = spec.make(data.images[:4], np.array([100.0, 500.0, 900.0, 250.0]))
+    assert x.shape == (4, 3, 101, 101)
+    assert torch.allclose(x[1, 1], torch.zeros(101, 101))  # z=500 normalises to 0
+    assert x[0, 2, 0, 0] == -1 and x[0, 2, -1, 0] == 1 and (x[0, 2, :, 0] == x[0, 2, :, 50]).all()
+    cfg = load_config(None, [*TINY, "depth_channel=true", "ramp_channel=true"])
+    t = trainer(cfg, data, folds, tmp_path / "r")
+    assert t.model.net.downs[0][0].in_channels == 3
+    broken = load_train_copy_without_depth(data)
+    with pytest.raises(DataError, match="no depth for id"):
+        FoldTrainer(cfg, broken, folds, 0, tmp_path / "r")
+
+
+def load_train_copy_without_depth(data):
+    from tgs.data.io import TrainData
+
+    z = data.z.copy()
+    z[3] = np.nan
+    return TrainData(data.ids, data.images, data.masks, z)
+
+
+def test_snapshot_ensemble_averages_cycle_snapshots(data, folds, tmp_path):
+    cfg = load_config(
+        None, [*TINY, "epochs=2", "scheduler=cosine_restarts", "cycle_epochs=1", "snapshots=true"]
+    )
+    t = trainer(cfg, data, folds, tmp_path / "snap")
+    t.fit()
+    files = model_files(tmp_path / "snap" / "fold0")
+    assert [f.name for f in files] == ["snapshot1.pt", "snapshot2.pt"]
+    rt, vi = Runtime.from_config(cfg), t.val_idx
+    preds = [predict_array(load_model(f)[0], data.images[vi], rt, 64, "hflip")[0] for f in files]
+    with np.load(tmp_path / "snap" / "fold0" / "oof.npz") as z:
+        oof = z["probs"].astype(np.float32)
+    np.testing.assert_allclose(oof, (preds[0] + preds[1]) / 2, atol=1e-3)
+    assert not np.allclose(preds[0], preds[1], atol=1e-3)
+
+
+def test_ema_weights_are_what_is_saved(data, folds, tmp_path):
+    cfg = load_config(None, [*TINY, "ema=0.9", "batch_size=8"])  # several steps: EMA != weights
+    trainer(cfg, data, folds, tmp_path / "ema").fit()
+    state = read_checkpoint(tmp_path / "ema" / "fold0" / "last.pt")
+    key = "net.head.weight"
+    assert not torch.equal(state["model"][key], state["train_model"][key])
+    assert state["ema"] is not None
+
+
+def test_staged_training_starts_from_stage_one(data, folds, tmp_path):
+    stage1 = load_config(None, [*TINY, "name=s1"])
+    trainer(stage1, data, folds, tmp_path / "s1").fit()
+    stage2 = load_config(None, [*TINY, "name=s2", "loss=lovasz", f"init_from={tmp_path / 's1'}"])
+    t2 = trainer(stage2, data, folds, tmp_path / "s2")
+    best1 = read_checkpoint(tmp_path / "s1" / "fold0" / "best.pt")["model"]
+    for k, v in t2.model.state_dict().items():
+        assert torch.equal(v, best1[k]), k
+    fresh = trainer(load_config(None, [*TINY, "name=s3"]), data, folds, tmp_path / "s3")
+    assert not torch.equal(fresh.model.state_dict()["net.head.weight"], best1["net.head.weight"])
+
+
+def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp_path, synth_dir):
+    from tgs.evaluate import threshold_run
+
+    cfg = load_config(None, [*TINY, "cls_weight=0.5", "n_folds=2"])
+    for k in (0, 1):
+        trainer(cfg, data, folds, tmp_path / "cls", fold=k).fit()
+    with np.load(tmp_path / "cls" / "fold0" / "oof.npz") as z:
+        assert z["cls"].shape == (30,) and ((z["cls"] >= 0) & (z["cls"] <= 1)).all()
+    out = threshold_run(tmp_path / "cls", synth_dir)
+    assert "empty_threshold" in out and out["blank_rule"] is True
+    assert out["cv"] >= out["cv_at_0.5"]
