@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,8 +85,11 @@ def _train(a: argparse.Namespace) -> None:
     folds = load_folds(a.folds, ids=data.ids)
     if a.fold not in set(folds["fold"]):
         raise TGSError(f"fold {a.fold} is not in {a.folds} (folds: {sorted(set(folds['fold']))})")
-    prepare_run_dir(run, cfg, {"data": str(Path(a.data).resolve()), "folds": str(a.folds)})
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the run files
+        prepare_run_dir(run, cfg, {"data": str(Path(a.data).resolve()), "folds": str(a.folds)})
     summary = fit(cfg, data, folds, a.fold, run, resume=a.resume)
+    if not summary:  # a non-zero rank of a distributed run
+        return
     print(
         f"fold {a.fold}: best val {summary['best_val_score']:.4f} at epoch "
         f"{summary['best_epoch']}, OOF (hflip, p>0.5) {summary['oof_score_hflip_0.5']:.4f}"
@@ -234,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", required=True)
     sp.add_argument("--folds", required=True, help="folds CSV")
     sp.add_argument("--fold", type=int, required=True)
-    sp.add_argument("--run", help="run folder (default runs/<config name>)")
+    sp.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        help="run folder (default runs/<config name>); under torchrun use --run-dir",
+    )
     sp.add_argument("--resume", action="store_true", help="continue from RUN/fold{K}/last.pt")
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 

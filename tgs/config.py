@@ -55,6 +55,7 @@ class Config:
     batch_size: int = 32
     val_batch_size: int = 64
     num_workers: int = 0
+    data_on_device: bool = False  # hold the train set on the device, augment whole batches there
     # runtime
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -62,6 +63,7 @@ class Config:
     channels_last: bool = True
     threads: int = 0  # torch CPU threads (0: torch default)
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
+    max_minutes: float = 0.0  # wall-clock budget per fold: stop before an epoch would pass it
     # post-processing search grid
     min_areas: list[int] = field(default_factory=lambda: list(range(0, 200, 10)))
     blank_rule: bool = True  # a constant (blank) image predicts an empty mask

@@ -125,8 +125,10 @@ class Runtime:
     memory_format: torch.memory_format
 
     @classmethod
-    def from_config(cls, cfg: Config) -> Runtime:
+    def from_config(cls, cfg: Config, local_rank: int | None = None) -> Runtime:
         device = resolve_device(cfg.device)
+        if local_rank is not None and device.type == "cuda":
+            device = torch.device("cuda", local_rank)
         amp = None
         if cfg.amp and device.type == "cuda":
             amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -186,18 +188,18 @@ class Criterion(nn.Module):
 
 
 def train_one_epoch(
-    model, loader, criterion, opt, scaler, rt: Runtime, desc: str, on_step=None
+    model, loader, criterion, opt, scaler, rt: Runtime, desc: str, on_step=None, quiet=False
 ) -> float:
     """One pass over `loader`; returns the mean loss. Raises TGSError on a non-finite loss.
 
     on_step: called after every optimizer step (e.g. to update an EMA of the weights)."""
     model.train()
     total, n = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, mininterval=1.0)
+    bar = tqdm(loader, desc=desc, leave=False, mininterval=1.0, disable=quiet)
     for x, y in bar:
         x, y = rt.to_input(x), y.to(rt.device, non_blocking=True)
         with rt.autocast():
-            loss = criterion(*model.forward_all(x), y)
+            loss = criterion(*model(x, with_cls=True), y)
         if not torch.isfinite(loss):
             raise TGSError(
                 f"{desc}: loss became {loss.item()} (lower lr?); last good checkpoint kept"
@@ -222,16 +224,30 @@ def _seed_worker(worker_id: int) -> None:
         aug.set_random_seed(torch.initial_seed() % 2**31)
 
 
-def epoch_loader(ds: SaltDataset, cfg: Config, epoch: int, rt: Runtime) -> DataLoader:
-    """A loader whose order and augmentation depend only on (seed, epoch): resumable."""
+def epoch_loader(ds: SaltDataset, cfg: Config, epoch: int, rt: Runtime, d=None) -> DataLoader:
+    """A loader whose order and augmentation depend only on (seed, epoch): resumable.
+
+    Distributed (`d.enabled`): a DistributedSampler with set_epoch gives each rank a disjoint
+    shard; each rank's augmentation stream is seeded by (seed, epoch, rank)."""
     seed = cfg.seed * 1000 + epoch
+    sampler = None
+    if d is not None and d.enabled:
+        from torch.utils.data.distributed import DistributedSampler
+
+        # drop_last: no padding duplicates, so ranks see disjoint samples (a shuffled few rest)
+        sampler = DistributedSampler(
+            ds, d.world, d.rank, shuffle=True, seed=cfg.seed, drop_last=True
+        )
+        sampler.set_epoch(epoch)
+        seed = seed * 100 + d.rank
     if ds.augment is not None:
         ds.augment.set_random_seed(seed)
     return DataLoader(
         ds,
         batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(ds) > cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=len(ds) > cfg.batch_size * (d.world if d is not None else 1),
         num_workers=cfg.num_workers,
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=_seed_worker,

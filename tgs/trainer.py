@@ -12,14 +12,22 @@ import pandas as pd
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from tgs.batch_aug import DeviceBatches
 from tgs.checkpoint import read_checkpoint, save_checkpoint
 from tgs.config import Config
 from tgs.data.dataset import InputSpec, SaltDataset, build_augment
 from tgs.data.io import TrainData
+from tgs.distributed import (
+    barrier,
+    gather_objects,
+    init_distributed,
+    mean_across,
+    weights_identical,
+)
 from tgs.errors import DataError, TGSError
 from tgs.fileio import atomic_path, write_json
 from tgs.losses import create_loss
-from tgs.metric import competition_score
+from tgs.metric import competition_score, per_image_scores
 from tgs.models import model_from_config
 from tgs.train import (
     Criterion,
@@ -37,6 +45,37 @@ from tgs.train import (
 )
 
 
+def wrap_ddp(model: torch.nn.Module, d, rt: Runtime) -> torch.nn.Module:
+    """DistributedDataParallel around `model` when distributed (SyncBatchNorm only on CUDA;
+    find_unused_parameters when a probe step leaves some parameter without a gradient)."""
+    if not d.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if rt.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [rt.device.index] if rt.device.type == "cuda" else None
+    return DDP(model, device_ids=ids, find_unused_parameters=has_unused_parameters(model, rt))
+
+
+def has_unused_parameters(model: torch.nn.Module, rt: Runtime) -> bool:
+    """Run one eval-mode probe batch and report whether any parameter gets no gradient."""
+    was_training = model.training
+    model.eval()
+    x = torch.randn(2, model_in_channels(model), 101, 101, device=rt.device)
+    mask, cls = model(x, with_cls=True)
+    (mask.mean() + (cls.mean() if cls is not None else 0)).backward()
+    unused = any(p.grad is None for p in model.parameters() if p.requires_grad)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return unused
+
+
+def model_in_channels(model: torch.nn.Module) -> int:
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    return first.in_channels
+
+
 def check_depths(data: TrainData, spec: InputSpec, where: str = "depths.csv") -> None:
     """With a depth channel, every id needs a depth: raise DataError naming the first without."""
     if spec.depth and np.isnan(data.z).any():
@@ -51,7 +90,8 @@ class FoldTrainer:
     def __init__(self, cfg: Config, data: TrainData, folds: pd.DataFrame, fold: int, run_dir: Path):
         self.cfg, self.data, self.fold = cfg, data, fold
         self.dir = Path(run_dir) / f"fold{fold}"
-        self.rt = Runtime.from_config(cfg)
+        self.dist = init_distributed()
+        self.rt = Runtime.from_config(cfg, self.dist.local_rank if self.dist.enabled else None)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.spec = InputSpec.from_config(cfg)
@@ -66,14 +106,28 @@ class FoldTrainer:
         self.sched = build_scheduler(cfg, self.opt)
         fp16 = self.rt.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=fp16)
-        aug = build_augment(cfg.hflip, cfg.affine, cfg.brightness_contrast) if cfg.augment else None
-        ti = self.train_idx
-        self.ds = SaltDataset(data.images[ti], data.masks[ti], aug, data.z[ti], self.spec)
+        self.train_model = wrap_ddp(self.model, self.dist, self.rt)
+        self.batches = self._train_batches()
         self.start, self.best, self.history = 0, -math.inf, []
         self.ema = None
         if cfg.ema > 0:
             avg = get_ema_multi_avg_fn(cfg.ema)
             self.ema = AveragedModel(self.model, multi_avg_fn=avg, use_buffers=True)
+
+    def _train_batches(self) -> SaltDataset | DeviceBatches:
+        """Per-sample dataset (albumentations, DataLoader) or the whole set on the device."""
+        cfg, ti, data = self.cfg, self.train_idx, self.data
+        if cfg.data_on_device:
+            x = self.spec.make(data.images[ti], data.z[ti]).to(self.rt.device)
+            y = torch.from_numpy(data.masks[ti]).float().unsqueeze(1).to(self.rt.device)
+            aug = dict(
+                hflip=cfg.hflip, affine=cfg.affine, brightness_contrast=cfg.brightness_contrast
+            )
+            return DeviceBatches(
+                x, y, cfg.batch_size, aug if cfg.augment else None, self.dist.rank, self.dist.world
+            )
+        aug = build_augment(cfg.hflip, cfg.affine, cfg.brightness_contrast) if cfg.augment else None
+        return SaltDataset(data.images[ti], data.masks[ti], aug, data.z[ti], self.spec)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -154,15 +208,27 @@ class FoldTrainer:
 
     def run_epoch(self, epoch: int) -> None:
         cfg, t0 = self.cfg, time.time()
-        loader = epoch_loader(self.ds, cfg, epoch, self.rt)
+        if isinstance(self.batches, DeviceBatches):
+            loader = self.batches.epoch(cfg.seed * 1000 + epoch)
+        else:
+            loader = epoch_loader(self.batches, cfg, epoch, self.rt, self.dist)
         if cfg.max_train_batches:
             loader = take(loader, cfg.max_train_batches)
         desc = f"fold {self.fold} epoch {epoch + 1}/{cfg.epochs}"
         on_step = (lambda: self.ema.update_parameters(self.model)) if self.ema is not None else None
         loss = train_one_epoch(
-            self.model, loader, self.criterion, self.opt, self.scaler, self.rt, desc, on_step
+            self.train_model,
+            loader,
+            self.criterion,
+            self.opt,
+            self.scaler,
+            self.rt,
+            desc,
+            on_step,
+            quiet=not self.dist.main,
         )
-        score = competition_score(self.validate()[0] > 0.5, self.data.masks[self.val_idx])
+        loss = mean_across(self.dist, loss)
+        score = self.val_score()
         lr = self.opt.param_groups[0]["lr"]
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.sched.step(score)
@@ -174,6 +240,16 @@ class FoldTrainer:
         )
         improved = score > self.best
         self.best = max(self.best, score)
+        if self.dist.main:
+            self._save(epoch, score, improved)
+            print(
+                f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
+                f"{seconds:.1f}s{' *' if improved else ''}",
+                flush=True,
+            )
+
+    def _save(self, epoch: int, score: float, improved: bool) -> None:
+        """best.pt when improved, a snapshot at each cycle's end, last.pt and log.csv always."""
         if improved:
             save_checkpoint(self.dir / "best.pt", self._state(epoch, score))
         if self.cfg.snapshots and (epoch + 1) % cycle_epochs(self.cfg) == 0:
@@ -182,11 +258,25 @@ class FoldTrainer:
         save_checkpoint(self.dir / "last.pt", self._full_state(epoch, score))
         with atomic_path(self.dir / "log.csv") as tmp:
             pd.DataFrame(self.history).to_csv(tmp, index=False)
-        print(
-            f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
-            f"{seconds:.1f}s{' *' if improved else ''}",
-            flush=True,
+
+    def val_score(self) -> float:
+        """Competition score (p > 0.5) on the fold's validation ids. Distributed: each rank
+        predicts a disjoint shard (no padding duplicates) and the per-image scores are gathered,
+        so the value equals a single-process evaluation."""
+        d, vi = self.dist, self.val_idx
+        shard = np.arange(len(vi))[d.rank :: d.world]
+        probs, _ = predict_array(
+            self.eval_model,
+            self.data.images[vi[shard]],
+            self.rt,
+            self.cfg.val_batch_size,
+            "none",
+            self.data.z[vi[shard]],
+            self.spec,
         )
+        scores = per_image_scores(probs > 0.5, self.data.masks[vi[shard]])
+        gathered = gather_objects(d, scores.tolist())
+        return float(np.mean(np.concatenate([np.asarray(g, dtype=float) for g in gathered])))
 
     def fit(self, resume: bool = False) -> dict:
         """Train the remaining epochs, then write the OOF and summary; returns the summary."""
@@ -196,14 +286,28 @@ class FoldTrainer:
         self.dir.mkdir(parents=True, exist_ok=True)
         if resume and last.exists():
             self.restore()
+        t0 = time.time()
         for epoch in range(self.start, self.cfg.epochs):
             self.run_epoch(epoch)
+            if self.cfg.max_minutes and self._out_of_time(t0):
+                print(f"fold {self.fold}: stopping after epoch {epoch + 1}: max_minutes reached")
+                break
         return self.finish()
 
+    def _out_of_time(self, t0: float) -> bool:
+        """Would one more epoch (as long as the last) pass the max_minutes budget?"""
+        elapsed, last = time.time() - t0, self.history[-1]["seconds"]
+        return elapsed + last > 60 * self.cfg.max_minutes
+
     def finish(self) -> dict:
-        """Reload the best checkpoint, write the hflip-TTA OOF (oof.npz) and summary.json."""
+        """Reload the best checkpoint, write the hflip-TTA OOF (oof.npz) and summary.json
+        (rank 0 only when distributed)."""
         if not self.history:
             raise TGSError(f"{self.dir}: no epoch was trained (epochs={self.cfg.epochs})")
+        identical = weights_identical(self.dist, self.model) if self.dist.enabled else None
+        if not self.dist.main:
+            barrier(self.dist)
+            return {}
         best = read_checkpoint(self.dir / "best.pt")
         files = model_files(self.dir)
         probs, cls = self.ensemble_oof(files)
@@ -219,7 +323,10 @@ class FoldTrainer:
             "n_val": len(vi),
             "train_seconds": float(sum(h["seconds"] for h in self.history)),
         }
+        if self.dist.enabled:
+            summary.update(ddp_world_size=self.dist.world, ddp_weights_identical=identical)
         write_json(self.dir / "summary.json", summary)
+        barrier(self.dist)
         return summary
 
     def ensemble_oof(self, files: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:

@@ -127,21 +127,26 @@ for _arch in SMP_ARCHS:
 class SegModel(nn.Module):
     """Geometry + net: (N, C, 101, 101) -> logits (N, 1, 101, 101).
 
-    `forward_all` also returns the empty/non-empty classifier's logits (N,) when the net has a
-    classification head, else None.
+    `forward(x, with_cls=True)` (or `forward_all`) also returns the empty/non-empty classifier's
+    logits (N,) when the net has a classification head, else None. Going through `forward`
+    keeps DistributedDataParallel's gradient hooks in play.
     """
 
     def __init__(self, net: nn.Module, geometry: Geometry):
         super().__init__()
         self.net, self.geometry = net, geometry
 
-    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, with_cls: bool = False):
+        """Logits (N, 1, 101, 101); with_cls: (logits, class logits (N,) or None)."""
         out = self.net(self.geometry.forward(x))
         mask, label = out if isinstance(out, tuple) else (out, None)
-        return self.geometry.inverse(mask), None if label is None else label.reshape(-1)
+        mask = self.geometry.inverse(mask)
+        if not with_cls:
+            return mask
+        return mask, None if label is None else label.reshape(-1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_all(x)[0]
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self(x, with_cls=True)
 
 
 def create_net(name: str, **kw: Any) -> nn.Module:
