@@ -1,7 +1,13 @@
 #!/usr/bin/env python
 """tgs benchmarks. Prints a table and writes JSON; never asserts timings.
 
+    python scripts/bench.py speed [--quick] [--out bench]
     python scripts/bench.py quality --data DIR --config CFG [--fold 0] [--minutes M] [KEY=VALUE ...]
+
+`speed` times every hot path on this machine against a plain baseline in the same run: training
+and inference images/s (seed_unet and smp Unet-resnet34 at 128 px, batch 32), predict on 18000
+synthetic test images with 5 folds x hflip (wall time, peak RSS, share outside the model), the
+joint threshold x min-area search on 4000 OOF maps, and RLE of 18000 masks.
 
 `quality` trains one fold of CFG on DIR (real data: `python -m tgs prepare` first) under a
 wall-clock budget, searches post-processing on that fold's OOF, and prints its competition score.
@@ -61,6 +67,221 @@ def quality(a: argparse.Namespace) -> dict:
     }
 
 
+def _timed(fn, repeat: int = 1) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t0) / repeat
+
+
+def _train_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
+    """Images/s of training steps: `fast` = channels_last (+ bf16 on CUDA) with batch-level
+    augmentation on the device; baseline = NCHW fp32 with a per-sample albumentations loader."""
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+
+    from tgs.batch_aug import DeviceBatches
+    from tgs.data.dataset import SaltDataset, build_augment, normalize
+    from tgs.losses import create_loss
+    from tgs.models import create_model
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 32 * (steps + 2)
+    images = rng.integers(0, 255, (n, 101, 101), dtype=np.uint8)
+    masks = (rng.uniform(size=(n, 101, 101)) < 0.3).astype(np.uint8)
+    model = create_model(name, **kw).to(device)
+    fmt = torch.channels_last if fast else torch.contiguous_format
+    model = model.to(memory_format=fmt).train()
+    opt, loss_fn = torch.optim.AdamW(model.parameters(), 1e-3), create_loss("bce+dice")
+    if fast:
+        x = normalize(images).to(device)
+        y = torch.from_numpy(masks).float().unsqueeze(1).to(device)
+        batches = DeviceBatches(x, y, 32, {"hflip": 0.5, "affine": 0.5, "brightness_contrast": 0.3})
+        it = batches.epoch(0)
+    else:
+        ds = SaltDataset(images, masks, build_augment())
+        it = iter(DataLoader(ds, batch_size=32, shuffle=True, num_workers=0))
+    amp = torch.bfloat16 if fast and device.type == "cuda" else None
+
+    def step():
+        xb, yb = next(it)
+        xb, yb = xb.to(device).contiguous(memory_format=fmt), yb.to(device)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = loss_fn(model(xb).float(), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step(), step()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = _timed(lambda: [step() for _ in range(steps)])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 32 * steps / seconds
+
+
+def _infer_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
+    import torch
+
+    from tgs.models import create_model
+
+    fmt = torch.channels_last if fast else torch.contiguous_format
+    model = create_model(name, **kw).to(device).to(memory_format=fmt).eval()
+    x = torch.randn(32, 1, 101, 101, device=device).contiguous(memory_format=fmt)
+    amp = torch.bfloat16 if fast and device.type == "cuda" else None
+    with torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        model(x)
+        seconds = _timed(lambda: model(x), steps)
+    return 32 / seconds
+
+
+def bench_models(quick: bool) -> list[dict]:
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    steps = 2 if quick else 4
+    rows = []
+    for name, kw in [("seed_unet", {}), ("unet", {"encoder": "resnet34"})]:
+        label = "seed_unet" if name == "seed_unet" else "unet-resnet34"
+        base, fast = (_train_rate(name, kw, f, steps, device) for f in (False, True))
+        rows.append(_row(f"train {label} 128px b32", "img/s", base, fast, device))
+        base, fast = (_infer_rate(name, kw, f, steps, device) for f in (False, True))
+        rows.append(_row(f"infer {label} 128px b32", "img/s", base, fast, device))
+    return rows
+
+
+def _row(what: str, unit: str, baseline: float, tgs: float, device, higher_better=True) -> dict:
+    ratio = tgs / baseline if higher_better else baseline / tgs
+    return {
+        "benchmark": what,
+        "unit": unit,
+        "baseline": round(baseline, 3),
+        "tgs": round(tgs, 3),
+        "speedup": round(ratio, 2),
+        "device": str(device),
+    }
+
+
+def bench_cpu_paths(quick: bool) -> list[dict]:
+    """RLE of 18000 masks and the threshold search on 4000 maps, each against a plain loop."""
+    import numpy as np
+
+    from tgs import rle
+    from tgs.metric import competition_score
+    from tgs.thresholds import postprocess, search
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((18000, 101, 101), np.uint8)
+    tops = rng.integers(0, 101, 18000)
+    for i in range(0, 18000, 2):
+        masks[i, tops[i] :, : rng.integers(1, 101)] = 1
+    vec = _timed(lambda: rle.decode_batch(rle.encode_batch(masks)))
+    sub = 1000  # the per-image loop is timed on a subset and scaled
+
+    def loop_rle():
+        for m in masks[:sub]:
+            px = np.concatenate([[0], m.T.flatten(), [0]])
+            runs = np.where(px[1:] != px[:-1])[0] + 1
+            runs[1::2] -= runs[::2]
+            text = " ".join(str(r) for r in runs)
+            out = np.zeros(101 * 101, np.uint8)
+            v = [int(t) for t in text.split()]
+            for s, n in zip(v[0::2], v[1::2], strict=True):
+                out[s - 1 : s - 1 + n] = 1
+
+    base = _timed(loop_rle) * 18000 / sub
+    rows = [_row("RLE encode+decode 18000 masks", "s", base, vec, "cpu", higher_better=False)]
+
+    n = 1000 if quick else 4000
+    truth = masks[:n]
+    probs = np.clip(truth * 0.7 + rng.uniform(0, 0.5, truth.shape), 0, 1).astype(np.float16)
+    fast = _timed(lambda: search(probs, truth))
+    thresholds, areas = np.arange(100) / 100, np.arange(20) * 10
+    pairs = [(t, a) for t in thresholds[::25] for a in areas[::10]]  # 8 of the 2000 pairs
+    loop = _timed(lambda: [competition_score(postprocess(probs, t, a), truth) for t, a in pairs])
+    base = loop * len(thresholds) * len(areas) / len(pairs)
+    rows.append(_row(f"search 100 thr x 20 areas, {n} maps", "s", base, fast, "cpu", False))
+    return rows
+
+
+def bench_predict(out: Path, quick: bool) -> list[dict]:
+    """`tgs predict` on N synthetic test images with 5 folds x hflip of a tiny seed_unet, in a
+    child process: wall time, peak RSS, and the share of time outside the model's forward."""
+    import resource
+    import subprocess
+
+    from tgs.config import load_config
+    from tgs.data.synth import synth
+    from tgs.models import model_from_config
+    from tgs.train import prepare_run_dir
+
+    n_test = 2000 if quick else 18000
+    data = out / f"predict-data-{n_test}"
+    if not data.exists():
+        synth(data, n_train=50, n_test=n_test, seed=0)
+    cfg = load_config(
+        None,
+        ["name=bench", "model_kwargs.n_filters=8", "geometry=resize", "size=64", "blank_rule=true"],
+    )
+    run = out / "predict-run"
+    import shutil
+
+    shutil.rmtree(run, ignore_errors=True)
+    prepare_run_dir(run, cfg, {"data": str(data)})
+    from tgs.checkpoint import save_checkpoint
+    from tgs.fileio import write_json
+
+    for k in range(5):
+        state = {"model": model_from_config(cfg).state_dict(), "config": cfg.to_dict(), "epoch": 0}
+        (run / f"fold{k}").mkdir()
+        save_checkpoint(run / f"fold{k}" / "best.pt", {**state, "score": 0.0, "fold": k})
+    write_json(
+        run / "thresholds.json",
+        {"threshold": 0.5, "min_area": 10, "empty_threshold": 0.0, "blank_rule": True, "cv": 0.0},
+    )
+    sub = out / "predict-bench.csv"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tgs",
+            "predict",
+            "--run",
+            str(run),
+            "--data",
+            str(data),
+            "--out",
+            str(sub),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-2000:])
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    m = json.loads(sub.with_suffix(".json").read_text())
+    other = 1 - m["model_seconds"] / m["seconds"]
+    row = {
+        "benchmark": f"predict {n_test} imgs, 5 folds x hflip (seed_unet nf8 64px)",
+        "unit": "s",
+        "baseline": "",
+        "tgs": m["seconds"],
+        "speedup": "",
+        "device": f"peak RSS {peak_mb:.0f} MB; {100 * other:.1f}% outside model forward",
+    }
+    return [row]
+
+
+def speed(a: argparse.Namespace) -> list[dict]:
+    out = Path(a.out)
+    rows = bench_cpu_paths(a.quick) + bench_models(a.quick) + bench_predict(out, a.quick)
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
     if not rows:
         return
@@ -83,8 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--name", help="row name (default: the config's name)")
     q.add_argument("--out", default="bench")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    sp = sub.add_parser("speed", help="time every hot path against a plain baseline")
+    sp.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    sp.add_argument("--out", default="bench")
     a = p.parse_args(argv)
     Path(a.out).mkdir(parents=True, exist_ok=True)
+    if a.what == "speed":
+        rows = speed(a)
+        (Path(a.out) / "speed.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print_table(rows)
+        return 0
     row = quality(a)
     with open(Path(a.out) / "quality.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")

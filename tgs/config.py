@@ -61,11 +61,12 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported)
     channels_last: bool = True
+    compile: bool = False  # torch.compile the training model (worth it for long GPU runs)
     threads: int = 0  # torch CPU threads (0: torch default)
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
     max_minutes: float = 0.0  # wall-clock budget per fold: stop before an epoch would pass it
     # post-processing search grid
-    min_areas: list[int] = field(default_factory=lambda: list(range(0, 200, 10)))
+    min_areas: list[int] = field(default_factory=lambda: list(range(0, 400, 20)))
     blank_rule: bool = True  # a constant (blank) image predicts an empty mask
 
     def to_dict(self) -> dict[str, Any]:

@@ -89,12 +89,14 @@ def predict_run(
     ids = test_ids(data_dir)
     spec = InputSpec.from_config(cfg)
     z_all = test_depths(data_dir, ids, spec)
-    t0, rles, done = time.time(), [], 0
+    t0, rles, done, model_seconds = time.time(), [], 0, 0.0
     bar = tqdm(total=len(ids), desc=f"predict {len(models)} models x {tta}", unit="img")
     with torch.inference_mode():
         for _, images in iter_test_images(data_dir, ids, batch_size):
             z = None if z_all is None else z_all[done : done + len(images)]
+            t_model = time.time()
             probs, cls = ensemble_proba(models, images, rt, cfg.val_batch_size, tta, z, spec)
+            model_seconds += time.time() - t_model
             done += len(images)
             blank = is_blank(images) if th.get("blank_rule") else None
             masks = postprocess(
@@ -121,7 +123,8 @@ def predict_run(
             "commit": git_commit(),
             "config": cfg.to_dict(),
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "seconds": round(time.time() - t0, 1),
+            "seconds": round(time.time() - t0, 2),
+            "model_seconds": round(model_seconds, 2),
         },
     )
     return path

@@ -16,7 +16,7 @@ import numpy as np
 from tgs.metric import score_from_counts
 
 DEFAULT_THRESHOLDS = np.arange(100) / 100  # 0.00 .. 0.99
-DEFAULT_MIN_AREAS = np.arange(20) * 10  # 0 .. 190 pixels
+DEFAULT_MIN_AREAS = np.arange(20) * 20  # 0 .. 380 pixels
 DEFAULT_EMPTY_THRESHOLDS = np.arange(0, 20) / 20  # 0.00 (no gate) .. 0.95
 
 

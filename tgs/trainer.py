@@ -107,6 +107,8 @@ class FoldTrainer:
         fp16 = self.rt.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=fp16)
         self.train_model = wrap_ddp(self.model, self.dist, self.rt)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
         self.batches = self._train_batches()
         self.start, self.best, self.history = 0, -math.inf, []
         self.ema = None
