@@ -20,3 +20,21 @@ def pack_competition_zip(data_dir: Path, out_dir: Path, name: str = "competition
         for csv in ("train.csv", "depths.csv", "sample_submission.csv"):
             zf.write(data_dir / csv, csv)
     return path
+
+
+def train_args(config, data, folds, fold, run, *extra: str) -> list[str]:
+    """Arguments of `python -m tgs train` for one fold."""
+    return [
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        str(data),
+        "--folds",
+        str(folds),
+        "--fold",
+        str(fold),
+        "--run",
+        str(run),
+        *extra,
+    ]

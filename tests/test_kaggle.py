@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers import train_args
 from tgs.cli import main
 from tgs.kaggle import KaggleError, find_credentials
 from tgs.submission import validate_file
@@ -53,24 +54,7 @@ def tiny_run(tmp_path_factory, synth_dir):
     folds, run = tmp / "folds.csv", tmp / "tiny"
     assert main(["folds", "--data", str(synth_dir), "--out", str(folds), "--n-folds", "2"]) == 0
     for k in (0, 1):
-        assert (
-            main(
-                [
-                    "train",
-                    "--config",
-                    str(tmp / "tiny.yaml"),
-                    "--data",
-                    str(synth_dir),
-                    "--folds",
-                    str(folds),
-                    "--fold",
-                    str(k),
-                    "--run",
-                    str(run),
-                ]
-            )
-            == 0
-        )
+        assert main(train_args(tmp / "tiny.yaml", synth_dir, folds, k, run)) == 0
     assert main(["threshold", "--run", str(run)]) == 0
     return run
 

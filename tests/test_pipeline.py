@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import train_args
 from tgs.cli import main
 from tgs.submission import score_file, validate_file
 
@@ -39,20 +40,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
     folds, run = tmp_path / "folds.csv", tmp_path / "run"
     assert main(["folds", "--data", str(synth_dir), "--out", str(folds), "--n-folds", "2"]) == 0
     for k in (0, 1):
-        args = [
-            "train",
-            "--config",
-            str(tiny_config),
-            "--data",
-            str(synth_dir),
-            "--folds",
-            str(folds),
-            "--fold",
-            str(k),
-            "--run",
-            str(run),
-            "lr=0.01",
-        ]
+        args = train_args(tiny_config, synth_dir, folds, k, run, "lr=0.01")
         assert main(args) == 0
     for name in ("config.yaml", "meta.json"):
         assert (run / name).is_file()
@@ -91,19 +79,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
 def test_train_refuses_other_config_in_same_run(synth_dir, tiny_config, tmp_path):
     folds, run = tmp_path / "folds.csv", tmp_path / "run"
     main(["folds", "--data", str(synth_dir), "--out", str(folds), "--n-folds", "2"])
-    base = [
-        "train",
-        "--config",
-        str(tiny_config),
-        "--data",
-        str(synth_dir),
-        "--folds",
-        str(folds),
-        "--fold",
-        "0",
-        "--run",
-        str(run),
-    ]
+    base = train_args(tiny_config, synth_dir, folds, 0, run)
     assert main(base) == 0
     assert main([*base, "lr=0.5"]) == 1
     assert main([*base[:-2], "--fold", "7", "--run", str(run)]) == 1  # no such fold

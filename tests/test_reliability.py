@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import train_args
 from tgs.checkpoint import load_model, save_checkpoint
 from tgs.cli import main
 from tgs.config import load_config
@@ -48,23 +49,7 @@ def setup(synth_dir, tmp_path):
 
 
 def train_cmd(cfg, data, folds, run, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "tgs",
-        "train",
-        "--config",
-        str(cfg),
-        "--data",
-        str(data),
-        "--folds",
-        str(folds),
-        "--fold",
-        "0",
-        "--run",
-        str(run),
-        *extra,
-    ]
+    return [sys.executable, "-m", "tgs", *train_args(cfg, data, folds, 0, run, *extra)]
 
 
 def test_sigkill_then_resume_equals_uninterrupted(setup, synth_dir, tmp_path):
@@ -205,19 +190,7 @@ def test_config_names_checked_before_any_work(override, match, tmp_path):
 def test_train_cli_bad_config_writes_nothing(synth_dir, tmp_path, setup):
     cfg, folds = setup
     run = tmp_path / "never"
-    args = [
-        "train",
-        "--config",
-        str(cfg),
-        "--data",
-        str(synth_dir),
-        "--folds",
-        str(folds),
-        "--fold",
-        "0",
-        "--run",
-        str(run),
-    ]
+    args = train_args(cfg, synth_dir, folds, 0, run)
     assert main([*args, "loss=dcie"]) == 1
     assert main([*args, "epoch=3"]) == 1
     assert not run.exists()

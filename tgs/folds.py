@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
+from tgs.data.io import id_mismatch
 from tgs.errors import DataError
 from tgs.fileio import atomic_path
 
@@ -69,13 +70,9 @@ def load_folds(path: str | os.PathLike, ids: Sequence[str] | None = None) -> pd.
         raise DataError(f"{path}: missing columns {', '.join(missing_cols)}")
     if df["id"].duplicated().any():
         raise DataError(f"{path}: id {df['id'][df['id'].duplicated()].iloc[0]!r} appears twice")
-    if ids is not None:
-        have, want = set(df["id"]), set(ids)
-        if have != want:
-            extra, lacking = sorted(have - want), sorted(want - have)
-            detail = f"id {extra[0]!r} is not in the data" if extra else f"lacks id {lacking[0]!r}"
-            raise DataError(
-                f"{path} does not match the data ({len(extra)} unknown ids, {len(lacking)} "
-                f"missing; {detail}): remake it with `python -m tgs folds`"
-            )
+    mismatch = id_mismatch(df["id"], ids) if ids is not None else None
+    if mismatch:
+        raise DataError(
+            f"{path} does not match the data ({mismatch}): remake it with `python -m tgs folds`"
+        )
     return df

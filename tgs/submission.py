@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tgs import rle
-from tgs.data.io import read_rle_csv
+from tgs.data.io import id_mismatch, read_rle_csv
 from tgs.errors import DataError, RLEError, SubmissionError
 from tgs.fileio import atomic_path
 from tgs.metric import per_image_scores
@@ -21,14 +21,9 @@ def check_frame(sub: pd.DataFrame, sample_ids: Sequence[str], name: str = "submi
     dup = sub["id"][sub["id"].duplicated()]
     if len(dup):
         raise SubmissionError(f"{name}: duplicate id {dup.iloc[0]!r} ({len(dup)} duplicates)")
-    have, want = set(sub["id"]), set(sample_ids)
-    if have != want:
-        extra, missing = sorted(have - want), sorted(want - have)
-        what = f"unknown id {extra[0]!r}" if extra else f"missing id {missing[0]!r}"
-        raise SubmissionError(
-            f"{name}: ids differ from sample_submission ({len(missing)} missing, "
-            f"{len(extra)} unknown; first: {what})"
-        )
+    mismatch = id_mismatch(sub["id"], sample_ids)
+    if mismatch:
+        raise SubmissionError(f"{name}: ids differ from sample_submission ({mismatch})")
     for id_, text in zip(sub["id"], sub["rle_mask"], strict=True):
         try:
             rle.parse(text)

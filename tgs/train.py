@@ -35,26 +35,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+    )
+
+
 def git_commit() -> str:
-    """Commit of the tgs source tree, or "unknown" outside git."""
+    """Commit of the tgs source tree (with "-dirty" for uncommitted changes), or "unknown"."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return (
-            out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-        )
+        head = _git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = _git("status", "--porcelain").stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
