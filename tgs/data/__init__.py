@@ -1,0 +1,1 @@
+"""Reading, writing and generating data in the competition layout."""

@@ -1,0 +1,75 @@
+"""Competition zip (as `kaggle competitions download` writes it) -> data folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+from tgs.data import io
+from tgs.errors import DataError
+from tgs.fileio import atomic_dir
+
+INNER_ZIPS = {"train.zip": "train", "test.zip": "test"}
+REQUIRED = (*INNER_ZIPS, *io.CSV_FILES)
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    try:
+        zf = zipfile.ZipFile(path)
+        bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DataError(f"{path} is truncated or not a zip file ({e}); download it again") from None
+    if bad is not None:
+        raise DataError(f"{path}: member {bad} fails its CRC check; download it again")
+    return zf
+
+
+def _extract_inner(zf: zipfile.ZipFile, name: str, dest: Path, where: str) -> None:
+    """Extract an inner zip's `images/` and `masks/` under `dest`, refusing odd paths."""
+    for member in zf.namelist():
+        if member.endswith("/"):
+            continue
+        parts = Path(member).parts
+        if len(parts) != 2 or parts[0] not in ("images", "masks") or ".." in parts:
+            raise DataError(f"{where}/{name}: unexpected member {member!r}")
+    zf.extractall(dest)
+
+
+def prepare(zip_path: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
+    """Unpack the competition zip into `out` (train/, test/, CSVs) and validate it.
+
+    The folder is assembled beside `out` and renamed into place only once it loads cleanly, so a
+    failure leaves nothing behind. Returns `out`.
+    """
+    zip_path, out = Path(zip_path), Path(out)
+    outer = _open_zip(zip_path)
+    names = set(outer.namelist())
+    missing = [n for n in REQUIRED if n not in names]
+    if missing:
+        raise DataError(f"{zip_path} lacks {', '.join(missing)}: is it the competition download?")
+    with atomic_dir(out, overwrite=force) as tmp:
+        for name in io.CSV_FILES:
+            with outer.open(name) as src, open(tmp / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        for name, sub in INNER_ZIPS.items():
+            outer.extract(name, tmp)
+            inner = _open_zip(tmp / name)
+            _extract_inner(inner, name, tmp / sub, str(zip_path))
+            inner.close()
+            (tmp / name).unlink()
+        try:
+            validate_folder(tmp)
+        except DataError as e:  # name the files as the user will know them
+            raise DataError(f"{zip_path}: {str(e).replace(str(tmp), str(out))}") from None
+    return out
+
+
+def validate_folder(data_dir: str | os.PathLike) -> None:
+    """Load everything once (images, masks vs train.csv RLE, test ids); raise DataError if off."""
+    io.check_layout(data_dir)
+    io.load_train(data_dir, check_rle=True)
+    io.test_ids(data_dir)
