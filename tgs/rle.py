@@ -16,29 +16,25 @@ from tgs.errors import RLEError
 SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
 
 
-def _runs(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, H, W) binary -> (image index, 1-based start, length) of every run, column-major."""
-    n = masks.shape[0]
-    flat = np.ascontiguousarray(masks.transpose(0, 2, 1)).reshape(n, -1).astype(bool)
-    padded = np.zeros((n, flat.shape[1] + 2), dtype=np.int8)
-    padded[:, 1:-1] = flat
-    img, pos = np.nonzero(np.diff(padded, axis=1))
-    # nonzero is row-major, so transitions alternate start, end within each image
-    starts, ends = pos[0::2], pos[1::2]
-    return img[0::2], starts + 1, ends - starts
+def _encode_one(mask: np.ndarray) -> str:
+    """(H, W) binary -> RLE string: column-major transitions of one padded flat vector."""
+    flat = np.zeros(mask.size + 2, dtype=np.int8)
+    flat[1:-1] = mask.T.reshape(-1) != 0
+    runs = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs[1::2] -= runs[::2]
+    return " ".join(map(str, runs.tolist()))
 
 
 def encode_batch(masks: np.ndarray) -> list[str]:
-    """Binary masks (N, H, W) -> N RLE strings ("" for an empty mask)."""
+    """Binary masks (N, H, W) -> N RLE strings ("" for an empty mask).
+
+    One C-level pass per mask (transpose, compare, nonzero) and a single join: measured faster
+    than batching the transitions of all masks at once, which is memory-bound at 18000 masks.
+    """
     masks = np.asarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"expected masks of shape (N, H, W), got {masks.shape}")
-    img, starts, lengths = _runs(masks)
-    pairs = np.empty(2 * len(starts), dtype=np.int64)
-    pairs[0::2], pairs[1::2] = starts, lengths
-    text = pairs.astype(str)
-    bounds = np.searchsorted(img, np.arange(masks.shape[0] + 1))
-    return [" ".join(text[2 * a : 2 * b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [_encode_one(m) for m in masks]
 
 
 def encode(mask: np.ndarray) -> str:
@@ -60,7 +56,7 @@ def parse(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> tuple[np.n
     if not tokens:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     try:
-        values = np.array([int(t) for t in tokens], dtype=np.int64)
+        values = np.array(tokens, dtype=np.int64)
     except ValueError as e:
         raise RLEError(f"non-integer token in RLE: {e}") from None
     if len(values) % 2:
@@ -82,9 +78,9 @@ def decode(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> np.ndarra
     """RLE string -> uint8 mask (H, W) of 0/1. Raises RLEError on an illegal string."""
     starts, lengths = parse(rle, shape)
     flat = np.zeros(shape[0] * shape[1] + 1, dtype=np.int8)
-    np.add.at(flat, starts, 1)
-    np.add.at(flat, starts + lengths, -1)
-    return np.cumsum(flat[:-1]).astype(np.uint8).reshape(shape[1], shape[0]).T.copy()
+    flat[starts] = 1  # legal runs neither overlap nor touch, so starts and ends are distinct
+    flat[starts + lengths] = -1
+    return np.cumsum(flat[:-1], dtype=np.int8).view(np.uint8).reshape(shape[1], shape[0]).T.copy()
 
 
 def decode_batch(rles: Iterable[str | float | None], shape: tuple[int, int] = SHAPE) -> np.ndarray:
@@ -99,10 +95,10 @@ def decode_batch(rles: Iterable[str | float | None], shape: tuple[int, int] = SH
         all_starts.append(starts + offset)
         all_ends.append(starts + lengths + offset)
     if rles:
-        np.add.at(flat, np.concatenate(all_starts), 1)
-        np.add.at(flat, np.concatenate(all_ends), -1)
-    flat = np.cumsum(flat).reshape(len(rles), size + 1)[:, :size]
-    return flat.astype(np.uint8).reshape(len(rles), shape[1], shape[0]).transpose(0, 2, 1).copy()
+        flat[np.concatenate(all_starts)] = 1  # distinct positions: runs never overlap or touch
+        flat[np.concatenate(all_ends)] = -1
+    flat = np.cumsum(flat, dtype=np.int8).view(np.uint8).reshape(len(rles), size + 1)[:, :size]
+    return flat.reshape(len(rles), shape[1], shape[0]).transpose(0, 2, 1).copy()
 
 
 def is_legal(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> bool:
