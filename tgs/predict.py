@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 from tgs import rle
 from tgs.checkpoint import load_model
 from tgs.data.dataset import InputSpec
-from tgs.data.io import iter_test_images, read_depths, test_ids
-from tgs.errors import DataError, TGSError
+from tgs.data.io import iter_test_images, read_depths, require_depths, test_ids
+from tgs.errors import TGSError
 from tgs.evaluate import fold_dirs, read_meta, read_run_config
 from tgs.fileio import write_json
 from tgs.submission import write_submission
@@ -56,9 +56,7 @@ def test_depths(data_dir: Path, ids: list[str], spec: InputSpec) -> np.ndarray |
     if not spec.depth:
         return None
     z = read_depths(data_dir / "depths.csv").reindex(ids).to_numpy(dtype=float)
-    if np.isnan(z).any():
-        first = ids[int(np.flatnonzero(np.isnan(z))[0])]
-        raise DataError(f"{data_dir / 'depths.csv'} has no depth for test id {first!r}")
+    require_depths(ids, z, data_dir / "depths.csv")
     return z
 
 

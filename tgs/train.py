@@ -285,10 +285,3 @@ def take(loader, n: int):
         if i >= n:
             return
         yield batch
-
-
-def _write_log(path: Path, history: list[dict]) -> None:
-    import pandas as pd
-
-    with atomic_path(path) as tmp:
-        pd.DataFrame(history).to_csv(tmp, index=False)

@@ -16,7 +16,7 @@ from tgs.batch_aug import DeviceBatches
 from tgs.checkpoint import read_checkpoint, save_checkpoint
 from tgs.config import Config
 from tgs.data.dataset import InputSpec, SaltDataset, build_augment
-from tgs.data.io import TrainData
+from tgs.data.io import TrainData, require_depths
 from tgs.distributed import (
     barrier,
     gather_objects,
@@ -24,7 +24,7 @@ from tgs.distributed import (
     mean_across,
     weights_identical,
 )
-from tgs.errors import DataError, TGSError
+from tgs.errors import TGSError
 from tgs.fileio import atomic_path, write_json
 from tgs.losses import create_loss
 from tgs.metric import competition_score, per_image_scores
@@ -76,14 +76,6 @@ def model_in_channels(model: torch.nn.Module) -> int:
     return first.in_channels
 
 
-def check_depths(data: TrainData, spec: InputSpec, where: str = "depths.csv") -> None:
-    """With a depth channel, every id needs a depth: raise DataError naming the first without."""
-    if spec.depth and np.isnan(data.z).any():
-        first = data.ids[int(np.flatnonzero(np.isnan(data.z))[0])]
-        n = int(np.isnan(data.z).sum())
-        raise DataError(f"{where} has no depth for id {first!r} ({n} ids), needed by depth_channel")
-
-
 class FoldTrainer:
     """State of one fold's training; `fit()` runs it, `resume=True` continues from last.pt."""
 
@@ -95,7 +87,8 @@ class FoldTrainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.spec = InputSpec.from_config(cfg)
-        check_depths(data, self.spec)
+        if self.spec.depth:
+            require_depths(data.ids, data.z, "depths.csv")
         seed_everything(cfg.seed + fold)
         self.train_idx, self.val_idx = fold_indices(data.ids, folds, fold)
         self.model = model_from_config(cfg).to(self.rt.device, memory_format=self.rt.memory_format)

@@ -114,6 +114,16 @@ def _depths_for(data_dir: Path, ids: Sequence[str]) -> np.ndarray:
     return read_depths(path).reindex(list(ids)).to_numpy(dtype=float)
 
 
+def require_depths(ids: Sequence[str], z: np.ndarray, where: str | os.PathLike) -> None:
+    """Raise DataError naming the first id without a depth (NaN z), as a depth channel needs."""
+    missing = np.flatnonzero(np.isnan(np.asarray(z, dtype=float)))
+    if missing.size:
+        raise DataError(
+            f"{where} has no depth for id {ids[int(missing[0])]!r} ({missing.size} ids), "
+            "needed by depth_channel"
+        )
+
+
 def _read_many(reader: Callable[[Path], np.ndarray], paths: Sequence[Path]) -> np.ndarray:
     out = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
