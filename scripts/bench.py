@@ -74,9 +74,19 @@ def _timed(fn, repeat: int = 1) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
+def _fast_amp(device):
+    """bf16 autocast where the hardware runs it natively (CUDA; CPUs with AMX/AVX512-BF16)."""
+    import torch
+
+    from tgs.train import cpu_native_bf16
+
+    return torch.bfloat16 if device.type == "cuda" or cpu_native_bf16() else None
+
+
 def _train_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
-    """Images/s of training steps: `fast` = channels_last (+ bf16 on CUDA) with batch-level
-    augmentation on the device; baseline = NCHW fp32 with a per-sample albumentations loader."""
+    """Images/s of training steps: `fast` = channels_last + bf16 autocast (CUDA, or a CPU with
+    native bf16) with batch-level augmentation on the device; baseline = NCHW fp32 with a
+    per-sample albumentations loader."""
     import numpy as np
     import torch
     from torch.utils.data import DataLoader
@@ -103,7 +113,7 @@ def _train_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
     else:
         ds = SaltDataset(images, masks, build_augment())
         it = iter(DataLoader(ds, batch_size=32, shuffle=True, num_workers=0))
-    amp = torch.bfloat16 if fast and device.type == "cuda" else None
+    amp = _fast_amp(device) if fast else None
 
     def step():
         xb, yb = next(it)
@@ -131,7 +141,7 @@ def _infer_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
     fmt = torch.channels_last if fast else torch.contiguous_format
     model = create_model(name, **kw).to(device).to(memory_format=fmt).eval()
     x = torch.randn(32, 1, 101, 101, device=device).contiguous(memory_format=fmt)
-    amp = torch.bfloat16 if fast and device.type == "cuda" else None
+    amp = _fast_amp(device) if fast else None
     with torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         model(x)
         seconds = _timed(lambda: model(x), steps)
@@ -143,13 +153,13 @@ def bench_models(quick: bool) -> list[dict]:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     steps = 2 if quick else 4
-    rows = []
+    rows, label_dev = [], f"{device}, tgs: bf16" if _fast_amp(device) else str(device)
     for name, kw in [("seed_unet", {}), ("unet", {"encoder": "resnet34"})]:
         label = "seed_unet" if name == "seed_unet" else "unet-resnet34"
         base, fast = (_train_rate(name, kw, f, steps, device) for f in (False, True))
-        rows.append(_row(f"train {label} 128px b32", "img/s", base, fast, device))
+        rows.append(_row(f"train {label} 128px b32", "img/s", base, fast, label_dev))
         base, fast = (_infer_rate(name, kw, f, steps, device) for f in (False, True))
-        rows.append(_row(f"infer {label} 128px b32", "img/s", base, fast, device))
+        rows.append(_row(f"infer {label} 128px b32", "img/s", base, fast, label_dev))
     return rows
 
 
@@ -178,21 +188,27 @@ def bench_cpu_paths(quick: bool) -> list[dict]:
     tops = rng.integers(0, 101, 18000)
     for i in range(0, 18000, 2):
         masks[i, tops[i] :, : rng.integers(1, 101)] = 1
-    vec = _timed(lambda: rle.decode_batch(rle.encode_batch(masks)))
-    sub = 1000  # the per-image loop is timed on a subset and scaled
+    vec = min(_timed(lambda: rle.decode_batch(rle.encode_batch(masks))) for _ in range(3))
+    sub = 3000  # the plain per-mask functions are timed on a subset and scaled
 
-    def loop_rle():
+    def loop_rle():  # the usual Kaggle-kernel rle_encode / rle_decode, one mask at a time
+        texts = []
         for m in masks[:sub]:
-            px = np.concatenate([[0], m.T.flatten(), [0]])
+            px = np.concatenate([[0], m.flatten(order="F"), [0]])
             runs = np.where(px[1:] != px[:-1])[0] + 1
             runs[1::2] -= runs[::2]
-            text = " ".join(str(r) for r in runs)
-            out = np.zeros(101 * 101, np.uint8)
-            v = [int(t) for t in text.split()]
-            for s, n in zip(v[0::2], v[1::2], strict=True):
-                out[s - 1 : s - 1 + n] = 1
+            texts.append(" ".join(str(r) for r in runs))
+        out = []
+        for text in texts:
+            v = text.split()
+            starts, lengths = (np.asarray(x, dtype=int) for x in (v[0::2], v[1::2]))
+            img = np.zeros(101 * 101, np.uint8)
+            for lo, hi in zip(starts - 1, starts - 1 + lengths, strict=True):
+                img[lo:hi] = 1
+            out.append(img.reshape((101, 101), order="F"))
+        return np.stack(out)
 
-    base = _timed(loop_rle) * 18000 / sub
+    base = min(_timed(loop_rle) for _ in range(3)) * len(masks) / sub
     rows = [_row("RLE encode+decode 18000 masks", "s", base, vec, "cpu", higher_better=False)]
 
     n = 1000 if quick else 4000
@@ -207,10 +223,26 @@ def bench_cpu_paths(quick: bool) -> list[dict]:
     return rows
 
 
+# Runs `python -m tgs ARGS` and prints the process's own peak RSS (kB) last on stderr. VmHWM is
+# the peak of this program's memory only: ru_maxrss of a child also counts the forked parent's
+# pages from before exec, which would charge the benchmark's own arrays to predict.
+_PEAK_RSS_CHILD = """
+import resource, sys
+from tgs.cli import main
+rc = main(sys.argv[1:])
+try:
+    kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+except OSError:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
+    kb = kb // 1024 if sys.platform == "darwin" else kb
+print("peak_rss_kb", kb, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
 def bench_predict(out: Path, quick: bool) -> list[dict]:
     """`tgs predict` on N synthetic test images with 5 folds x hflip of a tiny seed_unet, in a
     child process: wall time, peak RSS, and the share of time outside the model's forward."""
-    import resource
     import subprocess
 
     from tgs.config import load_config
@@ -243,26 +275,13 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
         {"threshold": 0.5, "min_area": 10, "empty_threshold": 0.0, "blank_rule": True, "cv": 0.0},
     )
     sub = out / "predict-bench.csv"
+    args = ["predict", "--run", str(run), "--data", str(data), "--out", str(sub)]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tgs",
-            "predict",
-            "--run",
-            str(run),
-            "--data",
-            str(data),
-            "--out",
-            str(sub),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-c", _PEAK_RSS_CHILD, *args], cwd=ROOT, capture_output=True, text=True
     )
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_mb = int(proc.stderr.strip().splitlines()[-1].split()[-1]) / 1024
     m = json.loads(sub.with_suffix(".json").read_text())
     other = 1 - m["model_seconds"] / m["seconds"]
     row = {

@@ -66,3 +66,32 @@ def test_legal_strings_accepted():
     assert rle.is_legal("1 5 7 2")
     assert rle.is_legal("10201 1")
     assert rle.is_legal("")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["1", "a b", "0 5", "5 0", "5 -1", "10 5 3 2", "1 5 5 2", "1 5 6 2", "10200 3", "1.5 2"],
+)
+def test_batch_rejects_and_names_the_bad_string(bad):
+    with pytest.raises(RLEError, match="mask 2:"):
+        rle.decode_batch(["1 1", "", bad, "5 5"])
+
+
+def test_batch_accepts_any_whitespace_and_missing_values():
+    """Non-canonical spacing takes the string-by-string path and decodes the same masks."""
+    canon = rle.decode_batch(["1 5 7 2", "", "", "10201 1"])
+    loose = rle.decode_batch([" 1  5\t7 2 ", float("nan"), None, "10201 1\n"])
+    np.testing.assert_array_equal(loose, canon)
+    assert rle.decode_batch([]).shape == (0, 101, 101)
+
+
+def test_batch_chunk_boundaries_with_full_and_empty_masks():
+    """Runs that end at a mask's last pixel next to a run at the next mask's first pixel, across
+    the decoder's chunk boundary, decode exactly."""
+    rng = np.random.default_rng(2)
+    n = 2 * rle._CHUNK + 3
+    masks = (rng.uniform(size=(n, 101, 101)) < 0.5).astype(np.uint8)
+    masks[rle._CHUNK - 2 : rle._CHUNK + 2] = 1
+    masks[rle._CHUNK + 2] = 0
+    masks[-1] = 1
+    np.testing.assert_array_equal(rle.decode_batch(rle.encode_batch(masks)), masks)

@@ -59,7 +59,7 @@ class Config:
     # runtime
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported)
+    amp: bool = True  # mixed precision: CUDA bf16/fp16, CPU bf16 where native (AMX/AVX512-BF16)
     channels_last: bool = True
     compile: bool = False  # torch.compile the training model (worth it for long GPU runs)
     threads: int = 0  # torch CPU threads (0: torch default)

@@ -110,6 +110,15 @@ def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
     raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
 
 
+def cpu_native_bf16() -> bool:
+    """True when this CPU runs bf16 matmuls/convolutions in hardware (AMX or AVX512-BF16), where
+    bf16 autocast trains ~2.5x faster than fp32; elsewhere bf16 is emulated and slower."""
+    cpu = getattr(torch, "cpu", None)
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    native = any(getattr(cpu, name, lambda: False)() for name in probes)
+    return native and torch.backends.mkldnn.is_available()
+
+
 @dataclass
 class Runtime:
     """Device-dependent settings resolved from a config."""
@@ -126,6 +135,8 @@ class Runtime:
         amp = None
         if cfg.amp and device.type == "cuda":
             amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif cfg.amp and device.type == "cpu" and cpu_native_bf16():
+            amp = torch.bfloat16
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         return cls(device, amp, fmt)
 

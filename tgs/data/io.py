@@ -202,11 +202,22 @@ def test_ids(data_dir: str | os.PathLike) -> list[str]:
 def iter_test_images(
     data_dir: str | os.PathLike, ids: Sequence[str], batch_size: int = 256
 ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Yield (ids, uint8 images (B, 101, 101)) batches from `test/images`, reading lazily."""
+    """Yield (ids, uint8 images (B, 101, 101)) batches from `test/images`, reading lazily: the
+    next batch is decoded in the background while the caller works on this one (two batches in
+    memory at most)."""
     folder = Path(data_dir) / "test" / "images"
-    for start in range(0, len(ids), batch_size):
-        chunk = list(ids[start : start + batch_size])
-        yield chunk, _read_many(read_image, [folder / f"{i}.png" for i in chunk])
+    chunks = [list(ids[s : s + batch_size]) for s in range(0, len(ids), batch_size)]
+
+    def read(chunk: list[str]) -> np.ndarray:
+        return _read_many(read_image, [folder / f"{i}.png" for i in chunk])
+
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        pending = ahead.submit(read, chunks[0]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            images = pending.result()
+            if k + 1 < len(chunks):
+                pending = ahead.submit(read, chunks[k + 1])
+            yield chunk, images
 
 
 def check_layout(data_dir: str | os.PathLike) -> None:
