@@ -1,6 +1,7 @@
 """Winning-solution options: each changes the computation the way it claims."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -157,6 +158,28 @@ def test_staged_training_starts_from_stage_one(data, folds, tmp_path):
         assert torch.equal(v, best1[k]), k
     fresh = trainer(load_config(None, [*TINY, "name=s3"]), data, folds, tmp_path / "s3")
     assert not torch.equal(fresh.model.state_dict()["net.head.weight"], best1["net.head.weight"])
+
+
+def test_stage2_in_one_run_switches_loss_and_lr_and_resumes_exactly(data, folds, tmp_path):
+    over = [*TINY, "batch_size=8", "lr=0.002", "stage2_epochs=2", "stage2_lr=0.0005"]
+    cfg = load_config(None, [*over, "stage2_loss=lovasz_symmetric"])
+    t = trainer(cfg, data, folds, tmp_path / "st")
+    assert repr(t.criterion.mask_loss) == "1*bce + 1*dice"
+    t.fit()
+    log = pd.read_csv(tmp_path / "st" / "fold0" / "log.csv")
+    assert log["stage"].tolist() == [1, 2, 2]
+    assert log["lr"].iloc[0] == pytest.approx(0.002) and log["lr"].iloc[1] == pytest.approx(5e-4)
+    assert log["lr"].iloc[2] < 5e-4  # cosine over stage 2's own epochs
+    assert repr(t.criterion.mask_loss) == "1*lovasz_symmetric"
+    # interrupted inside stage 2, then resumed: same weights as the uninterrupted run
+    part = trainer(cfg, data, folds, tmp_path / "part")
+    part.run_epoch(0), part.run_epoch(1)
+    resumed = trainer(cfg, data, folds, tmp_path / "part")
+    resumed.fit(resume=True)
+    assert resumed.stage == 2
+    a = read_checkpoint(tmp_path / "st" / "fold0" / "last.pt")["train_model"]
+    b = read_checkpoint(tmp_path / "part" / "fold0" / "last.pt")["train_model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp_path, synth_dir):

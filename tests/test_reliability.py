@@ -178,12 +178,23 @@ def test_checkpoint_from_other_architecture(tmp_path):
         ("loss=bce+lovaz", "did you mean lovasz"),
         ("optimizer=adam", "adamw"),
         ("scheduler=step", "cosine"),
+        ("stage2_loss=lovaz", "did you mean lovasz"),
     ],
 )
 def test_config_names_checked_before_any_work(override, match, tmp_path):
     model = "model=unet" if not override.startswith("model") else override
     cfg = load_config(None, [model, override] if model != override else [override])
+    if override.startswith("stage2"):
+        cfg = load_config(None, [model, override, "stage2_epochs=3"])
     with pytest.raises((ConfigError, TGSError), match=match):
+        validate_config(cfg)
+
+
+def test_stage2_refuses_snapshots():
+    cfg = load_config(
+        None, ["stage2_epochs=2", "snapshots=true", "scheduler=cosine_restarts", "cycle_epochs=2"]
+    )
+    with pytest.raises(TGSError, match="snapshots"):
         validate_config(cfg)
 
 

@@ -51,6 +51,9 @@ class Config:
     snapshots: bool = False  # save a snapshot per cycle; OOF and test average over them
     ema: float = 0.0  # > 0: validate, save and predict with an EMA of the weights (decay)
     init_from: str | None = None  # run folder (or .pt with {fold}) to start from: staged training
+    stage2_epochs: int = 0  # > 0: a second stage in the same run after `epochs` (BCE -> Lovasz)
+    stage2_loss: str = "lovasz_symmetric"  # stage 2's loss, on stage 1's last weights
+    stage2_lr: float = 1e-3  # stage 2 restarts AdamW/SGD at this lr, cosine over stage2_epochs
     epochs: int = 20
     batch_size: int = 32
     val_batch_size: int = 64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,12 @@ def validate_config(cfg: Config) -> None:
         raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise TGSError(f"epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})")
+    if cfg.stage2_epochs < 0:
+        raise TGSError(f"stage2_epochs must be >= 0, got {cfg.stage2_epochs}")
+    if cfg.stage2_epochs and cfg.snapshots:
+        raise TGSError("stage2_epochs and snapshots do not combine (snapshots are stage-1 cycles)")
+    if cfg.stage2_epochs:
+        create_loss(cfg.stage2_loss)
     if cfg.snapshots and cfg.scheduler != "cosine_restarts":
         raise TGSError("snapshots need scheduler: cosine_restarts (a snapshot per cycle)")
     if not 0 <= cfg.ema < 1:
@@ -84,6 +90,18 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
             weight_decay=cfg.weight_decay,
         )
     raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
+
+
+def total_epochs(cfg: Config) -> int:
+    """Epochs of the whole run: stage 1 (`epochs`) + stage 2 (`stage2_epochs`)."""
+    return cfg.epochs + cfg.stage2_epochs
+
+
+def stage2_config(cfg: Config) -> Config:
+    """The optimisation settings of stage 2: its loss and lr, cosine over its epochs."""
+    return replace(
+        cfg, loss=cfg.stage2_loss, lr=cfg.stage2_lr, epochs=cfg.stage2_epochs, scheduler="cosine"
+    )
 
 
 def cycle_epochs(cfg: Config) -> int:

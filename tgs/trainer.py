@@ -40,7 +40,9 @@ from tgs.train import (
     predict_array,
     save_oof,
     seed_everything,
+    stage2_config,
     take,
+    total_epochs,
     train_one_epoch,
 )
 
@@ -103,7 +105,7 @@ class FoldTrainer:
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.batches = self._train_batches()
-        self.start, self.best, self.history = 0, -math.inf, []
+        self.start, self.best, self.history, self.stage = 0, -math.inf, [], 1
         self.ema = None
         if cfg.ema > 0:
             avg = get_ema_multi_avg_fn(cfg.ema)
@@ -128,6 +130,15 @@ class FoldTrainer:
     def eval_model(self) -> torch.nn.Module:
         """The weights that are validated, saved and used to predict (EMA when enabled)."""
         return self.ema.module if self.ema is not None else self.model
+
+    def _enter_stage2(self) -> None:
+        """Stage 2 in the same run: stage 2's loss, a fresh optimizer at stage2_lr and a cosine
+        schedule over stage2_epochs, continuing from the current weights (and EMA)."""
+        s2 = stage2_config(self.cfg)
+        self.criterion = Criterion(create_loss(s2.loss), s2.cls_weight).to(self.rt.device)
+        self.opt = build_optimizer(s2, self.model)
+        self.sched = build_scheduler(s2, self.opt)
+        self.stage = 2
 
     def _init_from(self, source: str) -> None:
         """Staged training: start from another run's weights for this fold (model only)."""
@@ -172,6 +183,8 @@ class FoldTrainer:
     def restore(self) -> None:
         """Continue from last.pt: weights, optimizer, scheduler, scaler, RNG, epoch, history."""
         state = read_checkpoint(self.dir / "last.pt")
+        if state["epoch"] + 1 > self.cfg.epochs:  # the last finished epoch was in stage 2
+            self._enter_stage2()
         self.model.load_state_dict(state["train_model"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
@@ -184,7 +197,7 @@ class FoldTrainer:
         random.setstate(state["rng"]["python"])
         self.start, self.best = state["epoch"] + 1, state["best_score"]
         self.history = state["history"]
-        print(f"fold {self.fold}: resuming after epoch {self.start} of {self.cfg.epochs}")
+        print(f"fold {self.fold}: resuming after epoch {self.start} of {total_epochs(self.cfg)}")
 
     # -- loop --------------------------------------------------------------------------------
     def validate(self, tta: str = "none", model=None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -203,13 +216,16 @@ class FoldTrainer:
 
     def run_epoch(self, epoch: int) -> None:
         cfg, t0 = self.cfg, time.time()
+        if epoch >= cfg.epochs and self.stage == 1:
+            self._enter_stage2()
         if isinstance(self.batches, DeviceBatches):
             loader = self.batches.epoch(cfg.seed * 1000 + epoch)
         else:
             loader = epoch_loader(self.batches, cfg, epoch, self.rt, self.dist)
         if cfg.max_train_batches:
             loader = take(loader, cfg.max_train_batches)
-        desc = f"fold {self.fold} epoch {epoch + 1}/{cfg.epochs}"
+        desc = f"fold {self.fold} epoch {epoch + 1}/{total_epochs(cfg)}"
+        desc += " (stage 2)" if self.stage == 2 else ""
         on_step = (lambda: self.ema.update_parameters(self.model)) if self.ema is not None else None
         loss = train_one_epoch(
             self.train_model,
@@ -231,7 +247,14 @@ class FoldTrainer:
             self.sched.step()
         seconds = time.time() - t0
         self.history.append(
-            {"epoch": epoch + 1, "loss": loss, "val_score": score, "lr": lr, "seconds": seconds}
+            {
+                "epoch": epoch + 1,
+                "stage": self.stage,
+                "loss": loss,
+                "val_score": score,
+                "lr": lr,
+                "seconds": seconds,
+            }
         )
         improved = score > self.best
         self.best = max(self.best, score)
@@ -282,7 +305,7 @@ class FoldTrainer:
         if resume and last.exists():
             self.restore()
         t0 = time.time()
-        for epoch in range(self.start, self.cfg.epochs):
+        for epoch in range(self.start, total_epochs(self.cfg)):
             self.run_epoch(epoch)
             if self.cfg.max_minutes and self._out_of_time(t0):
                 print(f"fold {self.fold}: stopping after epoch {epoch + 1}: max_minutes reached")
@@ -298,7 +321,7 @@ class FoldTrainer:
         """Reload the best checkpoint, write the hflip-TTA OOF (oof.npz) and summary.json
         (rank 0 only when distributed)."""
         if not self.history:
-            raise TGSError(f"{self.dir}: no epoch was trained (epochs={self.cfg.epochs})")
+            raise TGSError(f"{self.dir}: no epoch was trained (epochs={total_epochs(self.cfg)})")
         identical = weights_identical(self.dist, self.model) if self.dist.enabled else None
         if not self.dist.main:
             barrier(self.dist)
