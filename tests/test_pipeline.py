@@ -50,7 +50,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
         for name in ("best.pt", "last.pt", "log.csv", "oof.npz", "summary.json"):
             assert (run / f"fold{k}" / name).is_file()
         log = pd.read_csv(run / f"fold{k}" / "log.csv")
-        assert list(log.columns) == ["epoch", "loss", "val_score", "lr", "seconds"]
+        assert list(log.columns) == ["epoch", "stage", "loss", "val_score", "lr", "seconds"]
     oof_ids = []
     for k in (0, 1):
         with np.load(run / f"fold{k}" / "oof.npz") as z:
