@@ -15,6 +15,7 @@ from tgs import IMAGE_SIZE
 from tgs.errors import RLEError
 
 SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
+_CHUNK = 256  # masks decoded per step (2.6 MB at 101x101)
 
 
 def _encode_one(mask: np.ndarray) -> str:
@@ -43,6 +44,11 @@ def encode(mask: np.ndarray) -> str:
     return encode_batch(np.asarray(mask)[None])[0]
 
 
+def _text(rle: str | float | None) -> str:
+    """An RLE cell as text: None and NaN (pandas' empty cell) are the empty mask ""."""
+    return "" if rle is None or (isinstance(rle, float) and np.isnan(rle)) else str(rle)
+
+
 def parse(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> tuple[np.ndarray, np.ndarray]:
     """RLE string -> (0-based starts, lengths), checking it is legal.
 
@@ -51,9 +57,7 @@ def parse(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> tuple[np.n
     overlap (touching runs are also rejected: Kaggle's encoder never writes them), or a run leaves
     the image.
     """
-    if rle is None or (isinstance(rle, float) and np.isnan(rle)):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    tokens = str(rle).split()
+    tokens = _text(rle).split()
     if not tokens:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     try:
@@ -63,32 +67,36 @@ def parse(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> tuple[np.n
     if len(values) % 2:
         raise RLEError(f"odd number of values ({len(values)}): RLE must be 'start length' pairs")
     starts, lengths = values[0::2] - 1, values[1::2]
-    if (starts < 0).any():
-        raise RLEError("RLE start < 1 (pixels are numbered from 1)")
-    if (lengths <= 0).any():
-        raise RLEError("RLE run length <= 0")
-    ends = starts + lengths
-    if (ends > shape[0] * shape[1]).any():
-        raise RLEError(f"RLE run ends past the last pixel {shape[0] * shape[1]}")
-    if len(starts) > 1 and (starts[1:] <= ends[:-1]).any():
-        raise RLEError("RLE runs are not sorted, overlap or touch")
+    problem = _run_problem(np.zeros(len(starts), np.int32), starts, lengths, shape[0] * shape[1])
+    if problem:
+        raise RLEError(problem)
     return starts, lengths
+
+
+def _run_problem(
+    mask_of_run: np.ndarray, starts: np.ndarray, lengths: np.ndarray, size: int
+) -> str | None:
+    """What makes runs illegal (0-based starts, lengths; runs of one mask consecutive), or None.
+
+    Starts and lengths must be positive, runs inside the image, sorted, neither overlapping nor
+    touching (Kaggle's encoder never writes touching runs)."""
+    ends = starts + lengths
+    if (starts < 0).any():
+        return "RLE start < 1 (pixels are numbered from 1)"
+    if (lengths <= 0).any():
+        return "RLE run length <= 0"
+    if (ends > size).any():
+        return f"RLE run ends past the last pixel {size}"
+    same_mask = mask_of_run[1:] == mask_of_run[:-1]
+    if (same_mask & (starts[1:] <= ends[:-1])).any():
+        return "RLE runs are not sorted, overlap or touch"
+    return None
 
 
 def decode(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> np.ndarray:
     """RLE string -> uint8 mask (H, W) of 0/1. Raises RLEError on an illegal string."""
     starts, lengths = parse(rle, shape)
-    flat = np.zeros(shape[0] * shape[1] + 1, dtype=np.int8)
-    flat[starts] = 1  # legal runs neither overlap nor touch, so starts and ends are distinct
-    flat[starts + lengths] = -1
-    return np.cumsum(flat[:-1], dtype=np.int8).view(np.uint8).reshape(shape[1], shape[0]).T.copy()
-
-
-_CHUNK = 256  # masks decoded per step (2.6 MB at 101x101)
-
-
-def _text(rle: str | float | None) -> str:
-    return "" if rle is None or (isinstance(rle, float) and np.isnan(rle)) else str(rle)
+    return _fill(np.zeros(len(starts), np.int32), starts, starts + lengths, 1, shape)[0]
 
 
 def _parse_all(texts: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -123,40 +131,25 @@ def _parse_each(texts: list[str], shape: tuple[int, int]) -> tuple[np.ndarray, n
 
 
 def _legal_runs(mask_idx: np.ndarray, values: np.ndarray, size: int) -> bool:
-    """True when every string is 'start length' pairs of legal, sorted, non-touching runs."""
-    counts = np.bincount(mask_idx, minlength=1) if len(mask_idx) else np.zeros(1)
-    if (counts % 2).any():
+    """True when every string is 'start length' pairs of legal runs (see _run_problem)."""
+    if len(mask_idx) and (np.bincount(mask_idx) % 2).any():
         return False
-    starts, lengths = values[0::2] - 1, values[1::2]
-    ends = starts + lengths
-    if (starts < 0).any() or (lengths <= 0).any() or (ends > size).any():
-        return False
-    same_mask = mask_idx[0::2][1:] == mask_idx[0::2][:-1]
-    return not (same_mask & (starts[1:] <= ends[:-1])).any()
+    return _run_problem(mask_idx[0::2], values[0::2] - 1, values[1::2], size) is None
 
 
-def decode_batch(rles: Iterable[str | float | None], shape: tuple[int, int] = SHAPE) -> np.ndarray:
-    """Sequence of RLE strings -> uint8 masks (N, H, W) of 0/1. Raises RLEError (naming the
-    index) on an illegal string.
-
-    All strings are parsed by one C call; masks are then filled in cache-sized chunks, each one
-    np.repeat of alternating 0/1 over the gap and run lengths of its masks laid end to end and one
-    transpose (large temporaries cost more in page faults than in arithmetic).
-    """
-    texts = [_text(r) for r in rles]
-    n, size = len(texts), shape[0] * shape[1]
-    parsed = _parse_all(texts)
-    if parsed is None or not _legal_runs(*parsed, size):
-        parsed = _parse_each(texts, shape)  # raises, naming the string, when one is illegal
-    mask_idx, values = parsed
+def _fill(
+    mask_of_run: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int, shape: tuple[int, int]
+) -> np.ndarray:
+    """Legal runs (0-based column-major [start, end) of mask `mask_of_run`) -> uint8 masks
+    (n, H, W), in cache-sized chunks: per chunk one np.repeat of alternating 0/1 over the gap and
+    run lengths of its masks laid end to end, and one transpose (large temporaries cost more in
+    page faults than in arithmetic)."""
+    size, step = shape[0] * shape[1], _CHUNK
     out = np.empty((n, *shape), dtype=np.uint8)
-    pair_mask = mask_idx[0::2]
-    starts, ends = values[0::2] - 1, values[0::2] - 1 + values[1::2]
-    step = _CHUNK
-    bounds = np.searchsorted(pair_mask, np.arange(0, n + step, step))
-    for c, a in enumerate(range(0, n, step)):  # cache-sized chunks: no large temporary
+    bounds = np.searchsorted(mask_of_run, np.arange(0, n + step, step))
+    for c, a in enumerate(range(0, n, step)):
         b, lo, hi = min(a + step, n), bounds[c], bounds[c + 1]
-        offset = (pair_mask[lo:hi] - a) * size
+        offset = (mask_of_run[lo:hi] - a).astype(np.int64) * size
         edges = np.empty(2 * (hi - lo) + 2, dtype=np.int64)
         edges[0], edges[-1] = 0, (b - a) * size
         edges[1:-1:2], edges[2:-1:2] = starts[lo:hi] + offset, ends[lo:hi] + offset
@@ -165,6 +158,23 @@ def decode_batch(rles: Iterable[str | float | None], shape: tuple[int, int] = SH
         flat = np.repeat(bits, np.diff(edges))
         out[a:b] = flat.reshape(b - a, shape[1], shape[0]).transpose(0, 2, 1)
     return out
+
+
+def decode_batch(rles: Iterable[str | float | None], shape: tuple[int, int] = SHAPE) -> np.ndarray:
+    """Sequence of RLE strings -> uint8 masks (N, H, W) of 0/1. Raises RLEError (naming the
+    index) on an illegal string.
+
+    All strings are parsed by one C call (canonical "start length ..." text; anything else is
+    parsed string by string), then filled by `_fill`.
+    """
+    texts = [_text(r) for r in rles]
+    size = shape[0] * shape[1]
+    parsed = _parse_all(texts)
+    if parsed is None or not _legal_runs(*parsed, size):
+        parsed = _parse_each(texts, shape)  # raises, naming the string, when one is illegal
+    mask_idx, values = parsed
+    starts = values[0::2] - 1
+    return _fill(mask_idx[0::2], starts, starts + values[1::2], len(texts), shape)
 
 
 def is_legal(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> bool:
