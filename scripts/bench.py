@@ -75,12 +75,16 @@ def _timed(fn, repeat: int = 1) -> float:
 
 
 def _fast_amp(device):
-    """bf16 autocast where the hardware runs it natively (CUDA; CPUs with AMX/AVX512-BF16)."""
-    import torch
+    """The autocast dtype tgs trains with on `device` (Runtime's choice for `amp: true`)."""
+    from tgs.config import load_config
+    from tgs.train import Runtime
 
-    from tgs.train import cpu_native_bf16
+    return Runtime.from_config(load_config(None, [f"device={device}"])).amp_dtype
 
-    return torch.bfloat16 if device.type == "cuda" or cpu_native_bf16() else None
+
+def _amp_label(device) -> str:
+    amp = _fast_amp(device)
+    return f"{device}, tgs: {str(amp).removeprefix('torch.')}" if amp else str(device)
 
 
 def _train_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
@@ -153,7 +157,7 @@ def bench_models(quick: bool) -> list[dict]:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     steps = 2 if quick else 4
-    rows, label_dev = [], f"{device}, tgs: bf16" if _fast_amp(device) else str(device)
+    rows, label_dev = [], _amp_label(device)
     for name, kw in [("seed_unet", {}), ("unet", {"encoder": "resnet34"})]:
         label = "seed_unet" if name == "seed_unet" else "unet-resnet34"
         base, fast = (_train_rate(name, kw, f, steps, device) for f in (False, True))

@@ -94,18 +94,16 @@ class FoldTrainer:
         seed_everything(cfg.seed + fold)
         self.train_idx, self.val_idx = fold_indices(data.ids, folds, fold)
         self.model = model_from_config(cfg).to(self.rt.device, memory_format=self.rt.memory_format)
-        self.criterion = Criterion(create_loss(cfg.loss), cfg.cls_weight).to(self.rt.device)
         if cfg.init_from:
             self._init_from(cfg.init_from)
-        self.opt = build_optimizer(cfg, self.model)
-        self.sched = build_scheduler(cfg, self.opt)
+        self._set_stage(1)
         fp16 = self.rt.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=fp16)
         self.train_model = wrap_ddp(self.model, self.dist, self.rt)
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.batches = self._train_batches()
-        self.start, self.best, self.history, self.stage = 0, -math.inf, [], 1
+        self.start, self.best, self.history = 0, -math.inf, []
         self.ema = None
         if cfg.ema > 0:
             avg = get_ema_multi_avg_fn(cfg.ema)
@@ -131,14 +129,14 @@ class FoldTrainer:
         """The weights that are validated, saved and used to predict (EMA when enabled)."""
         return self.ema.module if self.ema is not None else self.model
 
-    def _enter_stage2(self) -> None:
-        """Stage 2 in the same run: stage 2's loss, a fresh optimizer at stage2_lr and a cosine
-        schedule over stage2_epochs, continuing from the current weights (and EMA)."""
-        s2 = stage2_config(self.cfg)
-        self.criterion = Criterion(create_loss(s2.loss), s2.cls_weight).to(self.rt.device)
-        self.opt = build_optimizer(s2, self.model)
-        self.sched = build_scheduler(s2, self.opt)
-        self.stage = 2
+    def _set_stage(self, stage: int) -> None:
+        """Loss, optimizer and schedule of stage 1 (the config's) or stage 2 (its loss, a fresh
+        optimizer at stage2_lr, cosine over stage2_epochs), on the current weights (and EMA)."""
+        c = self.cfg if stage == 1 else stage2_config(self.cfg)
+        self.criterion = Criterion(create_loss(c.loss), c.cls_weight).to(self.rt.device)
+        self.opt = build_optimizer(c, self.model)
+        self.sched = build_scheduler(c, self.opt)
+        self.stage = stage
 
     def _init_from(self, source: str) -> None:
         """Staged training: start from another run's weights for this fold (model only)."""
@@ -184,7 +182,7 @@ class FoldTrainer:
         """Continue from last.pt: weights, optimizer, scheduler, scaler, RNG, epoch, history."""
         state = read_checkpoint(self.dir / "last.pt")
         if state["epoch"] + 1 > self.cfg.epochs:  # the last finished epoch was in stage 2
-            self._enter_stage2()
+            self._set_stage(2)
         self.model.load_state_dict(state["train_model"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
@@ -217,7 +215,7 @@ class FoldTrainer:
     def run_epoch(self, epoch: int) -> None:
         cfg, t0 = self.cfg, time.time()
         if epoch >= cfg.epochs and self.stage == 1:
-            self._enter_stage2()
+            self._set_stage(2)
         if isinstance(self.batches, DeviceBatches):
             loader = self.batches.epoch(cfg.seed * 1000 + epoch)
         else:
