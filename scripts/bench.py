@@ -27,38 +27,37 @@ sys.path.insert(0, str(ROOT))
 
 def quality(a: argparse.Namespace) -> dict:
     from tgs.config import load_config
-    from tgs.data.io import load_train
-    from tgs.evaluate import threshold_run
     from tgs.folds import load_folds, make_folds, save_folds
-    from tgs.train import prepare_run_dir, validate_config
-    from tgs.trainer import fit
+    from tgs.pipeline import load_data, search, train_fold
+    from tgs.run import Run
+    from tgs.train import validate_config
 
     overrides = list(a.overrides)
     if a.minutes:
         overrides.append(f"max_minutes={a.minutes}")
     cfg = load_config(a.config, overrides)
     validate_config(cfg)
-    data = load_train(a.data)
+    data = load_data(a.data)
     folds_csv = Path(a.out) / f"folds-{Path(a.data).name}-{cfg.n_folds}f-s{cfg.fold_seed}.csv"
     if not folds_csv.exists():
         save_folds(make_folds(data.ids, data.masks, data.z, cfg.n_folds, cfg.fold_seed), folds_csv)
     folds = load_folds(folds_csv, ids=data.ids)
-    run = Path(a.out) / "quality" / (a.name or cfg.name)
-    if run.exists():
+    run = Run(Path(a.out) / "quality" / (a.name or cfg.name))
+    if run.root.exists():
         import shutil
 
-        shutil.rmtree(run)
-    prepare_run_dir(run, cfg, {"data": str(Path(a.data).resolve()), "folds": str(folds_csv)})
+        shutil.rmtree(run.root)
+    run.create(cfg, a.data, folds_csv)
     t0 = time.time()
-    summary = fit(cfg, data, folds, a.fold, run)
-    th = threshold_run(run, a.data)
+    summary = train_fold(run, cfg, data, folds, a.fold)
+    th = search(run, a.data, data)
     return {
         "name": a.name or cfg.name,
         "overrides": " ".join(a.overrides),
         "fold": a.fold,
-        "epochs": len((run / f"fold{a.fold}" / "log.csv").read_text().splitlines()) - 1,
+        "epochs": summary["epochs"],
         "val_0.5": round(summary["best_val_score"], 4),
-        "oof_hflip_0.5": round(summary["oof_score_hflip_0.5"], 4),
+        "oof_0.5": round(summary["oof_score_0.5"], 4),
         "oof_tuned": round(th["cv"], 4),
         "threshold": th["threshold"],
         "min_area": th["min_area"],
@@ -77,7 +76,7 @@ def _timed(fn, repeat: int = 1) -> float:
 def _fast_amp(device):
     """The autocast dtype tgs trains with on `device` (Runtime's choice for `amp: true`)."""
     from tgs.config import load_config
-    from tgs.train import Runtime
+    from tgs.inference import Runtime
 
     return Runtime.from_config(load_config(None, [f"device={device}"])).amp_dtype
 
@@ -252,7 +251,7 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
     from tgs.config import load_config
     from tgs.data.synth import synth
     from tgs.models import model_from_config
-    from tgs.train import prepare_run_dir
+    from tgs.run import Run
 
     n_test = 2000 if quick else 18000
     data = out / f"predict-data-{n_test}"
@@ -262,24 +261,20 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
         None,
         ["name=bench", "model_kwargs.n_filters=8", "geometry=resize", "size=64", "blank_rule=true"],
     )
-    run = out / "predict-run"
     import shutil
 
-    shutil.rmtree(run, ignore_errors=True)
-    prepare_run_dir(run, cfg, {"data": str(data)})
+    shutil.rmtree(out / "predict-run", ignore_errors=True)
+    run = Run(out / "predict-run").create(cfg, data)
     from tgs.checkpoint import save_checkpoint
-    from tgs.fileio import write_json
 
     for k in range(5):
         state = {"model": model_from_config(cfg).state_dict(), "config": cfg.to_dict(), "epoch": 0}
-        (run / f"fold{k}").mkdir()
-        save_checkpoint(run / f"fold{k}" / "best.pt", {**state, "score": 0.0, "fold": k})
-    write_json(
-        run / "thresholds.json",
-        {"threshold": 0.5, "min_area": 10, "empty_threshold": 0.0, "blank_rule": True, "cv": 0.0},
+        save_checkpoint(run.best(k), {**state, "score": 0.0, "fold": k})
+    run.write_thresholds(
+        {"threshold": 0.5, "min_area": 10, "empty_threshold": 0.0, "blank_rule": True, "cv": 0.0}
     )
     sub = out / "predict-bench.csv"
-    args = ["predict", "--run", str(run), "--data", str(data), "--out", str(sub)]
+    args = ["predict", "--run", str(run.root), "--data", str(data), "--out", str(sub)]
     proc = subprocess.run(
         [sys.executable, "-c", _PEAK_RSS_CHILD, *args], cwd=ROOT, capture_output=True, text=True
     )

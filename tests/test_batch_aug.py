@@ -6,8 +6,8 @@ from tgs.batch_aug import batch_augment
 from tgs.config import load_config
 from tgs.data.io import load_train
 from tgs.folds import make_folds
-from tgs.train import prepare_run_dir
-from tgs.trainer import FoldTrainer
+from tgs.pipeline import train_fold
+from tgs.run import Run
 
 
 def test_flip_moves_image_and_mask_together():
@@ -47,6 +47,5 @@ def test_data_on_device_path_trains(synth_dir, tmp_path):
             "data_on_device=true",
         ],
     )
-    prepare_run_dir(tmp_path / "r", cfg, {})
-    summary = FoldTrainer(cfg, data, folds, 0, tmp_path / "r").fit()
+    summary = train_fold(Run(tmp_path / "r").create(cfg), cfg, data, folds, 0)
     assert summary["n_val"] == 30 and (tmp_path / "r" / "fold0" / "oof.npz").is_file()

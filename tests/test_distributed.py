@@ -17,9 +17,10 @@ from tgs.data.dataset import SaltDataset
 from tgs.data.io import load_train
 from tgs.distributed import Dist
 from tgs.folds import make_folds, save_folds
+from tgs.inference import Runtime, predict_array
 from tgs.metric import competition_score
 from tgs.models import create_model
-from tgs.train import Runtime, epoch_loader, fold_indices, predict_array
+from tgs.train import epoch_loader, fold_indices
 from tgs.trainer import has_unused_parameters
 
 ROOT = Path(__file__).resolve().parents[1]

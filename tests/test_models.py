@@ -86,16 +86,16 @@ def test_losses_from_names():
 def test_cpu_amp_is_bf16_only_where_native(monkeypatch):
     """amp on CPU autocasts convolutions to bf16 when the CPU has AMX/AVX512-BF16, never when it
     is emulated, and never with amp off; the loss and probabilities stay float32."""
-    from tgs import train
+    from tgs import inference
     from tgs.config import load_config
 
     cfg_on = load_config(None, ["device=cpu"])
     cfg_off = load_config(None, ["device=cpu", "amp=false"])
-    assert train.Runtime.from_config(cfg_off).amp_dtype is None
-    monkeypatch.setattr(train, "cpu_native_bf16", lambda: False)
-    assert train.Runtime.from_config(cfg_on).amp_dtype is None
-    monkeypatch.setattr(train, "cpu_native_bf16", lambda: True)
-    rt = train.Runtime.from_config(cfg_on)
+    assert inference.Runtime.from_config(cfg_off).amp_dtype is None
+    monkeypatch.setattr(inference, "cpu_native_bf16", lambda: False)
+    assert inference.Runtime.from_config(cfg_on).amp_dtype is None
+    monkeypatch.setattr(inference, "cpu_native_bf16", lambda: True)
+    rt = inference.Runtime.from_config(cfg_on)
     assert rt.amp_dtype == torch.bfloat16
     model = create_model("seed_unet", n_filters=4, geometry="resize", size=32)
     seen = []
@@ -103,5 +103,7 @@ def test_cpu_amp_is_bf16_only_where_native(monkeypatch):
     with rt.autocast():
         model(torch.randn(2, 1, 101, 101))
     assert seen == [torch.bfloat16]
-    probs, _ = train.predict_array(model, torch.zeros(3, 101, 101, dtype=torch.uint8).numpy(), rt)
+    probs, _ = inference.predict_array(
+        model, torch.zeros(3, 101, 101, dtype=torch.uint8).numpy(), rt
+    )
     assert probs.dtype.name == "float32" and probs.shape == (3, 101, 101)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,16 @@ import pandas as pd
 import pytest
 
 from tests.helpers import train_args
+from tgs import rle
+from tgs.checkpoint import load_model
 from tgs.cli import main
+from tgs.data.io import read_image, read_rle_csv
+from tgs.inference import Runtime, predict_array
+from tgs.metric import competition_score
+from tgs.pipeline import load_data
+from tgs.run import Run
 from tgs.submission import score_file, validate_file
+from tgs.thresholds import is_blank, postprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """
@@ -45,17 +54,24 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
     for name in ("config.yaml", "meta.json"):
         assert (run / name).is_file()
     assert "lr: 0.01" in (run / "config.yaml").read_text()
-    assert json.loads((run / "meta.json").read_text())["commit"]
+    assert re.fullmatch(
+        r"[0-9a-f]{40}(-dirty)?|unknown", json.loads((run / "meta.json").read_text())["commit"]
+    )
     for k in (0, 1):
         for name in ("best.pt", "last.pt", "log.csv", "oof.npz", "summary.json"):
             assert (run / f"fold{k}" / name).is_file()
         log = pd.read_csv(run / f"fold{k}" / "log.csv")
         assert list(log.columns) == ["epoch", "stage", "loss", "val_score", "lr", "seconds"]
+    data, r = load_data(synth_dir), Run(run)
+    cfg, rt = r.config(), Runtime.from_config(r.config())
     oof_ids = []
     for k in (0, 1):
         with np.load(run / f"fold{k}" / "oof.npz") as z:
             assert z["probs"].dtype == np.float16 and z["probs"].shape[1:] == (101, 101)
-            assert ((z["probs"] >= 0) & (z["probs"] <= 1)).all()
+            rows = [data.ids.index(i) for i in z["ids"]]
+            model = load_model(r.best(k))[0]  # OOF = fold k's best model, hflip TTA, its val ids
+            expect, _ = predict_array(model, data.images[rows], rt, cfg.val_batch_size, "hflip")
+            np.testing.assert_array_equal(z["probs"], expect.astype(np.float16))
             oof_ids += z["ids"].tolist()
     train_ids = pd.read_csv(synth_dir / "train.csv", dtype=str)["id"].tolist()
     assert sorted(oof_ids) == sorted(train_ids)  # every train id exactly once
@@ -63,7 +79,11 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
     assert main(["threshold", "--run", str(run)]) == 0
     th = json.loads((run / "thresholds.json").read_text())
     assert th["complete"] and th["n_images"] == 60 and th["folds"] == [0, 1]
-    assert 0 <= th["threshold"] < 1 and th["cv"] >= th["cv_at_0.5"]
+    ids, probs, _, _ = r.load_oof()
+    rows = [data.ids.index(i) for i in ids]
+    chosen = postprocess(probs, th["threshold"], th["min_area"], blank=is_blank(data.images[rows]))
+    assert competition_score(chosen, data.masks[rows]) == pytest.approx(th["cv"], abs=1e-12)
+    assert th["tta"] == "hflip" and th["models"] == ["fold0/best.pt", "fold1/best.pt"]
     assert (run / "cv.png").read_bytes()[:4] == b"\x89PNG"
 
     sub = tmp_path / "sub.csv"
@@ -72,8 +92,17 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
     manifest = json.loads(sub.with_suffix(".json").read_text())
     assert manifest["folds"] == [0, 1] and manifest["cv"] == th["cv"]
     assert manifest["config"]["name"] == "tiny" and manifest["commit"]
+    # the submission is the 2-fold x hflip ensemble, post-processed with the searched values
+    test = read_rle_csv(synth_dir / "sample_submission.csv")["id"].tolist()
+    images = np.stack([read_image(synth_dir / "test" / "images" / f"{i}.png") for i in test])
+    models = [load_model(r.best(k))[0] for k in (0, 1)]
+    probs, _ = predict_array(models, images, rt, cfg.val_batch_size, "hflip")
+    masks = postprocess(probs, th["threshold"], th["min_area"], blank=is_blank(images))
+    written = read_rle_csv(sub)["rle_mask"].tolist()
+    assert written == rle.encode_batch(masks)
     score, n = score_file(sub, synth_dir / "truth.csv")
-    assert n == 20 and 0 <= score <= 1
+    truth = rle.decode_batch(read_rle_csv(synth_dir / "truth.csv")["rle_mask"].tolist())
+    assert n == 20 and score == pytest.approx(competition_score(masks, truth), abs=1e-12)
 
 
 def test_train_refuses_other_config_in_same_run(synth_dir, tiny_config, tmp_path):

@@ -9,13 +9,16 @@ from tgs.checkpoint import load_model, read_checkpoint
 from tgs.config import load_config
 from tgs.data.dataset import InputSpec
 from tgs.data.io import load_train
-from tgs.errors import DataError
+from tgs.errors import ConfigError, DataError
 from tgs.folds import make_folds
+from tgs.inference import Runtime, predict_array
 from tgs.losses import create_loss
+from tgs.metric import competition_score
 from tgs.models import create_model
+from tgs.run import Run
 from tgs.thresholds import is_blank, postprocess, search
-from tgs.train import Runtime, predict_array, prepare_run_dir
-from tgs.trainer import FoldTrainer, model_files
+from tgs.train import seed_everything
+from tgs.trainer import FoldTrainer
 
 TINY = [
     "model=seed_unet",
@@ -39,8 +42,8 @@ def folds(data):
 
 
 def trainer(cfg, data, folds, run, fold=0):
-    prepare_run_dir(run, cfg, {})
-    return FoldTrainer(cfg, data, folds, fold, run)
+    seed_everything(cfg.seed + fold)
+    return FoldTrainer(cfg, data, folds, fold, Run(run).create(cfg))
 
 
 def test_lovasz_variants_differ_and_symmetric_helps_empty_masks():
@@ -60,15 +63,46 @@ def test_lovasz_variants_differ_and_symmetric_helps_empty_masks():
 
 
 @pytest.mark.parametrize("name,kw", [("seed_unet", {}), ("unet", {"encoder": "resnet18"})])
-def test_hypercolumn_and_classifier_heads(name, kw):
+def test_hypercolumn_alone_feeds_every_decoder_block_to_the_head(name, kw):
     torch.manual_seed(0)
-    plain = create_model(name, **kw)
+    plain = create_model(name, **kw).eval()
+    hyper = create_model(name, hypercolumn=True, **kw).eval()
+    own = hyper.state_dict()
+    prefix = "net." if name == "seed_unet" else "net.net."  # smp's net sits inside the wrapper
+    shared = {prefix + k[4:]: v for k, v in plain.state_dict().items()}
+    shared = {k: v for k, v in shared.items() if k in own and own[k].shape == v.shape}
+    assert len(shared) >= len(own) - 2  # everything but the head
+    hyper.load_state_dict(shared, strict=False)
+    plain_head = plain.net.head if name == "seed_unet" else plain.net.segmentation_head[0]
+    head = hyper.net.head
+    c_last = plain_head.in_channels
+    with torch.no_grad():  # only the last decoder block's channels, with the plain head's weights
+        head.weight.zero_()
+        head.weight[:, -c_last:] = plain_head.weight
+        head.bias.copy_(plain_head.bias)
+    x = torch.randn(2, 1, 101, 101)
+    with torch.no_grad():
+        torch.testing.assert_close(hyper(x), plain(x))  # the last block is in the hypercolumn
+        head.weight[:, :-c_last] = 0.05  # the earlier blocks reach the head too
+        assert not torch.allclose(hyper(x), plain(x), atol=1e-3)
+    # no parameter is left without a gradient (smp's segmentation_head is gone)
+    hyper.train()
+    hyper(x).mean().backward()
+    assert all(p.grad is not None for p in hyper.parameters())
+
+
+def test_hypercolumn_elsewhere_is_a_config_error():
+    for arch in ("unetplusplus", "fpn", "linknet"):
+        with pytest.raises(ConfigError, match="hypercolumn is available for seed_unet, unet"):
+            create_model(arch, encoder="resnet18", hypercolumn=True)
+
+
+@pytest.mark.parametrize("name,kw", [("seed_unet", {}), ("unet", {"encoder": "resnet18"})])
+def test_classifier_head_with_hypercolumn(name, kw):
     hyper = create_model(name, hypercolumn=True, cls_head=True, **kw)
-    n = sum(p.numel() for p in plain.parameters())
-    assert sum(p.numel() for p in hyper.parameters()) > n
     mask, cls = hyper.forward_all(torch.randn(3, 1, 101, 101))
     assert mask.shape == (3, 1, 101, 101) and cls.shape == (3,)
-    assert plain.forward_all(torch.randn(3, 1, 101, 101))[1] is None
+    assert create_model(name, **kw).forward_all(torch.randn(3, 1, 101, 101))[1] is None
 
 
 def test_empty_gate_empties_mask_when_head_says_empty():
@@ -112,7 +146,7 @@ def test_depth_and_ramp_channels(data, folds, tmp_path):
     assert t.model.net.downs[0][0].in_channels == 3
     broken = load_train_copy_without_depth(data)
     with pytest.raises(DataError, match="no depth for id"):
-        FoldTrainer(cfg, broken, folds, 0, tmp_path / "r")
+        FoldTrainer(cfg, broken, folds, 0, Run(tmp_path / "r"))
 
 
 def load_train_copy_without_depth(data):
@@ -129,7 +163,7 @@ def test_snapshot_ensemble_averages_cycle_snapshots(data, folds, tmp_path):
     )
     t = trainer(cfg, data, folds, tmp_path / "snap")
     t.fit()
-    files = model_files(tmp_path / "snap" / "fold0")
+    files = Run(tmp_path / "snap").model_files(0)
     assert [f.name for f in files] == ["snapshot1.pt", "snapshot2.pt"]
     rt, vi = Runtime.from_config(cfg), t.val_idx
     preds = [predict_array(load_model(f)[0], data.images[vi], rt, 64, "hflip")[0] for f in files]
@@ -183,13 +217,25 @@ def test_stage2_in_one_run_switches_loss_and_lr_and_resumes_exactly(data, folds,
 
 
 def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp_path, synth_dir):
-    from tgs.evaluate import threshold_run
+    from tgs.pipeline import search
 
     cfg = load_config(None, [*TINY, "cls_weight=0.5", "n_folds=2"])
     for k in (0, 1):
         trainer(cfg, data, folds, tmp_path / "cls", fold=k).fit()
-    with np.load(tmp_path / "cls" / "fold0" / "oof.npz") as z:
-        assert z["cls"].shape == (30,) and ((z["cls"] >= 0) & (z["cls"] <= 1)).all()
-    out = threshold_run(tmp_path / "cls", synth_dir)
-    assert "empty_threshold" in out and out["blank_rule"] is True
-    assert out["cv"] >= out["cv_at_0.5"]
+    run = Run(tmp_path / "cls")
+    ids, probs, cls, _ = run.load_oof()
+    assert cls.shape == (60,)
+    # the OOF's cls is the best checkpoint's hflip-averaged head output on the fold's ids
+    t = trainer(cfg, data, folds, tmp_path / "cls-check")
+    model = load_model(run.best(0))[0]
+    _, expect = predict_array(model, data.images[t.val_idx], Runtime.from_config(cfg), 64, "hflip")
+    np.testing.assert_allclose(cls[:30], expect, rtol=0, atol=1e-6)
+    out = search(run, synth_dir)
+    assert out["blank_rule"] is True
+    # the recorded CV is the metric of the recorded post-processing, gate included
+    rows = [data.ids.index(i) for i in ids]
+    blank = is_blank(data.images[rows])
+    masks = postprocess(
+        probs, out["threshold"], out["min_area"], cls, out["empty_threshold"], blank
+    )
+    assert competition_score(masks, data.masks[rows]) == pytest.approx(out["cv"], abs=1e-12)

@@ -20,8 +20,9 @@ from tgs.data.io import load_train
 from tgs.errors import ConfigError, TGSError
 from tgs.fileio import atomic_path
 from tgs.folds import make_folds, save_folds
-from tgs.train import prepare_run_dir, validate_config
-from tgs.trainer import fit
+from tgs.pipeline import train_fold
+from tgs.run import Run
+from tgs.train import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW_TINY = """
@@ -107,8 +108,7 @@ def test_same_seed_same_oof_on_cpu(setup, synth_dir, tmp_path):
     outs = []
     for name in ("a", "b"):
         run = tmp_path / name
-        prepare_run_dir(run, cfg, {})
-        fit(cfg, data, df, 1, run)
+        train_fold(Run(run).create(cfg), cfg, data, df, 1)
         with np.load(run / "fold1" / "oof.npz") as z:
             outs.append(z["probs"])
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -140,8 +140,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     run = tmp_path / "nan"
     data = load_train(synth_dir)
     with pytest.raises(TGSError, match="loss became nan"):
-        fit(cfg, data, pd.read_csv(folds, dtype={"id": str}), 0, run)
-    state = torch.load(run / "fold0" / "last.pt", weights_only=False)
+        train_fold(Run(run).create(cfg), cfg, data, pd.read_csv(folds, dtype={"id": str}), 0)
+    state = torch.load(run / "fold0" / "last.pt", weights_only=True)
     assert state["epoch"] == 0  # epoch 1 (4 batches) finished; epoch 2 blew up
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert (run / "fold0" / "best.pt").exists() and not (run / "fold0" / "oof.npz").exists()

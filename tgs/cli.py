@@ -73,37 +73,45 @@ def _config(a: argparse.Namespace) -> None:
 
 def _train(a: argparse.Namespace) -> None:
     from tgs.config import load_config
-    from tgs.data.io import load_train
+    from tgs.distributed import init_distributed, shutdown_distributed
     from tgs.folds import load_folds
-    from tgs.train import prepare_run_dir, validate_config
-    from tgs.trainer import fit
+    from tgs.pipeline import load_data, train_fold
+    from tgs.run import Run
+    from tgs.train import validate_config
 
     cfg = load_config(a.config, a.overrides)
     validate_config(cfg)
-    run = Path(a.run or f"runs/{cfg.name}")
-    data = load_train(a.data)
+    run = Run(a.run or f"runs/{cfg.name}")
+    data = load_data(a.data)
     folds = load_folds(a.folds, ids=data.ids)
     if a.fold not in set(folds["fold"]):
         raise TGSError(f"fold {a.fold} is not in {a.folds} (folds: {sorted(set(folds['fold']))})")
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the run files
-        prepare_run_dir(run, cfg, {"data": str(Path(a.data).resolve()), "folds": str(a.folds)})
-    summary = fit(cfg, data, folds, a.fold, run, resume=a.resume)
+    dist = init_distributed()
+    try:
+        if dist.main:  # under torchrun only rank 0 writes the run files
+            run.create(cfg, a.data, a.folds)
+        summary = train_fold(run, cfg, data, folds, a.fold, resume=a.resume, dist=dist)
+    finally:
+        shutdown_distributed(dist)
     if not summary:  # a non-zero rank of a distributed run
         return
     print(
         f"fold {a.fold}: best val {summary['best_val_score']:.4f} at epoch "
-        f"{summary['best_epoch']}, OOF (hflip, p>0.5) {summary['oof_score_hflip_0.5']:.4f}"
+        f"{summary['best_epoch']}, OOF ({summary['tta']}, p>0.5) {summary['oof_score_0.5']:.4f}"
     )
 
 
 def _threshold(a: argparse.Namespace) -> None:
-    from tgs.evaluate import threshold_run
+    from tgs.pipeline import search
+    from tgs.run import Run
 
-    r = threshold_run(a.run, a.data)
+    run = Run(a.run).require()
+    r = search(run, a.data)
     print(
         f"CV {r['cv']:.4f} at threshold {r['threshold']:.2f}, min-area {r['min_area']} "
         f"(CV at 0.5: {r['cv_at_0.5']:.4f}; all-empty: {r['all_empty']:.4f}; "
-        f"{r['n_images']} OOF images, folds {r['folds']}) -> {a.run}/thresholds.json, cv.png"
+        f"{r['n_images']} OOF images, folds {r['folds']}) -> {run.thresholds_path}, "
+        f"{run.cv_plot_path.name}"
     )
 
 
@@ -112,6 +120,49 @@ def _predict(a: argparse.Namespace) -> None:
 
     path = predict_run(a.run, a.data, a.out, a.batch_size, a.tta)
     print(f"wrote {path} (manifest {path.with_suffix('.json')})")
+
+
+def _report(a: argparse.Namespace) -> None:
+    from tgs.report import build_report
+    from tgs.run import Run
+
+    print(build_report(Run(a.run), a.data, a.out))
+
+
+def _run(a: argparse.Namespace) -> None:
+    from tgs.pipeline import RunOptions, run_pipeline
+
+    torchrun = []
+    for flag in (
+        "nnodes",
+        "node_rank",
+        "rdzv_backend",
+        "rdzv_endpoint",
+        "rdzv_id",
+        "master_addr",
+        "master_port",
+    ):
+        value = getattr(a, flag)
+        if value is not None:
+            torchrun += [f"--{flag}", str(value)]
+    opts = RunOptions(
+        config=a.config,
+        data=a.data,
+        folds=[int(k) for k in a.folds.split(",")] if a.folds else None,
+        run=a.run,
+        folds_csv=a.folds_csv,
+        resume=a.resume,
+        overrides=a.overrides,
+        gpus=a.gpus.split(",") if a.gpus else [],
+        nproc=a.nproc,
+        torchrun=torchrun,
+        report=not a.no_report,
+    )
+    r = run_pipeline(opts)
+    line = f"== CV {r.cv:.4f} | submission {r.submission} | {r.seconds:.0f}s"
+    print(line + (f" | report {r.report}" if r.report else ""))
+    if r.holdout_score is not None:
+        print(f"== score against the held-out truth.csv: {r.holdout_score:.4f}")
 
 
 def _sample_for(submission: Path, sample: str | None) -> Path:
@@ -181,6 +232,30 @@ def _add_kaggle(sub) -> None:
     k.add_argument("--gpu", action="store_true", help="enable the GPU in the kernel")
     k.add_argument("-m", "--message", default="tgs push-kernel", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="print the commands, stage only")
+
+
+def _add_run(cmd) -> None:
+    sp = cmd("run", _run, "the whole job: folds -> train every fold -> thresholds -> submission")
+    sp.add_argument("--config", help="default: configs/cpu.yaml (resnet34.yaml with CUDA)")
+    sp.add_argument("--data", help="default: data/, data/competition, else synthetic data")
+    sp.add_argument("--folds", help="comma-separated folds to train (default: all)")
+    sp.add_argument("--run", help="run folder (default runs/<config name>)")
+    sp.add_argument("--folds-csv", help="default folds/<data>-<k>f-s<seed>.csv")
+    sp.add_argument("--resume", action="store_true", help="continue started folds, skip finished")
+    sp.add_argument("--gpus", help="e.g. 0,1,2,3: folds in parallel waves, one per GPU")
+    sp.add_argument("--nproc", type=int, default=1, help="processes per fold (torchrun, DDP)")
+    for flag in (
+        "nnodes",
+        "node-rank",
+        "rdzv-backend",
+        "rdzv-endpoint",
+        "rdzv-id",
+        "master-addr",
+        "master-port",
+    ):
+        sp.add_argument(f"--{flag}", help=f"passed to torchrun as --{flag.replace('-', '_')}")
+    sp.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,12 +331,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
     sp.add_argument("--out", help="submission path (default submissions/<run>-cv<CV>.csv)")
     sp.add_argument("--batch-size", type=int, default=256)
-    sp.add_argument("--tta", default="hflip", choices=["none", "hflip"])
+    sp.add_argument("--tta", help="TTA views (default: the one the thresholds were searched with)")
+    sp = cmd("report", _report, "static HTML report of a run (finished or partial)")
+    sp.add_argument("--run", required=True)
+    sp.add_argument("--data", help="data folder (default: the one the run trained on)")
+    sp.add_argument("--out", help="output folder (default RUN/report)")
+    _add_run(cmd)
     _add_kaggle(sub)
     return p
 
 
+def setup_logging() -> None:
+    """tgs's library messages (logging) as plain lines on stdout, once per process."""
+    import logging
+
+    logger = logging.getLogger("tgs")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    setup_logging()
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)

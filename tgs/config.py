@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import yaml
 
 from tgs.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Config:
     threads: int = 0  # torch CPU threads (0: torch default)
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
     max_minutes: float = 0.0  # wall-clock budget per fold: stop before an epoch would pass it
+    tta: str = "hflip"  # views averaged for OOF and test (see tgs.tta.TTAS)
     # post-processing search grid
     min_areas: list[int] = field(default_factory=lambda: list(range(0, 400, 20)))
     blank_rule: bool = True  # a constant (blank) image predicts an empty mask
@@ -123,7 +127,7 @@ def load_config(
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
-        for key, value in loaded.items():
+        for key, value in _upgrade(loaded, str(path)).items():
             _set(values, str(key), value)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
@@ -134,8 +138,26 @@ def load_config(
     return Config(**coerced)
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """Config from a saved dict (e.g. a run's config.yaml), rejecting unknown keys."""
+# Keys that were renamed: old name -> (new name, how an old value maps to the new one). A saved
+# run with an old key still loads, with a warning.
+RENAMED: dict[str, tuple[str, Any]] = {}
+
+
+def _upgrade(values: dict[str, Any], where: str) -> dict[str, Any]:
+    out = dict(values)
+    for old, (new, convert) in RENAMED.items():
+        if old in out:
+            value = out.pop(old)
+            if new not in out:
+                out[new] = convert(value)
+            log.warning("%s: config key %r is now %r (value mapped)", where, old, new)
+    return out
+
+
+def config_from_dict(values: dict[str, Any], where: str = "saved config") -> Config:
+    """Config from a saved dict (e.g. a run's config.yaml): renamed keys mapped with a warning,
+    unknown keys rejected."""
+    values = _upgrade(values, where)
     for key in values:
         if key not in FIELDS:
             raise _unknown(key)

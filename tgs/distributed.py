@@ -43,6 +43,12 @@ def init_distributed() -> Dist:
     return Dist(rank, world, local)
 
 
+def shutdown_distributed(d: Dist) -> None:
+    """Leave the process group joined by `init_distributed` (a no-op for one process)."""
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tgs import COMPETITION
 from tgs.errors import TGSError
-from tgs.evaluate import fold_dirs, read_run_config
+from tgs.run import Run
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 KERNEL_TEMPLATE_DIR = PACKAGE_DIR.parent / "kernels"
@@ -35,12 +35,11 @@ def stage_dataset(run_dir: Path, out: Path, username: str, slug: str) -> Path:
     (out / "run").mkdir(parents=True)
     for name in RUN_FILES:
         shutil.copy2(run_dir / name, out / "run" / name)
-    folds = fold_dirs(run_dir)
-    if not folds:
-        raise TGSError(f"{run_dir} has no fold*/best.pt to stage")
-    for d in folds:
-        (out / "run" / d.name).mkdir(parents=True)
-        shutil.copy2(d / "best.pt", out / "run" / d.name / "best.pt")
+    run = Run(run_dir)
+    for f in run.all_model_files():  # the checkpoints predict uses (snapshots included)
+        dest = out / "run" / run.relative(f)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dest)
     meta = {
         "title": f"tgs weights {run_dir.name}"[:50],
         "id": f"{username}/{slug}",
@@ -94,7 +93,7 @@ def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
     """In the kernel: predict the test set with the staged run; returns submission.csv's path."""
     from tgs.predict import predict_run
 
-    read_run_config(run_dir)
+    Run(run_dir).require()
     working.mkdir(parents=True, exist_ok=True)
     data = find_competition_data(input_root, working)
     return predict_run(run_dir, data, out=working / "submission.csv")
@@ -118,7 +117,7 @@ def push_kernel(
     from tgs.kaggle import KaggleError, find_credentials, run_kaggle, wait_dataset_ready
 
     run_dir = Path(run_dir)
-    read_run_config(run_dir)
+    Run(run_dir).require()
     username = username or find_credentials().username
     if not username:
         raise KaggleError("cannot tell your Kaggle username from the credentials: pass --user")

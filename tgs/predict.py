@@ -1,8 +1,10 @@
-"""Fold ensemble x hflip TTA on the test set -> post-processing -> validated submission."""
+"""Fold ensemble x TTA on the test set -> post-processing -> validated submission.
+
+Imports nothing from training: the Kaggle kernel runs exactly this."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -12,43 +14,17 @@ import torch
 from tqdm.auto import tqdm
 
 from tgs import rle
-from tgs.checkpoint import load_model
-from tgs.data.dataset import InputSpec
+from tgs.data.inputs import InputSpec
 from tgs.data.io import iter_test_images, read_depths, require_depths, test_ids
-from tgs.errors import TGSError
-from tgs.evaluate import fold_dirs, read_meta, read_run_config
 from tgs.fileio import write_json
+from tgs.inference import Runtime, load_models, predict_array
+from tgs.meta import git_commit
+from tgs.run import Run
 from tgs.submission import write_submission
 from tgs.thresholds import is_blank, postprocess
-from tgs.train import Runtime, git_commit, predict_array
-from tgs.trainer import model_files
+from tgs.tta import check_tta
 
-
-def read_thresholds(run_dir: Path) -> dict:
-    path = run_dir / "thresholds.json"
-    if not path.is_file():
-        raise TGSError(f"{path} missing: run `python -m tgs threshold --run {run_dir}` first")
-    return json.loads(path.read_text())
-
-
-def ensemble_proba(
-    models: list,
-    images: np.ndarray,
-    rt: Runtime,
-    batch_size: int,
-    tta: str,
-    z: np.ndarray | None = None,
-    spec: InputSpec | None = None,
-) -> np.ndarray:
-    """uint8 images (B, 101, 101) -> (mean pixel probabilities (B, 101, 101), mean salt-present
-    probabilities (B,) or None), averaged over models and TTA views."""
-    total, total_cls = np.zeros(images.shape, np.float32), None
-    for model in models:
-        probs, cls = predict_array(model, images, rt, batch_size, tta, z, spec)
-        total += probs
-        if cls is not None:
-            total_cls = cls if total_cls is None else total_cls + cls
-    return total / len(models), None if total_cls is None else total_cls / len(models)
+log = logging.getLogger(__name__)
 
 
 def test_depths(data_dir: Path, ids: list[str], spec: InputSpec) -> np.ndarray | None:
@@ -60,30 +36,41 @@ def test_depths(data_dir: Path, ids: list[str], spec: InputSpec) -> np.ndarray |
     return z
 
 
-def default_submission_path(run_dir: Path, cv: float, folder: str | os.PathLike) -> Path:
-    return Path(folder) / f"{run_dir.name}-cv{cv:.4f}.csv"
+def check_tta_matches(th: dict, tta: str) -> str | None:
+    """A warning when `tta` differs from the TTA the thresholds were searched with."""
+    searched = th.get("tta")
+    if searched is None or searched == tta:
+        return None
+    return (
+        f"predicting with tta={tta!r}, but the thresholds were searched on OOF made with "
+        f"tta={searched!r}: the threshold/min-area may not fit these probabilities"
+    )
 
 
 def predict_run(
-    run_dir: str | os.PathLike,
+    run: Run | str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     batch_size: int = 256,
-    tta: str = "hflip",
+    tta: str | None = None,
     submissions_dir: str | os.PathLike = "submissions",
 ) -> Path:
-    """Write the run's submission (and a .json manifest beside it); returns the CSV path."""
-    run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    data_dir = Path(data_dir or read_meta(run_dir).get("data", ""))
-    th = read_thresholds(run_dir)
-    dirs = fold_dirs(run_dir)
+    """Write the run's submission (and a .json manifest beside it); returns the CSV path.
+
+    Predicts with `run.all_model_files()` (the checkpoints the OOF was made with) and the run's
+    TTA unless `tta` is given (a different one is warned about)."""
+    run = run if isinstance(run, Run) else Run(run)
+    cfg = run.config()
+    data_dir = run.data_dir(data_dir)
+    th = run.thresholds()
+    tta = check_tta(tta or th.get("tta") or cfg.tta)
+    mismatch = check_tta_matches(th, tta)
+    if mismatch:
+        log.warning("warning: %s", mismatch)
     rt = Runtime.from_config(cfg)
-    files = [f for d in dirs for f in model_files(d)]
-    models = []
-    for f in files:
-        model, _ = load_model(f)
-        models.append(model.to(rt.device, memory_format=rt.memory_format).eval())
+    folds = th.get("folds") or run.trained_folds()
+    files = run.all_model_files(folds)
+    models = load_models(files, rt)
     ids = test_ids(data_dir)
     spec = InputSpec.from_config(cfg)
     z_all = test_depths(data_dir, ids, spec)
@@ -93,7 +80,7 @@ def predict_run(
         for _, images in iter_test_images(data_dir, ids, batch_size):
             z = None if z_all is None else z_all[done : done + len(images)]
             t_model = time.time()
-            probs, cls = ensemble_proba(models, images, rt, cfg.val_batch_size, tta, z, spec)
+            probs, cls = predict_array(models, images, rt, cfg.val_batch_size, tta, z, spec)
             model_seconds += time.time() - t_model
             done += len(images)
             blank = is_blank(images) if th.get("blank_rule") else None
@@ -103,19 +90,20 @@ def predict_run(
             rles.extend(rle.encode_batch(masks))
             bar.update(len(images))
     bar.close()
-    path = Path(out) if out else default_submission_path(run_dir, th["cv"], submissions_dir)
+    path = Path(out) if out else run.submission_path(th["cv"], submissions_dir)
     write_submission(path, ids, rles=rles, sample_ids=ids)
     write_json(
         path.with_suffix(".json"),
         {
             "submission": path.name,
-            "run": str(run_dir),
+            "run": str(run.root),
             "data": str(data_dir),
             "cv": th["cv"],
             "thresholds": th,
-            "folds": [int(d.name[4:]) for d in dirs],
-            "models": [str(f.relative_to(run_dir)) for f in files],
+            "folds": folds,
+            "models": [run.relative(f) for f in files],
             "tta": tta,
+            "tta_warning": mismatch,
             "n_images": len(ids),
             "empty_predicted": float(np.mean([r == "" for r in rles])),
             "commit": git_commit(),

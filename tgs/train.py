@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import random
-import subprocess
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -14,43 +12,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from tgs.config import Config, dump_config
-from tgs.data.dataset import InputSpec, SaltDataset
+from tgs.config import Config
+from tgs.data.dataset import SaltDataset
 from tgs.errors import TGSError
-from tgs.fileio import atomic_path, write_json, write_text
+from tgs.inference import Runtime
 from tgs.losses import create_loss
 from tgs.models import model_from_config
-from tgs.tta import predict_proba
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from tgs.tta import check_tta
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
-    )
-
-
-def git_commit() -> str:
-    """Commit of the tgs source tree (with "-dirty" for uncommitted changes), or "unknown"."""
-    try:
-        head = _git("rev-parse", "HEAD")
-        if head.returncode != 0:
-            return "unknown"
-        dirty = _git("status", "--porcelain").stdout.strip()
-        return head.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -76,7 +50,8 @@ def validate_config(cfg: Config) -> None:
     if not 0 <= cfg.ema < 1:
         raise TGSError(f"ema is a decay in [0, 1), got {cfg.ema}")
     create_loss(cfg.loss)
-    model_from_config(cfg)
+    check_tta(cfg.tta)
+    model_from_config(cfg, pretrained=False)
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -126,73 +101,6 @@ def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
     if cfg.scheduler == "none":
         return None
     raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
-
-
-def cpu_native_bf16() -> bool:
-    """True when this CPU runs bf16 matmuls/convolutions in hardware (AMX or AVX512-BF16), where
-    bf16 autocast trains ~2.5x faster than fp32; elsewhere bf16 is emulated and slower."""
-    cpu = getattr(torch, "cpu", None)
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    native = any(getattr(cpu, name, lambda: False)() for name in probes)
-    return native and torch.backends.mkldnn.is_available()
-
-
-@dataclass
-class Runtime:
-    """Device-dependent settings resolved from a config."""
-
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    memory_format: torch.memory_format
-
-    @classmethod
-    def from_config(cls, cfg: Config, local_rank: int | None = None) -> Runtime:
-        device = resolve_device(cfg.device)
-        if local_rank is not None and device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-        amp = None
-        if cfg.amp and device.type == "cuda":
-            amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif cfg.amp and device.type == "cpu" and cpu_native_bf16():
-            amp = torch.bfloat16
-        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        return cls(device, amp, fmt)
-
-    def autocast(self):
-        return torch.autocast(
-            self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
-        )
-
-    def to_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-
-
-@torch.no_grad()
-def predict_array(
-    model: nn.Module,
-    images: np.ndarray,
-    rt: Runtime,
-    batch_size: int = 64,
-    tta: str = "hflip",
-    z: np.ndarray | None = None,
-    spec: InputSpec | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 images (N, 101, 101) (+ depths z (N,)) -> (float32 pixel probabilities
-    (N, 101, 101), salt-present probabilities (N,) or None without a classifier head)."""
-    spec = spec or InputSpec()
-    model.eval()
-    out = np.empty(images.shape, dtype=np.float32)
-    cls_out = np.empty(len(images), dtype=np.float32)
-    has_cls = False
-    for s in range(0, len(images), batch_size):
-        zs = None if z is None else z[s : s + batch_size]
-        x = rt.to_input(spec.make(images[s : s + batch_size], zs))
-        with rt.autocast():
-            probs, cls = predict_proba(model, x, tta)
-        out[s : s + batch_size] = probs.cpu().numpy()
-        if cls is not None:
-            cls_out[s : s + batch_size], has_cls = cls.cpu().numpy(), True
-    return out, cls_out if has_cls else None
 
 
 class Criterion(nn.Module):
@@ -277,25 +185,6 @@ def epoch_loader(ds: SaltDataset, cfg: Config, epoch: int, rt: Runtime, d=None) 
         pin_memory=rt.device.type == "cuda",
         persistent_workers=False,
     )
-
-
-def prepare_run_dir(run_dir: Path, cfg: Config, extra: dict) -> None:
-    """Create RUN with its resolved config.yaml and meta.json; refuse a run with another config."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path, text = run_dir / "config.yaml", dump_config(cfg)
-    if cfg_path.exists() and cfg_path.read_text() != text:
-        raise TGSError(f"{run_dir} was made with another config ({cfg_path}); use a new --run")
-    if not cfg_path.exists():
-        write_text(cfg_path, text)
-    write_json(run_dir / "meta.json", {"commit": git_commit(), **extra})
-
-
-def save_oof(path: Path, ids: list[str], probs: np.ndarray, cls: np.ndarray | None = None) -> None:
-    """OOF probabilities as float16 (N, 101, 101) with their ids (and salt-present
-    probabilities (N,) from a classifier head), atomically."""
-    extra = {} if cls is None else {"cls": cls.astype(np.float32)}
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, ids=np.array(ids), probs=probs.astype(np.float16), **extra)
 
 
 def fold_indices(ids: list[str], folds, fold: int) -> tuple[np.ndarray, np.ndarray]:

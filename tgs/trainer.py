@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -17,34 +18,28 @@ from tgs.checkpoint import read_checkpoint, save_checkpoint
 from tgs.config import Config
 from tgs.data.dataset import InputSpec, SaltDataset, build_augment
 from tgs.data.io import TrainData, require_depths
-from tgs.distributed import (
-    barrier,
-    gather_objects,
-    init_distributed,
-    mean_across,
-    weights_identical,
-)
+from tgs.distributed import Dist, barrier, gather_objects, mean_across, weights_identical
 from tgs.errors import TGSError
-from tgs.fileio import atomic_path, write_json
+from tgs.fileio import atomic_path
+from tgs.inference import Runtime, load_models, predict_array
 from tgs.losses import create_loss
 from tgs.metric import competition_score, per_image_scores
 from tgs.models import model_from_config
+from tgs.run import Run
 from tgs.train import (
     Criterion,
-    Runtime,
     build_optimizer,
     build_scheduler,
     cycle_epochs,
     epoch_loader,
     fold_indices,
-    predict_array,
-    save_oof,
-    seed_everything,
     stage2_config,
     take,
     total_epochs,
     train_one_epoch,
 )
+
+log = logging.getLogger(__name__)
 
 
 def wrap_ddp(model: torch.nn.Module, d, rt: Runtime) -> torch.nn.Module:
@@ -79,19 +74,26 @@ def model_in_channels(model: torch.nn.Module) -> int:
 
 
 class FoldTrainer:
-    """State of one fold's training; `fit()` runs it, `resume=True` continues from last.pt."""
+    """State of one fold's training; `fit()` runs it, `resume=True` continues from last.pt.
 
-    def __init__(self, cfg: Config, data: TrainData, folds: pd.DataFrame, fold: int, run_dir: Path):
-        self.cfg, self.data, self.fold = cfg, data, fold
-        self.dir = Path(run_dir) / f"fold{fold}"
-        self.dist = init_distributed()
+    The caller seeds the RNGs and joins the process group (`tgs.pipeline.train_fold`)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        data: TrainData,
+        folds: pd.DataFrame,
+        fold: int,
+        run: Run,
+        dist: Dist | None = None,
+    ):
+        self.cfg, self.data, self.fold, self.run = cfg, data, fold, run
+        self.dir = run.fold_dir(fold)
+        self.dist = dist or Dist()
         self.rt = Runtime.from_config(cfg, self.dist.local_rank if self.dist.enabled else None)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         self.spec = InputSpec.from_config(cfg)
         if self.spec.depth:
             require_depths(data.ids, data.z, "depths.csv")
-        seed_everything(cfg.seed + fold)
         self.train_idx, self.val_idx = fold_indices(data.ids, folds, fold)
         self.model = model_from_config(cfg).to(self.rt.device, memory_format=self.rt.memory_format)
         if cfg.init_from:
@@ -142,7 +144,7 @@ class FoldTrainer:
         """Staged training: start from another run's weights for this fold (model only)."""
         path = Path(source.format(fold=self.fold))
         if path.is_dir():
-            path = path / f"fold{self.fold}" / "best.pt"
+            path = Run(path).best(self.fold)
         state = read_checkpoint(path)
         try:
             self.model.load_state_dict(state["model"])
@@ -173,14 +175,14 @@ class FoldTrainer:
             "scaler": self.scaler.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
+                "numpy": _numpy_state(),
                 "python": random.getstate(),
             },
         }
 
     def restore(self) -> None:
         """Continue from last.pt: weights, optimizer, scheduler, scaler, RNG, epoch, history."""
-        state = read_checkpoint(self.dir / "last.pt")
+        state = read_checkpoint(self.run.last(self.fold))
         if state["epoch"] + 1 > self.cfg.epochs:  # the last finished epoch was in stage 2
             self._set_stage(2)
         self.model.load_state_dict(state["train_model"])
@@ -191,11 +193,13 @@ class FoldTrainer:
             self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
+        _set_numpy_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.start, self.best = state["epoch"] + 1, state["best_score"]
         self.history = state["history"]
-        print(f"fold {self.fold}: resuming after epoch {self.start} of {total_epochs(self.cfg)}")
+        log.info(
+            "fold %d: resuming after epoch %d of %d", self.fold, self.start, total_epochs(self.cfg)
+        )
 
     # -- loop --------------------------------------------------------------------------------
     def validate(self, tta: str = "none", model=None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -258,21 +262,22 @@ class FoldTrainer:
         self.best = max(self.best, score)
         if self.dist.main:
             self._save(epoch, score, improved)
-            print(
+            mark = " *" if improved else ""
+            log.info(
                 f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
-                f"{seconds:.1f}s{' *' if improved else ''}",
-                flush=True,
+                f"{seconds:.1f}s{mark}"
             )
 
     def _save(self, epoch: int, score: float, improved: bool) -> None:
         """best.pt when improved, a snapshot at each cycle's end, last.pt and log.csv always."""
+        run, k = self.run, self.fold
         if improved:
-            save_checkpoint(self.dir / "best.pt", self._state(epoch, score))
+            save_checkpoint(run.best(k), self._state(epoch, score))
         if self.cfg.snapshots and (epoch + 1) % cycle_epochs(self.cfg) == 0:
             cycle = (epoch + 1) // cycle_epochs(self.cfg)
-            save_checkpoint(self.dir / f"snapshot{cycle}.pt", self._state(epoch, score))
-        save_checkpoint(self.dir / "last.pt", self._full_state(epoch, score))
-        with atomic_path(self.dir / "log.csv") as tmp:
+            save_checkpoint(run.snapshot(k, cycle), self._state(epoch, score))
+        save_checkpoint(run.last(k), self._full_state(epoch, score))
+        with atomic_path(run.log(k)) as tmp:
             pd.DataFrame(self.history).to_csv(tmp, index=False)
 
     def val_score(self) -> float:
@@ -296,7 +301,7 @@ class FoldTrainer:
 
     def fit(self, resume: bool = False) -> dict:
         """Train the remaining epochs, then write the OOF and summary; returns the summary."""
-        last = self.dir / "last.pt"
+        last = self.run.last(self.fold)
         if last.exists() and not resume:
             raise TGSError(f"{last} exists: pass --resume to continue it, or use a new --run")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -306,7 +311,7 @@ class FoldTrainer:
         for epoch in range(self.start, total_epochs(self.cfg)):
             self.run_epoch(epoch)
             if self.cfg.max_minutes and self._out_of_time(t0):
-                print(f"fold {self.fold}: stopping after epoch {epoch + 1}: max_minutes reached")
+                log.info("fold %d: stopping after epoch %d: max_minutes", self.fold, epoch + 1)
                 break
         return self.finish()
 
@@ -324,51 +329,58 @@ class FoldTrainer:
         if not self.dist.main:
             barrier(self.dist)
             return {}
-        best = read_checkpoint(self.dir / "best.pt")
-        files = model_files(self.dir)
+        run, k, vi = self.run, self.fold, self.val_idx
+        best = read_checkpoint(run.best(k))
+        files = run.model_files(k)
         probs, cls = self.ensemble_oof(files)
-        vi = self.val_idx
-        save_oof(self.dir / "oof.npz", [self.data.ids[i] for i in vi], probs, cls)
+        run.save_oof(k, [self.data.ids[i] for i in vi], probs, cls)
         summary = {
-            "fold": self.fold,
+            "fold": k,
             "best_epoch": int(best["epoch"]) + 1,
             "best_val_score": float(best["score"]),
-            "oof_score_hflip_0.5": competition_score(probs > 0.5, self.data.masks[vi]),
-            "models": [f.name for f in files],
+            "oof_score_0.5": competition_score(probs > 0.5, self.data.masks[vi]),
+            "tta": self.cfg.tta,
+            "models": [run.relative(f) for f in files],
             "n_train": len(self.train_idx),
             "n_val": len(vi),
+            "epochs": len(self.history),
             "train_seconds": float(sum(h["seconds"] for h in self.history)),
         }
         if self.dist.enabled:
             summary.update(ddp_world_size=self.dist.world, ddp_weights_identical=identical)
-        write_json(self.dir / "summary.json", summary)
+        run.write_summary(k, summary)
         barrier(self.dist)
         return summary
 
     def ensemble_oof(self, files: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Mean hflip-TTA validation probabilities over the checkpoints `files`."""
-        probs, cls = None, None
-        for f in files:
-            self.model.load_state_dict(read_checkpoint(f)["model"])
-            p, c = self.validate(tta="hflip", model=self.model)
-            probs = p if probs is None else probs + p
-            if c is not None:
-                cls = c if cls is None else cls + c
-        return probs / len(files), None if cls is None else cls / len(files)
+        """Validation probabilities averaged over the checkpoints `files` and the run's TTA."""
+        vi = self.val_idx
+        return predict_array(
+            load_models(files, self.rt),
+            self.data.images[vi],
+            self.rt,
+            self.cfg.val_batch_size,
+            self.cfg.tta,
+            self.data.z[vi],
+            self.spec,
+        )
 
 
-def model_files(fold_dir: Path) -> list[Path]:
-    """The checkpoints a fold predicts with: its cycle snapshots if any, else best.pt."""
-    snaps = sorted(fold_dir.glob("snapshot*.pt"), key=lambda p: int(p.stem[8:]))
-    return snaps or [fold_dir / "best.pt"]
+def _numpy_state() -> dict:
+    """numpy's global RNG state as plain values (checkpoints are read with weights_only)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
 
 
-def fit(
-    cfg: Config, data: TrainData, folds, fold: int, run_dir: Path, resume: bool = False
-) -> dict:
-    """Train fold `fold` of `folds` (DataFrame id, fold) into RUN/fold{k}; returns its summary.
-
-    Writes best.pt (by validation score at p > 0.5), last.pt (full training state, every epoch),
-    log.csv (per epoch), oof.npz (best model, hflip TTA, float16) and summary.json.
-    """
-    return FoldTrainer(cfg, data, folds, fold, run_dir).fit(resume)
+def _set_numpy_state(state) -> None:
+    """Restore `_numpy_state()` (or the tuple older checkpoints stored)."""
+    if isinstance(state, dict):
+        keys = state["keys"].numpy().astype(np.uint32)
+        state = (state["name"], keys, state["pos"], state["has_gauss"], state["gauss"])
+    np.random.set_state(state)

@@ -1,4 +1,8 @@
-"""Test-time augmentation as (augment, deaugment) pairs on NCHW tensors, each its own inverse."""
+"""Test-time augmentation as (augment, deaugment) pairs on NCHW tensors, each its own inverse.
+
+A TTA is a named tuple of views; all views of a batch run through the model as one forward
+(concatenated on the batch axis), then each is deaugmented and the probabilities averaged.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from tgs.errors import ConfigError
 
 
 def identity(x: torch.Tensor) -> torch.Tensor:
@@ -17,10 +23,25 @@ def hflip(x: torch.Tensor) -> torch.Tensor:
     return torch.flip(x, dims=[-1])
 
 
-TTAS: dict[str, list[tuple[Callable, Callable]]] = {
-    "none": [(identity, identity)],
-    "hflip": [(identity, identity), (hflip, hflip)],
+Transform = Callable[[torch.Tensor], torch.Tensor]
+VIEWS: dict[str, tuple[Transform, Transform]] = {
+    "identity": (identity, identity),
+    "hflip": (hflip, hflip),
 }
+TTAS: dict[str, tuple[str, ...]] = {"none": ("identity",), "hflip": ("identity", "hflip")}
+
+
+def check_tta(name: str) -> str:
+    """`name` if it is a registered TTA, else ConfigError listing the valid ones."""
+    if name not in TTAS:
+        raise ConfigError(f"unknown tta {name!r} (valid: {', '.join(TTAS)})")
+    return name
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if hasattr(model, "forward_all"):
+        return model.forward_all(x)
+    return model(x), None
 
 
 @torch.no_grad()
@@ -28,16 +49,17 @@ def predict_proba(
     model: nn.Module, x: torch.Tensor, tta: str = "hflip"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Inputs (N, C, H, W) -> (pixel probabilities (N, H, W), salt-present probabilities (N,)
-    or None without a classifier head), each averaged over the TTA's views."""
-    views = TTAS[tta]
+    or None without a classifier head), each averaged over the TTA's views. The views run as
+    one forward of N x views images."""
+    views = [VIEWS[v] for v in TTAS[check_tta(tta)]]
+    n = len(x)
+    batch = torch.cat([aug(x) for aug, _ in views]) if len(views) > 1 else x
+    mask, cls = _forward(model, batch)
     total, total_cls = None, None
-    for aug, deaug in views:
-        mask, cls = (
-            model.forward_all(aug(x)) if hasattr(model, "forward_all") else (model(aug(x)), None)
-        )
-        p = torch.sigmoid(deaug(mask).float())[:, 0]
+    for i, (_, deaug) in enumerate(views):
+        p = torch.sigmoid(deaug(mask[i * n : (i + 1) * n]).float())[:, 0]
         total = p if total is None else total + p
         if cls is not None:
-            c = torch.sigmoid(cls.float())
+            c = torch.sigmoid(cls[i * n : (i + 1) * n].float())
             total_cls = c if total_cls is None else total_cls + c
     return total / len(views), None if total_cls is None else total_cls / len(views)

@@ -69,7 +69,10 @@ def prepare(zip_path: str | os.PathLike, out: str | os.PathLike, force: bool = F
 
 
 def validate_folder(data_dir: str | os.PathLike) -> None:
-    """Load everything once (images, masks vs train.csv RLE, test ids); raise DataError if off."""
+    """Load everything once (images, masks vs train.csv RLE, test ids); raise DataError if off.
+    The decoded train arrays are cached in the folder, so later stages do not decode again."""
+    from tgs.data.cache import load_train_cached
+
     io.check_layout(data_dir)
-    io.load_train(data_dir, check_rle=True)
+    load_train_cached(data_dir)
     io.test_ids(data_dir)

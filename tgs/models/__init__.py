@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from torch import nn
 
 from tgs.errors import ConfigError
 from tgs.geometry import Geometry
-from tgs.models.heads import SMPHypercolumn
+from tgs.models.heads import UnetHypercolumn
 from tgs.models.seed_unet import SeedUNet
 
 SMP_ARCHS = (
@@ -28,6 +29,7 @@ SMP_ARCHS = (
     "upernet",
     "segformer",
 )
+HYPERCOLUMN_ARCHS = ("seed_unet", "unet")
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -97,9 +99,9 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
             kw["decoder_attention_type"] = decoder_attention_type
         if cls_head:
             kw["aux_params"] = {"classes": 1, "dropout": 0.2}
-        if hypercolumn and arch not in ("unet", "unetplusplus"):
+        if hypercolumn and arch not in HYPERCOLUMN_ARCHS:
             raise ConfigError(
-                f"hypercolumn is available for seed_unet, unet, unetplusplus, not {arch}"
+                f"hypercolumn is available for {', '.join(HYPERCOLUMN_ARCHS)}, not {arch!r}"
             )
         local = encoder_weights is not None and Path(encoder_weights).suffix in (
             ".pth",
@@ -115,7 +117,10 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
         )
         if local:
             load_encoder_file(model, encoder_weights)
-        return SMPHypercolumn(model) if hypercolumn else model
+        if not hypercolumn:
+            return model
+        default = inspect.signature(smp.Unet).parameters["decoder_channels"].default
+        return UnetHypercolumn(model, kw.get("decoder_channels", default))
 
     return build
 
@@ -165,15 +170,18 @@ def create_model(
     return SegModel(create_net(name, in_channels=in_channels, **kw), Geometry(geometry, size))
 
 
-def model_from_config(cfg: Any) -> SegModel:
-    """Build the model a Config describes (input channels from its depth/ramp options)."""
+def model_from_config(cfg: Any, pretrained: bool = True) -> SegModel:
+    """Build the model a Config describes (input channels from its depth/ramp options).
+
+    pretrained=False builds the architecture without its encoder weights (no download, no local
+    file read): for loading a checkpoint, which holds every weight."""
     return create_model(
         cfg.model,
         geometry=cfg.geometry,
         size=cfg.size,
         in_channels=1 + bool(cfg.depth_channel) + bool(cfg.ramp_channel),
         encoder=cfg.encoder,
-        encoder_weights=cfg.encoder_weights,
+        encoder_weights=cfg.encoder_weights if pretrained else None,
         decoder_attention_type=cfg.decoder_attention_type,
         hypercolumn=cfg.hypercolumn,
         cls_head=cfg.cls_weight > 0,

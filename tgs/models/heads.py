@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,39 +21,42 @@ def hypercolumn(features: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(ups, dim=1)
 
 
-class SMPHypercolumn(nn.Module):
-    """smp Unet/Unet++ with a hypercolumn head: all decoder blocks' outputs, upsampled and
-    concatenated, feed a 3x3 conv head. Returns mask logits, or (mask, class logit) with an
-    smp `classification_head`."""
+class UnetHypercolumn(nn.Module):
+    """smp Unet with a hypercolumn head: every decoder block's output, upsampled to the last
+    one's size and concatenated (channels from the decoder's declared `out_channels`), feeds a
+    3x3 conv head that replaces smp's `segmentation_head`. Returns mask logits, or (mask, class
+    logit) with an smp `classification_head`. No hooks, no state kept between calls."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, decoder_channels: Sequence[int]):
         super().__init__()
+        if len(decoder_channels) != len(net.decoder.blocks):
+            raise ValueError(
+                f"{len(decoder_channels)} channels for {len(net.decoder.blocks)} blocks"
+            )
+        channels = list(decoder_channels)
+        net.segmentation_head = nn.Identity()  # replaced by `head`: no unused parameters
         self.net = net
-        self._feats: list[torch.Tensor] = []
-        blocks = net.decoder.blocks
-        channels = []
-        for block in blocks:
-            block.register_forward_hook(self._capture)  # a bound method: deepcopy rebinds it
-            channels.append(_out_channels(block))
         self.head = nn.Conv2d(sum(channels), 1, 3, padding=1)
 
-    def _capture(self, _module: nn.Module, _inputs, output: torch.Tensor) -> None:
-        self._feats.append(output)
+    def decode(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """smp UnetDecoder.forward, returning every block's output instead of the last."""
+        decoder = self.net.decoder
+        shapes = [f.shape[2:] for f in features][::-1]
+        feats = features[1:][::-1]
+        x, skips = decoder.center(feats[0]), feats[1:]
+        outputs = []
+        for i, block in enumerate(decoder.blocks):
+            h, w = shapes[i + 1]
+            x = block(x, h, w, skip_connection=skips[i] if i < len(skips) else None)
+            outputs.append(x)
+        return outputs
 
     def forward(self, x: torch.Tensor):
-        self._feats = []
         features = self.net.encoder(x)
-        self.net.decoder(features)
-        mask = self.head(hypercolumn(self._feats))
-        self._feats = []
+        mask = self.head(hypercolumn(self.decode(features)))
         if self.net.classification_head is not None:
             return mask, self.net.classification_head(features[-1])
         return mask
-
-
-def _out_channels(block: nn.Module) -> int:
-    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1].out_channels
 
 
 class ClassifierHead(nn.Module):

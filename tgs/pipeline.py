@@ -1,0 +1,308 @@
+"""The stages as functions over a `Run`: train a fold, search post-processing, predict, score;
+and `run_pipeline`, the whole job (`python -m tgs run`, `scripts/train_folds.sh`).
+
+Stages talk through the run folder only; each can be re-run alone. Training is imported lazily,
+so predicting never loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tgs.config import Config, load_config
+from tgs.data.io import TrainData
+from tgs.errors import TGSError
+from tgs.run import Run
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+
+
+# -- stages --------------------------------------------------------------------------------
+def load_data(data_dir: str | os.PathLike) -> TrainData:
+    """The labelled set, decoded once per data folder (cached arrays)."""
+    from tgs.data.cache import load_train_cached
+
+    return load_train_cached(data_dir)
+
+
+def train_fold(
+    run: Run,
+    cfg: Config,
+    data: TrainData,
+    folds,
+    fold: int,
+    resume: bool = False,
+    dist=None,
+) -> dict:
+    """Train fold `fold` of `folds` (DataFrame id, fold) into the run; returns its summary
+    ({} on a non-zero rank). Seeds the RNGs with seed + fold and sets the thread count."""
+    import torch
+
+    from tgs.train import seed_everything
+    from tgs.trainer import FoldTrainer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed + fold)
+    return FoldTrainer(cfg, data, folds, fold, run, dist).fit(resume)
+
+
+def search(
+    run: Run, data_dir: str | os.PathLike | None = None, data: TrainData | None = None
+) -> dict:
+    """Search threshold x min-area (x gate) on the run's merged OOF; write thresholds.json
+    (with how the OOF was made: TTA and model files) and cv.png. Returns the thresholds."""
+    from tgs.plots import plot_threshold_search
+    from tgs.thresholds import DEFAULT_THRESHOLDS, is_blank
+    from tgs.thresholds import search as search_grid
+
+    cfg = run.config()
+    data_dir = run.data_dir(data_dir)
+    ids, probs, cls, folds = run.load_oof()
+    data = data or load_data(data_dir)
+    index = {id_: i for i, id_ in enumerate(data.ids)}
+    unknown = [i for i in ids if i not in index]
+    if unknown:
+        raise TGSError(f"OOF id {unknown[0]!r} is not in {data_dir}/train.csv: wrong --data?")
+    rows = [index[i] for i in ids]
+    masks = data.masks[rows]
+    blank = is_blank(data.images[rows]) if cfg.blank_rule else None
+    result = search_grid(
+        probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas), cls=cls, blank=blank
+    )
+    out = {
+        "threshold": result.threshold,
+        "min_area": result.min_area,
+        "empty_threshold": result.empty_threshold,
+        "blank_rule": cfg.blank_rule,
+        "cv": result.score,
+        "cv_at_0.5": result.score_at(0.5, 0, 0.0),
+        "all_empty": float(np.mean(masks.reshape(len(masks), -1).max(axis=1) == 0)),
+        "n_images": len(ids),
+        "folds": folds,
+        "complete": len(ids) == len(data.ids),
+        **run.oof_provenance(folds),
+    }
+    run.write_thresholds(out)
+    np.savez_compressed(
+        run.search_path,
+        grid=result.grid.astype(np.float32),
+        thresholds=result.thresholds,
+        min_areas=result.min_areas,
+        empty_thresholds=result.empty_thresholds,
+        ids=np.array(ids),
+        per_image=result.per_image.astype(np.float32),
+    )
+    title = f"{cfg.name}: CV {result.score:.4f} on {len(ids)} OOF images, folds {folds}"
+    plot_threshold_search(run.cv_plot_path, result, title)
+    return out
+
+
+def predict(run: Run, data_dir=None, out=None, batch_size: int = 256, tta=None) -> Path:
+    """Fold ensemble x TTA on the test set -> submissions/<run>-cv<CV>.csv (+ manifest)."""
+    from tgs.predict import predict_run
+
+    return predict_run(run, data_dir, out, batch_size, tta)
+
+
+def score(submission: str | os.PathLike, truth: str | os.PathLike) -> float:
+    """Competition score of a submission CSV against a truth CSV (train.csv format)."""
+    from tgs.submission import score_file
+
+    return score_file(submission, truth)[0]
+
+
+# -- the whole job -------------------------------------------------------------------------
+@dataclass
+class RunOptions:
+    """What `tgs run` / scripts/train_folds.sh take."""
+
+    config: str | None = None
+    data: str | None = None
+    folds: list[int] | None = None
+    run: str | None = None
+    folds_csv: str | None = None
+    resume: bool = False
+    overrides: list[str] = field(default_factory=list)
+    gpus: list[str] = field(default_factory=list)  # folds in parallel waves, one per GPU
+    nproc: int = 1  # processes per fold (torchrun, DDP)
+    torchrun: list[str] = field(default_factory=list)  # rendezvous options for several nodes
+    report: bool = True
+
+
+def _has_data(d: Path) -> bool:
+    return all((d / p).exists() for p in ("train.csv", "train/images", "sample_submission.csv"))
+
+
+def resolve_data(data: str | None, config: str | None) -> tuple[Path, str | None]:
+    """(data folder, config) as `tgs run` finds them when not given: data/ or
+    data/competition (unpacking data/<competition>.zip first), else synthetic data in
+    data/synth with configs/demo.yaml."""
+    if data:
+        return Path(data), config
+    from tgs import COMPETITION
+
+    root = Path("data")
+    if not (root / "train.csv").is_file() and (root / f"{COMPETITION}.zip").is_file():
+        from tgs.data.prepare import prepare
+
+        if not _has_data(root / "competition"):
+            prepare(root / f"{COMPETITION}.zip", root / "competition")
+    for candidate in (root, root / "competition"):
+        if _has_data(candidate):
+            return candidate, config
+    synth_dir = root / "synth"
+    if not _has_data(synth_dir):
+        from tgs.data.synth import synth
+
+        synth(synth_dir, n_train=600, n_test=200, seed=0)
+        log.info("wrote synthetic data to %s (600 train, 200 test)", synth_dir)
+    return synth_dir, config or str(CONFIGS / "demo.yaml")
+
+
+def default_config() -> str:
+    import torch
+
+    return str(CONFIGS / ("resnet34.yaml" if torch.cuda.is_available() else "cpu.yaml"))
+
+
+def ensure_folds(path: Path, data: TrainData, cfg: Config) -> None:
+    if path.is_file():
+        return
+    from tgs.folds import make_folds, save_folds
+
+    save_folds(make_folds(data.ids, data.masks, data.z, cfg.n_folds, cfg.fold_seed), path)
+    log.info("wrote %s (%d folds, seed %d)", path, cfg.n_folds, cfg.fold_seed)
+
+
+def _train_command(run: Run, data: Path, fold: int, resume: bool, opts: RunOptions) -> list[str]:
+    """`python -m tgs train` for one fold of an existing run (its resolved config and folds),
+    under torchrun when nproc > 1."""
+    launcher = [sys.executable, "-m"]
+    if opts.nproc > 1:
+        rendezvous = opts.torchrun or ["--standalone"]
+        launcher += ["torch.distributed.run", *rendezvous, "--nproc_per_node", str(opts.nproc)]
+        launcher += ["-m"]
+    args = ["tgs", "train", "--config", str(run.config_path), "--data", str(data)]
+    args += ["--folds", str(run.folds_path), "--fold", str(fold), "--run-dir", str(run.root)]
+    return launcher + args + (["--resume"] if resume else [])
+
+
+def _child_env(gpu: str | None = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def _train_in_children(run: Run, data_dir: Path, todo: list[int], opts: RunOptions) -> None:
+    """Folds in child processes: waves of one fold per GPU (--gpus), each fold on torchrun
+    (--nproc). A failed fold stops the run with its log named."""
+    slots = opts.gpus or [None]
+    for s in range(0, len(todo), len(slots)):
+        procs = []
+        for gpu, k in zip(slots, todo[s : s + len(slots)], strict=False):
+            cmd = _train_command(run, data_dir, k, opts.resume and run.started(k), opts)
+            if len(slots) > 1:
+                log.info("== fold %d on GPU %s (log %s)", k, gpu, run.fold_log(k))
+                with open(run.fold_log(k), "w") as out:
+                    procs.append(
+                        (
+                            k,
+                            subprocess.Popen(
+                                cmd, env=_child_env(gpu), stdout=out, stderr=subprocess.STDOUT
+                            ),
+                        )
+                    )
+            else:
+                log.info("== fold %d", k)
+                procs.append((k, subprocess.Popen(cmd, env=_child_env(gpu))))
+        failed = [k for k, p in procs if p.wait() != 0]
+        if failed:
+            where = f" (see {run.fold_log(failed[0])})" if len(slots) > 1 else ""
+            raise TGSError(f"fold {failed[0]} failed{where}")
+
+
+@dataclass
+class RunResult:
+    run: Run
+    cv: float
+    submission: Path
+    seconds: float
+    holdout_score: float | None = None
+    report: Path | None = None
+
+
+def run_pipeline(opts: RunOptions) -> RunResult:
+    """Data -> folds -> every fold trained -> threshold search -> submission (-> report)."""
+    from tgs.train import validate_config
+
+    t0 = time.time()
+    data_dir, config = resolve_data(opts.data, opts.config)
+    config = config or default_config()
+    cfg = load_config(config, opts.overrides)
+    validate_config(cfg)
+    run = Run(opts.run or f"runs/{cfg.name}")
+    folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
+    if not opts.resume and any(run.started(k) for k in run.folds()):
+        raise TGSError(
+            f"{run.root} already holds trained folds: pass --resume to continue it, or --run NEW"
+        )
+    folds_csv = Path(opts.folds_csv or f"folds/{data_dir.name}-{cfg.n_folds}f-s{cfg.fold_seed}.csv")
+    log.info(
+        "== config %s | data %s | run %s | folds %s of %s",
+        config,
+        data_dir,
+        run.root,
+        folds,
+        folds_csv,
+    )
+    data = load_data(data_dir)
+    ensure_folds(folds_csv, data, cfg)
+    from tgs.folds import load_folds
+
+    folds_df = load_folds(folds_csv, ids=data.ids)
+    missing = sorted(set(folds) - set(folds_df["fold"]))
+    if missing:
+        raise TGSError(f"fold {missing[0]} is not in {folds_csv}")
+    run.create(cfg, data_dir, folds_csv)
+    todo = [k for k in folds if not (opts.resume and k in run.finished_folds())]
+    for k in sorted(set(folds) - set(todo)):
+        log.info("== fold %d already finished (%s): skipped", k, run.summary_path(k))
+    if opts.nproc > 1 or len(opts.gpus) > 1:
+        _train_in_children(run, data_dir, todo, opts)
+    else:
+        if opts.gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = opts.gpus[0]
+        for k in todo:
+            log.info("== fold %d", k)
+            train_fold(run, cfg, data, folds_df, k, resume=opts.resume and run.started(k))
+    th = search(run, data_dir, data)
+    sub = predict(run, data_dir)
+    result = RunResult(run, th["cv"], sub, time.time() - t0)
+    if (data_dir / "truth.csv").is_file():
+        result.holdout_score = score(sub, data_dir / "truth.csv")
+    if opts.report:
+        result.report = _report(run, data_dir)
+    result.seconds = time.time() - t0
+    return result
+
+
+def _report(run: Run, data_dir: Path) -> Path | None:
+    """The run's HTML report, when the report module is available."""
+    try:
+        from tgs.report import build_report
+    except ImportError:
+        return None
+    return build_report(run, data_dir)
