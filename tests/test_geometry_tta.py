@@ -4,7 +4,7 @@ import torch
 
 from tgs.errors import ConfigError
 from tgs.geometry import Geometry
-from tgs.tta import TTAS, hflip, predict_proba
+from tgs.tta import TTAS, VIEWS, hflip, predict_proba
 
 
 def test_pad_round_trip_exact():
@@ -40,8 +40,25 @@ def test_hflip_is_own_inverse():
     x = torch.randn(2, 1, 101, 101)
     assert torch.equal(hflip(hflip(x)), x)
     assert torch.equal(hflip(x)[..., 0], x[..., -1])
-    for aug, deaug in TTAS["hflip"]:
+    for name in TTAS["hflip"]:
+        aug, deaug = VIEWS[name]
         assert torch.equal(deaug(aug(x)), x)
+
+
+def test_views_of_a_batch_run_as_one_forward():
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return x[:, :1] * 0 + torch.arange(x.shape[-1], dtype=torch.float32)
+
+    x = torch.zeros(3, 1, 101, 101)
+    p, _ = predict_proba(Recorder(), x, "hflip")
+    assert calls == [6]  # 3 images x 2 views, one forward
+    assert p.shape == (3, 101, 101)
+    with pytest.raises(ConfigError, match="unknown tta 'vflip'"):
+        predict_proba(Recorder(), x, "vflip")
 
 
 def test_tta_averages_flipped_predictions():

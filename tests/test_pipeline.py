@@ -13,10 +13,9 @@ import pytest
 
 from tests.helpers import train_args
 from tgs import rle
-from tgs.checkpoint import load_model
 from tgs.cli import main
 from tgs.data.io import read_image, read_rle_csv
-from tgs.inference import Runtime, predict_array
+from tgs.inference import Runtime, load_models, predict_array
 from tgs.metric import competition_score
 from tgs.pipeline import load_data
 from tgs.run import Run
@@ -69,7 +68,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
         with np.load(run / f"fold{k}" / "oof.npz") as z:
             assert z["probs"].dtype == np.float16 and z["probs"].shape[1:] == (101, 101)
             rows = [data.ids.index(i) for i in z["ids"]]
-            model = load_model(r.best(k))[0]  # OOF = fold k's best model, hflip TTA, its val ids
+            model = load_models([r.best(k)], rt)  # OOF = fold k's best model, hflip, val ids
             expect, _ = predict_array(model, data.images[rows], rt, cfg.val_batch_size, "hflip")
             np.testing.assert_array_equal(z["probs"], expect.astype(np.float16))
             oof_ids += z["ids"].tolist()
@@ -95,7 +94,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
     # the submission is the 2-fold x hflip ensemble, post-processed with the searched values
     test = read_rle_csv(synth_dir / "sample_submission.csv")["id"].tolist()
     images = np.stack([read_image(synth_dir / "test" / "images" / f"{i}.png") for i in test])
-    models = [load_model(r.best(k))[0] for k in (0, 1)]
+    models = load_models([r.best(k) for k in (0, 1)], rt)
     probs, _ = predict_array(models, images, rt, cfg.val_batch_size, "hflip")
     masks = postprocess(probs, th["threshold"], th["min_area"], blank=is_blank(images))
     written = read_rle_csv(sub)["rle_mask"].tolist()

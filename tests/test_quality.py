@@ -11,7 +11,7 @@ from tgs.data.dataset import InputSpec
 from tgs.data.io import load_train
 from tgs.errors import ConfigError, DataError
 from tgs.folds import make_folds
-from tgs.inference import Runtime, predict_array
+from tgs.inference import Runtime, load_models, predict_array
 from tgs.losses import create_loss
 from tgs.metric import competition_score
 from tgs.models import create_model
@@ -227,8 +227,9 @@ def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp
     assert cls.shape == (60,)
     # the OOF's cls is the best checkpoint's hflip-averaged head output on the fold's ids
     t = trainer(cfg, data, folds, tmp_path / "cls-check")
-    model = load_model(run.best(0))[0]
-    _, expect = predict_array(model, data.images[t.val_idx], Runtime.from_config(cfg), 64, "hflip")
+    rt = Runtime.from_config(cfg)
+    model = load_models([run.best(0)], rt)
+    _, expect = predict_array(model, data.images[t.val_idx], rt, cfg.val_batch_size, "hflip")
     np.testing.assert_allclose(cls[:30], expect, rtol=0, atol=1e-6)
     out = search(run, synth_dir)
     assert out["blank_rule"] is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         with torch.serialization.safe_globals(_numpy_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        found = re.search(r"(?i)unsupported global:?\s+(?:GLOBAL\s+)?(\S+)", str(e))
+        if found is None:  # not a torch pickle at all: truncated or junk
+            raise TGSError(
+                f"cannot read checkpoint {path}: not a PyTorch checkpoint (truncated or another "
+                "format)"
+            ) from None
+        reason = f"it references {found.group(1)}"
         raise TGSError(
             f"refusing {path}: it holds more than weights and plain values ({reason}); tgs "
             "never unpickles arbitrary objects from a checkpoint"
