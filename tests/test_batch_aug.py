@@ -2,7 +2,7 @@
 
 import torch
 
-from tgs.batch_aug import batch_augment
+from tgs.batch_aug import DeviceBatches, batch_augment
 from tgs.config import load_config
 from tgs.data.io import load_train
 from tgs.folds import make_folds
@@ -33,7 +33,7 @@ def test_affine_keeps_masks_binary_and_extra_planes_untouched():
     assert not torch.equal(ax[:, 0], x[:, 0])
 
 
-def test_data_on_device_path_trains(synth_dir, tmp_path):
+def test_data_on_device_path_trains(synth_dir, tmp_path, monkeypatch):
     data = load_train(synth_dir)
     folds = make_folds(data.ids, data.masks, data.z, 2, 0)
     cfg = load_config(
@@ -47,5 +47,20 @@ def test_data_on_device_path_trains(synth_dir, tmp_path):
             "data_on_device=true",
         ],
     )
+    import tgs.trainer
+
+    used = []
+    real_epoch = DeviceBatches.epoch
+
+    def no_loader(*a, **k):
+        raise AssertionError("data_on_device must not build a per-sample DataLoader")
+
+    def recorded(self, seed):
+        used.append(seed)
+        return real_epoch(self, seed)
+
+    monkeypatch.setattr(tgs.trainer, "epoch_loader", no_loader)
+    monkeypatch.setattr(DeviceBatches, "epoch", recorded)
     summary = train_fold(Run(tmp_path / "r").create(cfg), cfg, data, folds, 0)
+    assert used == [42000, 42001]  # one on-device epoch per epoch, seeded by (seed, epoch)
     assert summary["n_val"] == 30 and (tmp_path / "r" / "fold0" / "oof.npz").is_file()

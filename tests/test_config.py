@@ -38,5 +38,11 @@ def test_bad_types_and_forms():
 
 def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[1]
-    for name in ("demo", "cpu", "resnet34"):
-        load_config(root / "configs" / f"{name}.yaml")
+    from tgs.train import validate_config
+
+    names = sorted(p.stem for p in (root / "configs").glob("*.yaml"))
+    assert {"demo", "cpu", "resnet34"} <= set(names)
+    for name in names:
+        cfg = load_config(root / "configs" / f"{name}.yaml")
+        assert cfg.name == name  # run folders and submissions are named after it
+        validate_config(cfg)  # every name in it resolves

@@ -133,8 +133,41 @@ def test_train_folds_script(synth_dir, tiny_config, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== CV " in proc.stdout
-    subs = list((tmp_path / "submissions").glob("tiny-cv*.csv"))
+    subs = list((tmp_path / "submissions").glob("waves-cv*.csv"))
     assert len(subs) == 1
     assert validate_file(subs[0], synth_dir / "sample_submission.csv") == 20
     assert list((tmp_path / "folds").glob("*.csv"))
     assert "score against" in proc.stdout  # synthetic data carries truth.csv
+
+
+def test_torchrun_command_carries_rendezvous_options(tmp_path):
+    from tgs.pipeline import RunOptions, _train_command
+
+    run = Run(tmp_path / "r")
+    opts = RunOptions(nproc=4, torchrun=["--nnodes", "2", "--rdzv_endpoint", "host:29400"])
+    cmd = _train_command(run, tmp_path / "data", 3, True, opts)
+    i = cmd.index("torch.distributed.run")
+    assert cmd[i + 1 : i + 5] == ["--nnodes", "2", "--rdzv_endpoint", "host:29400"]
+    assert cmd[cmd.index("--nproc_per_node") + 1] == "4" and "--standalone" not in cmd
+    assert (
+        cmd[-7:]
+        == ["--folds", str(run.folds_path), "--fold", "3", "--run-dir", str(run.root), "--resume"][
+            -7:
+        ]
+    )
+    single = _train_command(run, tmp_path, 0, False, RunOptions(nproc=2))
+    assert "--standalone" in single and "--resume" not in single
+
+
+def test_run_gpus_trains_folds_in_parallel_children(synth_dir, tiny_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "waves"
+    args = ["run", "--config", str(tiny_config), "--data", str(synth_dir), "--run", str(run)]
+    args += ["--no-report", "max_train_batches=1"]
+    assert main([*args, "--gpus", "0,1"]) == 0
+    for k in (0, 1):  # each fold ran in its own process, its output in RUN/fold{k}.log
+        assert f"fold {k} epoch 1/1" in (run / f"fold{k}.log").read_text()
+    th = json.loads((run / "thresholds.json").read_text())
+    assert th["folds"] == [0, 1] and list((tmp_path / "submissions").glob("waves-cv*.csv"))
+    assert main(args) == 1  # finished folds are not overwritten silently
+    assert main([*args, "--resume"]) == 0  # nothing left to train: search and predict again

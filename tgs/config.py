@@ -50,6 +50,7 @@ class Config:
     momentum: float = 0.9
     scheduler: str = "cosine"  # cosine | cosine_restarts | plateau | none
     min_lr: float = 1e-5
+    warmup_epochs: int = 0  # linear lr warm-up from lr/100 (timm scheduler)
     cycle_epochs: int = 0  # cosine_restarts: epochs per cycle (0: one cycle)
     snapshots: bool = False  # save a snapshot per cycle; OOF and test average over them
     ema: float = 0.0  # > 0: validate, save and predict with an EMA of the weights (decay)

@@ -55,16 +55,21 @@ def validate_config(cfg: Config) -> None:
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(),
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-        )
-    raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
+    """timm's optimizer factory: AdamW or SGD with momentum (not Nesterov), no weight decay on
+    norm layers and biases."""
+    from timm.optim import create_optimizer_v2
+
+    if cfg.optimizer not in OPTIMIZERS:
+        raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
+    kw = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
+    return create_optimizer_v2(
+        model,
+        opt="momentum" if cfg.optimizer == "sgd" else "adamw",
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        filter_bias_and_bn=True,
+        **kw,
+    )
 
 
 def total_epochs(cfg: Config) -> int:
@@ -86,21 +91,61 @@ def cycle_epochs(cfg: Config) -> int:
     )
 
 
-def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
-    """Stepped once per epoch (plateau: with the validation score)."""
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=cfg.min_lr)
-    if cfg.scheduler == "cosine_restarts":
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            opt, T_0=cycle_epochs(cfg), eta_min=cfg.min_lr
+class Plateau:
+    """torch's ReduceLROnPlateau (halve after 3 epochs without a better score; its state is
+    saved for resume, unlike timm's deprecated one) behind the timm scheduler interface."""
+
+    def __init__(self, opt: torch.optim.Optimizer, min_lr: float):
+        self.inner = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=0.5, patience=3, min_lr=min_lr
         )
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="max", factor=0.5, patience=3, min_lr=cfg.min_lr
-        )
+
+    def step_update(self, num_updates: int) -> None:
+        pass
+
+    def step(self, epoch: int, metric: float) -> None:
+        self.inner.step(metric)
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
+
+
+def steps_per_epoch(n_train: int, cfg: Config, world: int = 1) -> int:
+    """Optimizer steps in one epoch of `n_train` images (as epoch_loader / DeviceBatches batch
+    them: the last partial batch is dropped when there is more than one batch)."""
+    shard = n_train // world if world > 1 else n_train
+    steps = shard // cfg.batch_size if shard > cfg.batch_size else 1
+    return min(steps, cfg.max_train_batches) if cfg.max_train_batches else max(1, steps)
+
+
+def build_scheduler(cfg: Config, opt: torch.optim.Optimizer, steps: int):
+    """timm's scheduler factory, updated every optimizer step (`step_update`) over `cfg.epochs`
+    of `steps` each, with `warmup_epochs` of linear warm-up; plateau is stepped per epoch with
+    the validation score. None for `scheduler: none`."""
+    from timm.scheduler import create_scheduler_v2
+
+    if cfg.scheduler not in SCHEDULERS:
+        raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
     if cfg.scheduler == "none":
         return None
-    raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
+    if cfg.scheduler == "plateau":
+        return Plateau(opt, cfg.min_lr)
+    common = dict(min_lr=cfg.min_lr, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.lr * 0.01)
+    cycle = cycle_epochs(cfg)
+    sched, _ = create_scheduler_v2(
+        opt,
+        "cosine",
+        num_epochs=cycle,
+        cycle_limit=-(-cfg.epochs // cycle),  # warm restarts: one cycle per cycle_epochs
+        cycle_decay=1.0,
+        step_on_epochs=False,
+        updates_per_epoch=steps,
+        **common,
+    )
+    return sched
 
 
 class Criterion(nn.Module):

@@ -34,6 +34,7 @@ from tgs.train import (
     epoch_loader,
     fold_indices,
     stage2_config,
+    steps_per_epoch,
     take,
     total_epochs,
     train_one_epoch,
@@ -137,7 +138,8 @@ class FoldTrainer:
         c = self.cfg if stage == 1 else stage2_config(self.cfg)
         self.criterion = Criterion(create_loss(c.loss), c.cls_weight).to(self.rt.device)
         self.opt = build_optimizer(c, self.model)
-        self.sched = build_scheduler(c, self.opt)
+        self.steps = steps_per_epoch(len(self.train_idx), c, self.dist.world)
+        self.sched = build_scheduler(c, self.opt, self.steps)
         self.stage = stage
 
     def _init_from(self, source: str) -> None:
@@ -228,7 +230,17 @@ class FoldTrainer:
             loader = take(loader, cfg.max_train_batches)
         desc = f"fold {self.fold} epoch {epoch + 1}/{total_epochs(cfg)}"
         desc += " (stage 2)" if self.stage == 2 else ""
-        on_step = (lambda: self.ema.update_parameters(self.model)) if self.ema is not None else None
+        lr = self.opt.param_groups[0]["lr"]  # logged: the lr this epoch starts with
+        first = (epoch - (cfg.epochs if self.stage == 2 else 0)) * self.steps
+        done = [0]
+
+        def on_step() -> None:
+            done[0] += 1
+            if self.sched is not None:
+                self.sched.step_update(first + done[0])
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+
         loss = train_one_epoch(
             self.train_model,
             loader,
@@ -242,11 +254,8 @@ class FoldTrainer:
         )
         loss = mean_across(self.dist, loss)
         score = self.val_score()
-        lr = self.opt.param_groups[0]["lr"]
-        if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.sched.step(score)
-        elif self.sched is not None:
-            self.sched.step()
+        if self.sched is not None:  # per-epoch part of the schedule (plateau: on the score)
+            self.sched.step(epoch + 1, score)
         seconds = time.time() - t0
         self.history.append(
             {
