@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""A stand-in for the `kaggle` CLI: records its arguments and answers like the real one.
+"""A stand-in for the `kaggle` CLI: records its arguments and answers like client 2.x
+(tests/real_kaggle.py runs the real client instead, with canned HTTP).
 
 FAKE_KAGGLE_LOG: file to append one JSON list of arguments per call.
 FAKE_KAGGLE_STATE: JSON file for state across calls (submissions, datasets).
-FAKE_KAGGLE_MODE: "ok" (default) or "403".
+FAKE_KAGGLE_MODE: "ok" (default), "403" (client 2.x text) or "403-v1" (client 1.x text).
 FAKE_KAGGLE_ZIP: the zip that `competitions download` delivers.
+FAKE_KAGGLE_OUTPUT: folder whose files `kernels output` delivers.
 """
 
 import json
@@ -18,6 +20,9 @@ with open(os.environ["FAKE_KAGGLE_LOG"], "a") as f:
     f.write(json.dumps(args) + "\n")
 state_path = Path(os.environ["FAKE_KAGGLE_STATE"])
 state = json.loads(state_path.read_text()) if state_path.exists() else {}
+NOT_FOUND = (
+    "Not found\n\nThe resource was not found. Check the spelling of the reference you passed.\n"
+)
 
 
 def save():
@@ -28,37 +33,46 @@ def opt(name):
     return args[args.index(name) + 1]
 
 
-if os.environ.get("FAKE_KAGGLE_MODE") == "403":
-    print("403 Client Error: Forbidden for url: https://www.kaggle.com/api/v1/...", file=sys.stderr)
+def fail(text):
+    print(text, file=sys.stderr)
     sys.exit(1)
+
+
+mode = os.environ.get("FAKE_KAGGLE_MODE")
+if mode == "403":
+    fail(
+        "Permission 'competitions.participate' was denied\n\nYou don't have access to this "
+        "resource.\nIf this is a competition, you may need to accept its rules first at\n"
+        "  https://www.kaggle.com/competitions/<competition>/rules"
+    )
+if mode == "403-v1":
+    fail("403 Client Error: Forbidden for url: https://www.kaggle.com/api/v1/...")
 group, cmd = args[0], args[1]
 if (group, cmd) == ("competitions", "download"):
     dest = Path(opt("-p")) / f"{opt('-c')}.zip"
+    dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(os.environ["FAKE_KAGGLE_ZIP"], dest)
-    print(f"Downloading {dest.name} to {dest.parent}\n100%|██████████| 1.00M/1.00M")
+    print(f"Downloading {dest.name} to {dest.parent}")
+    print("100%|██████████| 1.00M/1.00M", file=sys.stderr)
 elif (group, cmd) == ("competitions", "submit"):
-    state.setdefault("subs", []).append(
-        {"file": Path(opt("-f")).name, "msg": opt("-m"), "polls": 0}
-    )
+    ref = 100 + len(state.setdefault("subs", []))
+    state["subs"].append({"file": Path(opt("-f")).name, "msg": opt("-m"), "polls": 0, "ref": ref})
     save()
-    print(
-        "100%|██████████| 1.00k/1.00k\nSuccessfully submitted to TGS Salt Identification Challenge"
-    )
+    print(f"Submission ref: {ref}\n4 submissions remaining today.")
+    print("Successfully submitted to TGS Salt Identification Challenge", end="")
 elif (group, cmd) == ("competitions", "submissions"):
     print("ref,fileName,date,description,status,publicScore,privateScore")
-    for i, s in enumerate(state.get("subs", [])):
+    for s in reversed(state.get("subs", [])):
         s["polls"] += 1
         done = s["polls"] >= 2  # pending on the first poll, complete afterwards
         status = "SubmissionStatus.COMPLETE" if done else "SubmissionStatus.PENDING"
         pub, priv = ("0.8123", "0.8345") if done else ("", "")
-        print(f"{100 + i},{s['file']},2026-11-25 10:00:00,{s['msg']},{status},{pub},{priv}")
+        print(f"{s['ref']},{s['file']},2026-11-25 10:00:00,{s['msg']},{status},{pub},{priv}")
     save()
 elif (group, cmd) == ("datasets", "status"):
-    if args[2] in state.get("datasets", []):
-        print("ready")
-    else:
-        print("404 Client Error: Not Found", file=sys.stderr)
-        sys.exit(1)
+    if args[2] not in state.get("datasets", []):
+        fail(NOT_FOUND)
+    print("ready")
 elif (group, cmd) in (("datasets", "create"), ("datasets", "version")):
     meta = json.loads((Path(opt("-p")) / "dataset-metadata.json").read_text())
     state.setdefault("datasets", []).append(meta["id"])
@@ -66,7 +80,19 @@ elif (group, cmd) in (("datasets", "create"), ("datasets", "version")):
     print(f"Your private Dataset is being created. Please check progress at .../{meta['id']}")
 elif (group, cmd) == ("kernels", "push"):
     meta = json.loads((Path(opt("-p")) / "kernel-metadata.json").read_text())
-    print(f"Kernel version 1 successfully pushed.  Please check progress at .../{meta['id']}")
+    state.setdefault("kernels", []).append(meta["id"])
+    save()
+    url = f"https://www.kaggle.com/code/{meta['id']}"
+    print(f"Kernel version 1 successfully pushed.  Please check progress at {url}")
+elif (group, cmd) == ("kernels", "status"):
+    if args[2] not in state.get("kernels", []):
+        fail(NOT_FOUND)
+    print(f'{args[2]} has status "KernelWorkerStatus.COMPLETE"')
+elif (group, cmd) == ("kernels", "output"):
+    for p in Path(os.environ["FAKE_KAGGLE_OUTPUT"]).iterdir():
+        shutil.copy(p, Path(opt("-p")) / p.name)
+        print(f"Output file downloaded to {Path(opt('-p')) / p.name}")
+elif (group, cmd) == ("config", "view"):
+    print(f"Configuration values from {Path.home() / '.kaggle'}\n- username: alice")
 else:
-    print(f"usage: kaggle: unknown command {group} {cmd}", file=sys.stderr)
-    sys.exit(2)
+    fail(f"usage: kaggle: unknown command {group} {cmd}")

@@ -1,20 +1,16 @@
-"""Thin wrapper over the `kaggle` command-line program (never imported: it may exit on import).
-
-Credentials are checked before any call and never printed. Each function builds the exact CLI
-arguments, runs them through `run_kaggle`, and turns known failures into messages a user can act
-on (403: accept the rules; 401: bad credentials).
-"""
+"""Competition round trip through the `kaggle` client: download, submit (and wait for the
+score), and the submissions list joined with local manifests (`tgs/kaggle_cli.py` runs the
+client; `tgs/kaggle_kernel.py` pushes and follows kernels)."""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import shutil
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -22,120 +18,77 @@ import pandas as pd
 from tgs import COMPETITION
 from tgs.errors import TGSError
 from tgs.fileio import write_json
+from tgs.kaggle_cli import (  # noqa: F401  (re-exported: the Kaggle API of tgs)
+    Credentials,
+    KaggleError,
+    config_dir,
+    find_credentials,
+    poll,
+    run_kaggle,
+)
 
-RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
-SECRET_ENV = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
-
-
-class KaggleError(TGSError):
-    """A kaggle CLI call could not be made or failed."""
-
-
-@dataclass
-class Credentials:
-    """Where the credentials were found (never the secret itself) and the username if known."""
-
-    source: str
-    username: str | None
-
-
-def config_dirs(env: os._Environ | dict | None = None) -> list[Path]:
-    """Folders the kaggle CLI reads kaggle.json / access_token from, in its order."""
-    env = os.environ if env is None else env
-    if env.get("KAGGLE_CONFIG_DIR"):
-        return [Path(env["KAGGLE_CONFIG_DIR"])]
-    home = Path(env.get("HOME", str(Path.home())))
-    xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-    return [home / ".kaggle", xdg / "kaggle"]
-
-
-def find_credentials(env: os._Environ | dict | None = None) -> Credentials:
-    """Locate credentials as the kaggle CLI would; KaggleError saying what to create if none."""
-    env = os.environ if env is None else env
-    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
-        return Credentials("KAGGLE_USERNAME/KAGGLE_KEY", env["KAGGLE_USERNAME"])
-    if env.get("KAGGLE_API_TOKEN"):
-        return Credentials("KAGGLE_API_TOKEN", env.get("KAGGLE_USERNAME"))
-    for folder in config_dirs(env):
-        path = folder / "kaggle.json"
-        if path.is_file():
-            try:
-                username = json.loads(path.read_text()).get("username")
-            except (OSError, ValueError):
-                raise KaggleError(f"{path} is not valid JSON: download it again") from None
-            return Credentials(str(path), username)
-        for name in ("access_token", "access_token.txt"):
-            if (folder / name).is_file():
-                return Credentials(str(folder / name), env.get("KAGGLE_USERNAME"))
-    where = " or ".join(str(d / "kaggle.json") for d in config_dirs(env))
-    raise KaggleError(
-        "no Kaggle credentials found. Create an API token on kaggle.com (Settings -> API) and "
-        f"save it as {where} (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY, or "
-        "KAGGLE_API_TOKEN"
-    )
-
-
-def _redact(text: str) -> str:
-    for name in SECRET_ENV:
-        secret = os.environ.get(name)
-        if secret and len(secret) > 3:
-            text = text.replace(secret, "***")
-    return text
-
-
-def run_kaggle(args: list[str], check_credentials: bool = True) -> str:
-    """Run `kaggle ARGS`; returns stdout. KaggleError with the reason on failure."""
-    if check_credentials:
-        find_credentials()
-    exe = shutil.which("kaggle")
-    if exe is None:
-        raise KaggleError("the kaggle CLI is not installed: pip install kaggle six")
-    proc = subprocess.run([exe, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    out = _redact(proc.stdout + proc.stderr)
-    if re.search(r"\b403\b|Forbidden", out):
-        raise KaggleError(
-            f"403 Forbidden from `kaggle {' '.join(args[:2])}`: accept the competition rules at "
-            f"{RULES_URL} (and check the token's permissions)"
-        )
-    if re.search(r"\b401\b|Unauthorized", out):
-        raise KaggleError("401 Unauthorized: the Kaggle credentials were rejected; renew the token")
-    if proc.returncode != 0:
-        tail = "\n".join(out.strip().splitlines()[-5:])
-        raise KaggleError(f"`kaggle {' '.join(args[:2])}` failed ({proc.returncode}): {tail}")
-    return _redact(proc.stdout)
+log = logging.getLogger(__name__)
+DEFAULT_DATA = ("data", "data/competition")
+SUBMISSION_COLUMNS = ["fileName", "date", "description", "status", "publicScore", "privateScore"]
 
 
 def download(out: str | os.PathLike, force: bool = False) -> Path:
-    """Download the competition zip and unpack it into `out` like `tgs prepare`."""
+    """Download the competition zip and unpack it into `out` like `tgs prepare`; the download
+    folder is removed whatever happens."""
     from tgs.data.prepare import prepare
 
     out = Path(out)
     staging = out.parent / f".{out.name}.download"
     staging.mkdir(parents=True, exist_ok=True)
-    run_kaggle(["competitions", "download", "-c", COMPETITION, "-p", str(staging)])
-    zip_path = staging / f"{COMPETITION}.zip"
-    if not zip_path.is_file():
-        raise KaggleError(f"kaggle reported success but {zip_path} is missing")
-    prepare(zip_path, out, force=force)
-    shutil.move(str(zip_path), out / zip_path.name)
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        run_kaggle(
+            ["competitions", "download", "-c", COMPETITION, "-p", str(staging)], progress=True
+        )
+        zip_path = staging / f"{COMPETITION}.zip"
+        if not zip_path.is_file():
+            raise KaggleError(f"kaggle reported success but {zip_path} is missing")
+        prepare(zip_path, out, force=force)
+        shutil.move(str(zip_path), out / zip_path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
+def parse_submissions(text: str) -> pd.DataFrame:
+    """The CSV `kaggle competitions submissions --csv` prints, whatever lines come before it."""
+    header = re.search(r"^(?:ref,)?fileName,", text, re.M)
+    if header is None:
+        if not text.strip() or re.search(r"^No submissions", text, re.M):
+            return pd.DataFrame(columns=["ref", *SUBMISSION_COLUMNS])
+        raise KaggleError(f"cannot read the submissions list the kaggle client printed: {text!r}")
+    return pd.read_csv(io.StringIO(text[header.start() :]), dtype=str, keep_default_na=False)
+
+
 def submissions() -> pd.DataFrame:
-    """The competition's submissions as the CLI lists them (fileName, date, status, scores...)."""
-    text = run_kaggle(["competitions", "submissions", "-c", COMPETITION, "--csv"])
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Using ")]
-    if not lines or lines[0].startswith("No submissions"):
-        return pd.DataFrame(
-            columns=["fileName", "date", "description", "status", "publicScore", "privateScore"]
-        )
-    return pd.read_csv(io.StringIO("\n".join(lines)), dtype=str, keep_default_na=False)
+    """The competition's submissions, newest first (ref, fileName, date, status, scores...)."""
+    out = run_kaggle(["competitions", "submissions", "-c", COMPETITION, "--csv"])
+    return parse_submissions(out.stdout)
 
 
 def _status(value: str) -> str:
     v = value.lower()
     return "complete" if "complete" in v else "error" if "error" in v else "pending"
+
+
+def _scored(rows: pd.DataFrame, file: str, message: str, ref: str | None) -> dict | None:
+    """The submission's result once Kaggle has scored it (None while pending)."""
+    if ref and "ref" in rows:
+        mine = rows[rows["ref"] == ref]
+    else:
+        mine = rows[(rows["fileName"] == file) & (rows["description"] == message)]
+    if not len(mine) or _status(mine.iloc[0]["status"]) == "pending":
+        return None
+    row = mine.iloc[0]
+    return {
+        "status": _status(row["status"]),
+        "public": row.get("publicScore") or None,
+        "private": row.get("privateScore") or None,
+    }
 
 
 def submit(
@@ -144,47 +97,59 @@ def submit(
     sample: str | os.PathLike,
     wait: bool = False,
     poll_seconds: float = 30.0,
-    timeout_seconds: float = 3600.0,
+    max_wait: float = 3600.0,
 ) -> dict:
-    """Validate, submit, and with `wait` poll until scored; scores go into the manifest."""
+    """Validate, submit (recorded in the manifest at once), and with `wait` poll with backoff
+    until scored or `max_wait` seconds; the scores go into the manifest."""
     from tgs.submission import validate_file
 
     path = Path(path)
     validate_file(path, sample)  # refuses an invalid file before anything is uploaded
-    run_kaggle(["competitions", "submit", "-c", COMPETITION, "-f", str(path), "-m", message])
+    out = run_kaggle(
+        ["competitions", "submit", "-c", COMPETITION, "-f", str(path), "-m", message],
+        progress=True,
+    )
+    ref = re.search(r"^Submission ref: (\d+)", out.stdout, re.M)
     record = {
         "message": message,
         "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
         "status": "pending",
+        "ref": ref.group(1) if ref else None,
     }
-    deadline = time.time() + timeout_seconds
-    while wait:
-        rows = submissions()
-        mine = rows[(rows["fileName"] == path.name) & (rows["description"] == message)]
-        if len(mine) and _status(mine.iloc[0]["status"]) != "pending":
-            row = mine.iloc[0]
-            record.update(
-                status=_status(row["status"]),
-                public=row.get("publicScore") or None,
-                private=row.get("privateScore") or None,
+    index = _record_in_manifest(path, record)
+    if wait:
+        log.info("waiting for the score (at most %.0fs; Ctrl-C stops waiting only)", max_wait)
+        scored = poll(
+            lambda: _scored(submissions(), path.name, message, record["ref"]),
+            poll_seconds,
+            max_wait,
+        )
+        if scored is None:
+            log.warning(
+                "warning: not scored after %.0fs; see later: python -m tgs kaggle submissions",
+                max_wait,
             )
-            break
-        if time.time() > deadline:
-            break
-        time.sleep(poll_seconds)
-    _record_in_manifest(path, record)
+        record.update(scored or {})
+        _record_in_manifest(path, record, index)
     return record
 
 
-def _record_in_manifest(path: Path, record: dict) -> None:
+def _record_in_manifest(path: Path, record: dict, index: int | None = None) -> int:
+    """Append (or replace entry `index` of) the manifest's Kaggle records; returns the index."""
     manifest = path.with_suffix(".json")
     data = json.loads(manifest.read_text()) if manifest.is_file() else {"submission": path.name}
-    data.setdefault("kaggle", []).append(record)
+    records = data.setdefault("kaggle", [])
+    if index is None:
+        records.append(record)
+        index = len(records) - 1
+    else:
+        records[index] = record
     write_json(manifest, data)
+    return index
 
 
 def local_manifests(folder: str | os.PathLike = "submissions") -> pd.DataFrame:
-    """One row per local submission manifest: file, run, config, cv."""
+    """One row per local submission manifest: file, run, config, cv, made (local or kernel)."""
     rows = []
     for p in sorted(Path(folder).glob("*.json")):
         try:
@@ -197,9 +162,10 @@ def local_manifests(folder: str | os.PathLike = "submissions") -> pd.DataFrame:
                 "run": m.get("run"),
                 "config": (m.get("config") or {}).get("name"),
                 "cv": m.get("cv"),
+                "made": "kernel" if m.get("kernel") else "local",
             }
         )
-    return pd.DataFrame(rows, columns=["file", "run", "config", "cv"])
+    return pd.DataFrame(rows, columns=["file", "run", "config", "cv", "made"])
 
 
 def submissions_table(folder: str | os.PathLike = "submissions") -> pd.DataFrame:
@@ -208,17 +174,27 @@ def submissions_table(folder: str | os.PathLike = "submissions") -> pd.DataFrame
         columns={"fileName": "file", "publicScore": "public", "privateScore": "private"}
     )
     table = remote.merge(local_manifests(folder), on="file", how="left")
-    cols = ["file", "run", "config", "cv", "public", "private", "date", "status", "description"]
-    return table[[c for c in cols if c in table]]
+    if "status" in table:
+        table["status"] = table["status"].map(_status)
+    cols = ["file", "run", "config", "cv", "public", "private", "made", "date", "status"]
+    return table[[c for c in [*cols, "description"] if c in table]]
 
 
-def wait_dataset_ready(
-    ref: str, timeout_seconds: float = 600.0, poll_seconds: float = 10.0
-) -> None:
-    """Poll `kaggle datasets status` until the uploaded dataset is ready (or time runs out)."""
-    deadline = time.time() + timeout_seconds
-    while time.time() < deadline:
-        if "ready" in run_kaggle(["datasets", "status", ref]).lower():
-            return
-        time.sleep(poll_seconds)
-    raise KaggleError(f"dataset {ref} is not ready after {timeout_seconds:.0f}s; push again later")
+def find_sample(
+    submission: Path | None, sample: str | os.PathLike | None, data_dirs: tuple = ()
+) -> Path:
+    """sample_submission.csv to validate against: `sample`, else the one in the submission
+    manifest's data folder, in `data_dirs`, or in data/ or data/competition."""
+    if sample:
+        return Path(sample)
+    folders = list(data_dirs)
+    manifest = submission.with_suffix(".json") if submission else None
+    if manifest and manifest.is_file():
+        folders.insert(0, json.loads(manifest.read_text()).get("data"))
+    folders += DEFAULT_DATA
+    for folder in filter(None, folders):
+        if (Path(folder) / "sample_submission.csv").is_file():
+            return Path(folder) / "sample_submission.csv"
+    looked = ", ".join(str(f) for f in filter(None, folders))
+    what = f" for {submission}" if submission else ""
+    raise TGSError(f"cannot find sample_submission.csv{what} (looked in {looked}): pass --sample")

@@ -1,12 +1,18 @@
-"""Kaggle kernels: stage a run as a dataset + an inference kernel, and the kernel's own work."""
+"""Kaggle kernels: stage a run as a dataset + an inference kernel (names within Kaggle's limits),
+and the kernel's own work, which runs offline and imports nothing from training."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
 import shutil
+import sys
+import tempfile
+import time
+import unicodedata
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from tgs import COMPETITION
@@ -15,131 +21,179 @@ from tgs.run import Run
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 KERNEL_TEMPLATE_DIR = PACKAGE_DIR.parent / "kernels"
-RUN_FILES = ("config.yaml", "thresholds.json", "meta.json")
+STAGED_RUN = "run"  # the dataset's copy of the run folder
+STAGE_INFO = "tgs-stage.json"
+SUBMISSION = "submission.csv"
+KERNEL_LOG = "tgs-kernel.log"
+SMP = "segmentation_models_pytorch"
+NAME_MAX = 50  # Kaggle: dataset slugs and titles 6-50 characters, kernel titles 5-50
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 def slugify(text: str) -> str:
-    """Kaggle's slug of a title: lowercase, runs of other characters become '-'."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """Kaggle's slug of a title: ASCII (accents dropped), lowercase, other runs become '-'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
 
-def stage_dataset(run_dir: Path, out: Path, username: str, slug: str) -> Path:
-    """Dataset folder: tgs/ source, run/ (config, thresholds, meta, foldK/best.pt), metadata."""
-    for name in RUN_FILES:
-        if not (run_dir / name).is_file():
-            hint = " (run `python -m tgs threshold` first)" if name == "thresholds.json" else ""
-            raise TGSError(f"{run_dir / name} missing: cannot stage the run{hint}")
+def _fit(prefix: str, name: str, suffix: str = "") -> str:
+    """prefix + slug of `name` + suffix in at most NAME_MAX characters: a long name is cut and
+    a hash of the whole name keeps it unique."""
+    base = slugify(name) or "run"
+    room = NAME_MAX - len(prefix) - len(suffix)
+    if len(base) > room:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:6]
+        base = f"{base[: room - 7].rstrip('-')}-{digest}"
+    return f"{prefix}{base}{suffix}"
+
+
+@dataclass
+class KaggleNames:
+    """A run's dataset slug/title and kernel title/slug, all within Kaggle's limits."""
+
+    dataset_slug: str
+    dataset_title: str
+    kernel_title: str
+    kernel_slug: str
+
+
+def kaggle_names(
+    run_name: str, dataset: str | None = None, title: str | None = None
+) -> KaggleNames:
+    """Default names for a run (any name: long, spaces, non-ASCII), or the given ones checked."""
+    names = KaggleNames(
+        dataset or _fit("tgs-", run_name, "-weights"),
+        _fit("tgs weights ", run_name),
+        title or _fit("tgs inference ", run_name),
+        "",
+    )
+    names.kernel_slug = slugify(names.kernel_title)
+    if not (6 <= len(names.dataset_slug) <= NAME_MAX and _SLUG.match(names.dataset_slug)):
+        raise TGSError(
+            f"dataset slug {names.dataset_slug!r}: Kaggle needs 6-{NAME_MAX} characters of a-z, "
+            "0-9 and single '-' inside"
+        )
+    if not (5 <= len(names.kernel_title) <= NAME_MAX and len(names.kernel_slug) >= 5):
+        raise TGSError(
+            f"kernel title {names.kernel_title!r}: Kaggle needs 5-{NAME_MAX} characters, 5 of "
+            "them letters or digits"
+        )
+    return names
+
+
+def _copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest)
+
+
+def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
+    """Dataset folder: tgs/ (source), segmentation_models_pytorch/ for smp runs (Kaggle's image
+    lacks it), run/ (config, thresholds, meta and the checkpoints predict uses), metadata."""
+    cfg, _ = run.config(), run.thresholds()
+    files = run.prediction_files()
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise TGSError(f"cannot stage {run.root}: missing {', '.join(missing)}")
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(PACKAGE_DIR, out / "tgs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (out / "run").mkdir(parents=True)
-    for name in RUN_FILES:
-        shutil.copy2(run_dir / name, out / "run" / name)
-    run = Run(run_dir)
-    for f in run.all_model_files():  # the checkpoints predict uses (snapshots included)
-        dest = out / "run" / run.relative(f)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, dest)
-    meta = {
-        "title": f"tgs weights {run_dir.name}"[:50],
-        "id": f"{username}/{slug}",
-        "licenses": [{"name": "CC0-1.0"}],
-    }
+    shutil.copytree(PACKAGE_DIR, out / "tgs", ignore=_IGNORE)
+    staged = Run(out / STAGED_RUN)
+    for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
+        if f.is_file():
+            _copy(f, staged.root / run.relative(f))
+    info = {"run": run.name, "models": [run.relative(f) for f in files], SMP: None}
+    from tgs.meta import git_commit
+    from tgs.models import SMP_ARCHS
+
+    if cfg.model in SMP_ARCHS:
+        try:
+            import segmentation_models_pytorch as smp
+        except ImportError:
+            raise TGSError(
+                f"{run.root} is an smp run but segmentation-models-pytorch is not installed "
+                "here to bundle: pip install segmentation-models-pytorch"
+            ) from None
+        shutil.copytree(Path(smp.__file__).parent, out / SMP, ignore=_IGNORE)
+        info[SMP] = smp.__version__
+    info.update(commit=git_commit(), staged=time.strftime("%Y-%m-%d %H:%M:%S"))
+    (out / STAGE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    meta = {"title": title, "id": dataset_ref, "licenses": [{"name": "CC0-1.0"}]}
     (out / "dataset-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def stage_kernel(out: Path, username: str, kernel_title: str, dataset_slug: str, gpu: bool) -> Path:
-    """Kernel folder: the entry script and its filled kernel-metadata.json."""
-    if len(kernel_title) < 5:
-        raise TGSError(f"kernel title {kernel_title!r} must have at least 5 characters")
+def stage_kernel(out: Path, kernel_ref: str, title: str, dataset_ref: str, gpu: bool) -> Path:
+    """Kernel folder: the entry script and its filled kernel-metadata.json (internet off)."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     template = json.loads((KERNEL_TEMPLATE_DIR / "kernel-metadata.json").read_text())
     shutil.copy2(KERNEL_TEMPLATE_DIR / template["code_file"], out / template["code_file"])
     template.update(
-        id=f"{username}/{slugify(kernel_title)}",
-        title=kernel_title,
+        id=kernel_ref,
+        title=title,
         enable_gpu=gpu,
         enable_internet=False,
-        dataset_sources=[f"{username}/{dataset_slug}"],
+        dataset_sources=[dataset_ref],
         competition_sources=[COMPETITION],
     )
     (out / "kernel-metadata.json").write_text(json.dumps(template, indent=2) + "\n")
     return out
 
 
-def find_competition_data(input_root: Path, working: Path) -> Path:
-    """The competition's data folder under input_root, unpacking test.zip into working if needed."""
-    comp = input_root / COMPETITION
-    if not comp.is_dir():
-        raise TGSError(f"competition data not attached: {comp} missing")
+# -- in the kernel ---------------------------------------------------------------------------
+def find_input(root: Path, pattern: str, depth: int = 3) -> list[Path]:
+    """Paths matching `pattern` (relative) in folders up to `depth` levels below `root`."""
+    return [p for d in range(depth + 1) for p in sorted(root.glob("*/" * d + pattern))]
+
+
+def find_competition_data(input_root: Path, scratch: Path) -> Path:
+    """The competition's data under input_root; test.zip is unpacked into `scratch`."""
+    comps = [p for p in find_input(input_root, COMPETITION) if p.is_dir()]
+    if not comps:
+        raise TGSError(f"competition data not attached: no {COMPETITION} folder in {input_root}")
+    comp = comps[0]
     if (comp / "test" / "images").is_dir():
         return comp
     if not (comp / "test.zip").is_file():
         raise TGSError(f"{comp} has neither test/images nor test.zip")
-    data = working / "tgs-data"
-    (data / "test").mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(comp / "test.zip") as zf:
-        zf.extractall(data / "test")
+        zf.extractall(scratch / "test")
     for name in ("sample_submission.csv", "depths.csv"):
         if (comp / name).is_file():
-            shutil.copy2(comp / name, data / name)
-    return data
+            shutil.copy2(comp / name, scratch / name)
+    return scratch
+
+
+def _origin(module: str) -> str:
+    mod = sys.modules.get(module)
+    version = getattr(mod, "__version__", "?")
+    return f"{module} {version} from {Path(mod.__file__).parent}" if mod else f"{module}: unused"
 
 
 def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
-    """In the kernel: predict the test set with the staged run; returns submission.csv's path."""
+    """In the kernel: predict the test set with the staged run. Writes only submission.csv and
+    tgs-kernel.log to `working` (test images are unpacked to a temporary folder)."""
     from tgs.predict import predict_run
 
-    Run(run_dir).require()
+    run = Run(run_dir).require()
+    info_path = run.root.parent / STAGE_INFO
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     working.mkdir(parents=True, exist_ok=True)
-    data = find_competition_data(input_root, working)
-    return predict_run(run_dir, data, out=working / "submission.csv")
-
-
-def push_kernel(
-    run_dir: str | os.PathLike,
-    username: str | None = None,
-    dataset_slug: str | None = None,
-    kernel_title: str | None = None,
-    gpu: bool = False,
-    dry_run: bool = False,
-    message: str = "tgs push-kernel",
-    staging: str | os.PathLike = "build/kaggle",
-) -> list[list[str]]:
-    """Stage RUN as a dataset and an inference kernel, then create/version and push them.
-
-    Returns the kaggle commands (argument lists) in order. With `dry_run` nothing is called:
-    the commands are returned (and printed by the CLI) and the staged folders are left in place.
-    """
-    from tgs.kaggle import KaggleError, find_credentials, run_kaggle, wait_dataset_ready
-
-    run_dir = Path(run_dir)
-    Run(run_dir).require()
-    username = username or find_credentials().username
-    if not username:
-        raise KaggleError("cannot tell your Kaggle username from the credentials: pass --user")
-    dataset_slug = dataset_slug or slugify(f"tgs-{run_dir.name}-weights")
-    kernel_title = kernel_title or f"tgs inference {run_dir.name}"
-    root = Path(staging) / run_dir.name
-    ds_dir = stage_dataset(run_dir, root / "dataset", username, dataset_slug)
-    k_dir = stage_kernel(root / "kernel", username, kernel_title, dataset_slug, gpu)
-    ref = f"{username}/{dataset_slug}"
-    create = ["datasets", "create", "-p", str(ds_dir), "--dir-mode", "zip"]
-    version = ["datasets", "version", "-p", str(ds_dir), "-m", message, "--dir-mode", "zip"]
-    push = ["kernels", "push", "-p", str(k_dir)]
-    if dry_run:
-        return [["datasets", "status", ref], create, version, push]
-    try:
-        run_kaggle(["datasets", "status", ref])
-        upload = version
-    except KaggleError as e:
-        if "403" in str(e) or "401" in str(e):
-            raise
-        upload = create
-    run_kaggle(upload)
-    wait_dataset_ready(ref)
-    run_kaggle(push)
-    return [["datasets", "status", ref], upload, push]
+    with tempfile.TemporaryDirectory(prefix="tgs-kernel-") as tmp:
+        scratch = Path(tmp)
+        data = find_competition_data(input_root, scratch)
+        path = predict_run(run, data, out=scratch / "out" / SUBMISSION)
+        manifest = json.loads(path.with_suffix(".json").read_text())
+        shutil.copyfile(path, working / SUBMISSION)
+    lines = [
+        f"tgs kernel: run {info.get('run', run.name)} staged at commit {info.get('commit')}",
+        *(_origin(m) for m in ("tgs", SMP, "torch")),
+        f"data: {data if data != scratch else 'test.zip unpacked to a temporary folder'}",
+        f"wrote {SUBMISSION}: {manifest['n_images']} images, {len(manifest['models'])} models, "
+        f"tta {manifest['tta']}, {manifest['seconds']}s",
+        "manifest: " + json.dumps({k: v for k, v in manifest.items() if k != "config"}),
+    ]
+    (working / KERNEL_LOG).write_text("\n".join(lines) + "\n")
+    return working / SUBMISSION

@@ -68,8 +68,8 @@ def predict_run(
     if mismatch:
         log.warning("warning: %s", mismatch)
     rt = Runtime.from_config(cfg)
+    files = run.prediction_files()
     folds = th.get("folds") or run.trained_folds()
-    files = run.all_model_files(folds)
     models = load_models(files, rt)
     ids = test_ids(data_dir)
     spec = InputSpec.from_config(cfg)

@@ -278,3 +278,13 @@ class Run:
 
     def write_plan(self, plan: dict) -> None:
         write_json(self.plan_path, plan)
+
+    # -- Kaggle ----------------------------------------------------------------------------
+    def prediction_files(self) -> list[Path]:
+        """The checkpoints `predict` uses: the thresholds' folds' (else every trained fold's)
+        model files. A staged copy of the run holds exactly these."""
+        return self.all_model_files(self.thresholds().get("folds") or self.trained_folds())
+
+    def kernel_submission_path(self, cv: float, folder: str | os.PathLike = "submissions") -> Path:
+        """submissions/<run>-kernel-cv<CV>.csv: the submission the run's Kaggle kernel made."""
+        return Path(folder) / f"{self.name}-kernel-cv{cv:.4f}.csv"

@@ -1,0 +1,170 @@
+"""Kaggle test helpers: runs to push (a trained snapshot run, an smp run that says ImageNet),
+`kaggle` programs first on PATH (the fake, or the real client with canned HTTP), and the
+inference kernel run offline with segmentation_models_pytorch importable only from the
+staged dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tgs import COMPETITION
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "s3cr3t-key-value"
+TOKEN = "t0ken-value-1234"
+FORBIDDEN = ("tgs.train", "tgs.trainer", "tgs.losses", "albumentations")
+_made: dict[str, Path] = {}
+
+SITECUSTOMIZE = r'''
+"""Test harness of the offline kernel: no network, smp only from the staged dataset."""
+import atexit, importlib.abc, importlib.machinery, json, os, socket, sys
+
+_ALLOWED = os.path.realpath(os.environ["TGS_TEST_SMP_FROM"])
+_connect = socket.socket.connect
+
+
+def _cut(*args, **kwargs):
+    with open(os.environ["TGS_TEST_NET_LOG"], "a") as f:
+        f.write(repr(args[1:2]) + "\n")
+    raise OSError(101, "Network is unreachable (cut by the test)")
+
+
+def _connect_local(self, address):
+    if self.family == getattr(socket, "AF_UNIX", None):
+        return _connect(self, address)
+    return _cut(self, address)
+
+
+socket.socket.connect = _connect_local
+socket.socket.connect_ex = _connect_local
+socket.getaddrinfo = socket.create_connection = _cut
+
+
+class _OnlyStagedSmp(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "segmentation_models_pytorch":
+            return None
+        dirs = [p for p in sys.path if p and os.path.realpath(p).startswith(_ALLOWED)]
+        spec = importlib.machinery.PathFinder.find_spec(name, dirs)
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {name!r} (test: not staged)", name=name)
+        return spec
+
+
+sys.meta_path.insert(0, _OnlyStagedSmp())
+
+
+@atexit.register
+def _report():
+    smp = sys.modules.get("segmentation_models_pytorch")
+    with open(os.environ["TGS_TEST_REPORT"], "w") as f:
+        json.dump({"modules": sorted(sys.modules), "smp": getattr(smp, "__file__", None)}, f)
+'''
+
+
+def install_kaggle(tmp: Path, script: str) -> Path:
+    """A `kaggle` program in tmp/bin that runs tests/<script> with this Python."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "kaggle"
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / script}" "$@"\n')
+    exe.chmod(0o755)
+    return bin_dir
+
+
+def _made_run(root: Path, data: Path, settings: dict, checkpoints) -> Path:
+    """A run folder as training leaves it (config, meta, checkpoints, thresholds), with
+    weights made here: random, built without downloading anything."""
+    import torch
+
+    from tgs.checkpoint import save_checkpoint
+    from tgs.config import config_from_dict
+    from tgs.models import model_from_config
+    from tgs.run import Run
+
+    cfg = config_from_dict(settings)
+    run = Run(root).create(cfg, data_dir=data)
+    torch.manual_seed(0)
+    for k, path in checkpoints(run):
+        model = model_from_config(cfg, pretrained=False)
+        state = {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": 0, "fold": k}
+        save_checkpoint(path, {**state, "score": 0.5})
+    folds = run.trained_folds()
+    models = [run.relative(f) for f in run.all_model_files(folds)]
+    th = {"threshold": 0.5, "min_area": 0, "cv": 0.6123, "tta": "hflip", "folds": folds}
+    run.write_thresholds({**th, "models": models})
+    return run.root
+
+
+def snapshot_run(tmp_factory, data: Path) -> Path:
+    """A 2-fold seed_unet run with best.pt and two cycle snapshots per fold, and thresholds
+    searched on the snapshots (as a `snapshots: true` run has them)."""
+    if "snapshot" not in _made:
+        settings = {"name": "tiny", "model": "seed_unet", "model_kwargs": {"n_filters": 4}}
+        settings.update(geometry="resize", size=32, n_folds=2, scheduler="cosine_restarts")
+        settings.update(cycle_epochs=1, epochs=2, snapshots=True)
+
+        def files(run):
+            return [
+                (k, f) for k in (0, 1) for f in (run.best(k), *map(run.snapshot, [k, k], [1, 2]))
+            ]
+
+        _made["snapshot"] = _made_run(tmp_factory.mktemp("run") / "tiny", data, settings, files)
+    return _made["snapshot"]
+
+
+def smp_imagenet_run(tmp_factory, data: Path) -> Path:
+    """An smp Unet (resnet18) run whose config says `encoder_weights: imagenet`; its weights are
+    made here (built without downloading), so loading must not download either."""
+    if "smp" not in _made:
+        settings = {"name": "smpnet", "model": "unet", "encoder": "resnet18"}
+        settings.update(encoder_weights="imagenet", geometry="resize", size=32, val_batch_size=32)
+        root = tmp_factory.mktemp("smp") / "smpnet"
+        _made["smp"] = _made_run(root, data, settings, lambda run: [(0, run.best(0))])
+    return _made["smp"]
+
+
+def run_kernel_offline(dataset: Path, competition_zip: Path, root: Path) -> tuple[Path, dict, str]:
+    """Run the staged kernel script like Kaggle would (the competition's zips and the dataset
+    under input/), with the network cut, empty caches and smp importable only from `dataset`.
+    Returns (working folder, {"modules", "smp", "network"}, stdout)."""
+    inputs, harness, home = root / "input", root / "harness", root / "home"
+    for d in (inputs / COMPETITION, harness, home):
+        d.mkdir(parents=True)
+    with zipfile.ZipFile(competition_zip) as zf:
+        zf.extractall(inputs / COMPETITION)
+    (inputs / "staged-weights").symlink_to(dataset.resolve(), target_is_directory=True)
+    (harness / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    working, report, net = root / "working", root / "report.json", root / "network.log"
+    net.touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KAGGLE"))}
+    env.update(
+        PYTHONPATH=str(harness),
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / "cache"),
+        TORCH_HOME=str(home / "torch"),
+        HF_HOME=str(home / "hf"),
+        TGS_KAGGLE_INPUT=str(inputs),
+        TGS_KAGGLE_WORKING=str(working),
+        TGS_TEST_SMP_FROM=str(inputs / "staged-weights"),
+        TGS_TEST_NET_LOG=str(net),
+        TGS_TEST_REPORT=str(report),
+    )
+    script = dataset.parent / "kernel" / "tgs_inference.py"
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    found = json.loads(report.read_text())
+    found["network"] = net.read_text()
+    return working, found, proc.stdout

@@ -1,0 +1,146 @@
+"""The inference kernel, offline: staged from a snapshot run and from an smp run whose config
+says ImageNet, it must write exactly what `tgs predict` writes (issue 12, items 4-6)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.kaggle_helpers import (
+    FORBIDDEN,
+    run_kernel_offline,
+    smp_imagenet_run,
+    snapshot_run,
+)
+from tgs.cli import main
+from tgs.errors import TGSError
+from tgs.kernel import SMP, kaggle_names, slugify, stage_dataset, stage_kernel
+from tgs.run import Run
+
+
+@pytest.fixture(scope="module")
+def snap_run(tmp_path_factory, synth_dir):
+    return snapshot_run(tmp_path_factory, synth_dir)
+
+
+@pytest.fixture(scope="module")
+def smp_run(tmp_path_factory, synth_dir):
+    return smp_imagenet_run(tmp_path_factory, synth_dir)
+
+
+def _stage(run_dir: Path, out: Path) -> Path:
+    run = Run(run_dir)
+    names = kaggle_names(run.name)
+    ds = stage_dataset(run, out / "dataset", f"alice/{names.dataset_slug}", names.dataset_title)
+    stage_kernel(out / "kernel", f"alice/{names.kernel_slug}", names.kernel_title, "alice/x", False)
+    return ds
+
+
+def _local_predict(run_dir: Path, data: Path, out: Path) -> dict:
+    assert main(["predict", "--run", str(run_dir), "--data", str(data), "--out", str(out)]) == 0
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def test_snapshot_run_stages_the_models_predict_uses(snap_run, tmp_path):
+    """Item 6: a snapshot run stages its snapshots (what predict and the OOF use)."""
+    run = Run(snap_run)
+    assert run.snapshots(0) and run.snapshots(1)
+    ds = _stage(snap_run, tmp_path)
+    staged = sorted(p.relative_to(ds / "run").as_posix() for p in (ds / "run").rglob("*.pt"))
+    expected = [run.relative(f) for f in run.all_model_files()]
+    assert staged == sorted(expected) and "fold0/best.pt" not in staged
+    assert expected == run.thresholds()["models"]  # what the thresholds were tuned on
+    assert not (ds / SMP).exists()  # seed_unet runs need no smp
+    info = json.loads((ds / "tgs-stage.json").read_text())
+    assert info["models"] == expected and info[SMP] is None
+
+
+def test_seed_snapshot_kernel_offline_matches_predict(
+    snap_run, tmp_path, synth_dir, competition_zip
+):
+    """Items 5, 6 and the kernel's folders: the seed_unet snapshot run, offline, writes the
+    submission `tgs predict` writes, only submission.csv and the log in working/, and imports
+    nothing from training."""
+    ds = _stage(snap_run, tmp_path / "build")
+    working, found, stdout = run_kernel_offline(ds, competition_zip, tmp_path / "kaggle")
+    local = tmp_path / "local.csv"
+    manifest = _local_predict(snap_run, synth_dir, local)
+    assert (working / "submission.csv").read_bytes() == local.read_bytes()
+    assert sorted(p.name for p in working.iterdir()) == ["submission.csv", "tgs-kernel.log"]
+    log = (working / "tgs-kernel.log").read_text()
+    made = json.loads(log.split("manifest: ", 1)[1])
+    assert made["models"] == manifest["models"] == Run(snap_run).thresholds()["models"]
+    assert "test.zip unpacked to a temporary folder" in log
+    assert not [m for m in found["modules"] if m.startswith(FORBIDDEN)]
+    assert found["smp"] is None and found["network"] == ""
+
+
+def test_smp_imagenet_kernel_offline_matches_predict(smp_run, tmp_path, synth_dir, competition_zip):
+    """Items 4 and 5: an smp run whose config says `encoder_weights: imagenet` runs with the
+    network cut and empty caches, smp imported from the staged dataset only."""
+    assert Run(smp_run).config().encoder_weights == "imagenet"
+    ds = _stage(smp_run, tmp_path / "build")
+    assert (ds / SMP / "__init__.py").is_file() and not list((ds / SMP).rglob("__pycache__"))
+    working, found, stdout = run_kernel_offline(ds, competition_zip, tmp_path / "kaggle")
+    assert found["smp"] and Path(found["smp"]).resolve().is_relative_to(ds.resolve())
+    assert found["network"] == ""  # nothing even tried to connect
+    assert not [m for m in found["modules"] if m.startswith(FORBIDDEN)]
+    local = tmp_path / "local.csv"
+    _local_predict(smp_run, synth_dir, local)
+    sub = (working / "submission.csv").read_bytes()
+    assert sub == local.read_bytes()
+    assert sub.count(b"\n") == 21 and b"," in sub
+    log = (working / "tgs-kernel.log").read_text()
+    assert f"{SMP} " in log and "staged-weights" in log
+
+
+def test_kernel_without_staged_smp_fails_as_kaggle_would(
+    smp_run, tmp_path, competition_zip, monkeypatch
+):
+    """The harness is real: without the bundled copy the smp run cannot import smp."""
+    import shutil
+
+    ds = _stage(smp_run, tmp_path / "build")
+    shutil.rmtree(ds / SMP)
+    with pytest.raises(AssertionError, match="segmentation_models_pytorch"):
+        run_kernel_offline(ds, competition_zip, tmp_path / "kaggle")
+
+
+def test_local_pth_encoder_path_loads_offline(smp_run, tmp_path):
+    """Item 4 (local .pth): a checkpoint whose config names an encoder file absent here loads."""
+    import torch
+
+    from tgs.checkpoint import load_model
+
+    state = torch.load(Run(smp_run).best(0), weights_only=True)
+    state["config"]["encoder_weights"] = "/nowhere/resnet18-imagenet.pth"
+    torch.save(state, tmp_path / "m.pt")
+    model, cfg = load_model(tmp_path / "m.pt")
+    assert cfg.encoder_weights.endswith(".pth")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tiny",
+        "x" * 60,
+        "Café résumé très long nom de run avec accents 2026-11-25 v3",
+        "日本語",
+        "a",
+    ],
+)
+def test_names_within_kaggle_limits(name):
+    """Slug and titles fit Kaggle's limits for any run name; the kernel slug is the title's."""
+    n = kaggle_names(name)
+    assert 6 <= len(n.dataset_slug) <= 50 and 6 <= len(n.dataset_title) <= 50
+    assert 5 <= len(n.kernel_title) <= 50 and 5 <= len(n.kernel_slug) <= 50
+    assert n.dataset_slug.isascii() and n.kernel_slug == slugify(n.kernel_title)
+
+
+def test_long_names_stay_unique_and_given_names_are_checked():
+    a, b = kaggle_names("x" * 60 + "1"), kaggle_names("x" * 60 + "2")
+    assert a.dataset_slug != b.dataset_slug and a.kernel_slug != b.kernel_slug
+    with pytest.raises(TGSError, match="5-50 characters"):
+        kaggle_names("tiny", title="t" * 51)
+    with pytest.raises(TGSError, match="6-50 characters"):
+        kaggle_names("tiny", dataset="Bad_Slug")
