@@ -48,9 +48,11 @@ def train_fold(
     ({} on a non-zero rank). Seeds the RNGs with seed + fold and sets the thread count."""
     import torch
 
+    from tgs.budget import apply_plan
     from tgs.train import seed_everything
     from tgs.trainer import FoldTrainer
 
+    cfg = apply_plan(cfg, run.plan())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed + fold)
@@ -280,6 +282,13 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     todo = [k for k in folds if not (opts.resume and k in run.finished_folds())]
     for k in sorted(set(folds) - set(todo)):
         log.info("== fold %d already finished (%s): skipped", k, run.summary_path(k))
+    if todo and cfg.budget_minutes:
+        from tgs.budget import ensure_plan
+        from tgs.data.io import test_ids
+
+        waves = -(-len(todo) // max(1, len(opts.gpus)))
+        n_test = len(test_ids(data_dir))
+        ensure_plan(run, cfg, data, folds_df, todo[0], waves, n_test, time.time() - t0)
     if opts.nproc > 1 or len(opts.gpus) > 1:
         _train_in_children(run, data_dir, todo, opts)
     else:

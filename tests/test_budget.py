@@ -1,0 +1,73 @@
+"""Budgeted runs: the plan fits the budget, lays the schedule over it, and survives resume."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tgs.budget import apply_plan, plan_epochs
+from tgs.cli import main
+from tgs.config import load_config
+
+MEASURED = {"step_seconds": 0.5, "val_seconds": 4.0, "n_val": 200, "steps_per_epoch": 20}
+
+
+def test_plan_fits_epochs_into_the_budget_and_keeps_stage_ratio():
+    cfg = load_config(
+        None, ["epochs=40", "stage2_epochs=10", "warmup_epochs=4", "budget_minutes=10"]
+    )
+    plan = plan_epochs(cfg, MEASURED, 600.0, n_folds=3, n_test=1000)
+    assert plan["epoch_seconds"] == 14.0  # 20 steps x 0.5 s + a 4 s validation
+    # reserve: OOF (200 imgs x 2 views) per fold + predict (1000 x 2 x 3 folds) + search
+    assert plan["reserve_seconds"] == pytest.approx(3 * 8.0 + 120.0 + 10.0)
+    total = plan["epochs"] + plan["stage2_epochs"]
+    assert total == int(0.92 * plan["fold_seconds"] / 14.0)
+    assert 3 * (total * 14.0) + plan["reserve_seconds"] <= 600.0
+    assert plan["stage2_epochs"] == round(total * 10 / 50)  # the config's 4:1 ratio
+    assert plan["warmup_epochs"] == round(4 * plan["epochs"] / 40)
+    planned = apply_plan(cfg, plan)
+    assert (planned.epochs, planned.stage2_epochs) == (plan["epochs"], plan["stage2_epochs"])
+    assert apply_plan(load_config(None), plan) == load_config(None)  # no budget: unchanged
+
+
+def test_slower_machine_gets_fewer_epochs_never_zero():
+    cfg = load_config(None, ["epochs=55", "budget_minutes=30"])
+    fast = plan_epochs(cfg, MEASURED, 1800.0, 3, 2000)["epochs"]
+    slow = plan_epochs(cfg, {**MEASURED, "step_seconds": 2.0}, 1800.0, 3, 2000)["epochs"]
+    assert fast > slow >= 1
+    assert plan_epochs(cfg, MEASURED, 1.0, 3, 2000)["epochs"] == 1
+
+
+def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_plan(
+    synth_dir, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "b"
+    args = [
+        "run",
+        "--data",
+        str(synth_dir),
+        "--run",
+        str(run),
+        "--no-report",
+        "model_kwargs.n_filters=4",
+        "geometry=resize",
+        "size=32",
+        "batch_size=16",
+        "n_folds=2",
+        "epochs=50",
+        "budget_minutes=0.6",
+        "lr=0.01",
+        "min_lr=0.0001",
+    ]
+    assert main(args) == 0
+    plan = json.loads((run / "plan.json").read_text())
+    assert 1 <= plan["epochs"] < 50 and plan["measured"]["steps_per_epoch"] == 1
+    for k in (0, 1):
+        log = pd.read_csv(run / f"fold{k}" / "log.csv")
+        assert len(log) == plan["epochs"]  # every fold runs the planned schedule to its end
+        assert json.loads((run / f"fold{k}" / "summary.json").read_text())["epochs"] == len(log)
+    (run / "fold1" / "summary.json").unlink()  # as if fold 1 had been interrupted
+    (run / "plan.json").write_text(json.dumps({**plan, "epochs": plan["epochs"] + 1}))
+    assert main([*args, "--resume"]) == 0
+    assert len(pd.read_csv(run / "fold1" / "log.csv")) == plan["epochs"] + 1  # kept the plan
