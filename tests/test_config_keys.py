@@ -151,3 +151,15 @@ def test_renamed_key_maps_with_a_warning(tmp_path, monkeypatch, caplog):
         assert load_config(path).epochs == 7
         assert config.config_from_dict({"max_epochs": "3"}).epochs == 3
     assert "'max_epochs' is now 'epochs'" in caplog.text
+
+
+def test_val_every_validates_less_but_at_each_stage_end(data, folds, tmp_path, monkeypatch):
+    cfg = load_config(None, [*TINY, "epochs=5", "val_every=2", "stage2_epochs=1"])
+    calls = []
+    real = FoldTrainer.val_score
+    monkeypatch.setattr(FoldTrainer, "val_score", lambda self: calls.append(1) or real(self))
+    summary = train_fold(Run(tmp_path / "v").create(cfg), cfg, data, folds, 0)
+    log = pd.read_csv(Run(tmp_path / "v").log(0))
+    validated = log["val_score"].notna().tolist()
+    assert validated == [False, True, False, True, True, True]  # 2, 4, end of stage 1, of run
+    assert len(calls) == 4 and summary["best_epoch"] in (2, 4, 5, 6)

@@ -171,3 +171,16 @@ def test_run_gpus_trains_folds_in_parallel_children(synth_dir, tiny_config, tmp_
     assert th["folds"] == [0, 1] and list((tmp_path / "submissions").glob("waves-cv*.csv"))
     assert main(args) == 1  # finished folds are not overwritten silently
     assert main([*args, "--resume"]) == 0  # nothing left to train: search and predict again
+
+
+def test_run_jobs_trains_folds_in_parallel_cpu_processes(
+    synth_dir, tiny_config, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "jobs"
+    args = ["run", "--config", str(tiny_config), "--data", str(synth_dir), "--run", str(run)]
+    assert main([*args, "--jobs", "2", "--no-report", "max_train_batches=1"]) == 0
+    threads = max(1, (os.cpu_count() or 1) // 2)  # the cores split between the 2 folds
+    assert f"threads: {threads}" in (run / "config.yaml").read_text()
+    for k in (0, 1):
+        assert f"fold {k} epoch 1/1" in (run / f"fold{k}.log").read_text()

@@ -14,6 +14,8 @@ import math
 import time
 from dataclasses import replace
 
+import torch
+
 from tgs.config import Config
 from tgs.run import Run
 
@@ -29,6 +31,8 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     from tgs.train import epoch_loader, seed_everything, steps_per_epoch, take, train_one_epoch
     from tgs.trainer import FoldTrainer
 
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed + fold)
     probe_cfg = replace(cfg, max_train_batches=PROBE_STEPS + 1, epochs=1, stage2_epochs=0)
     t = FoldTrainer(probe_cfg, data, folds, fold, run)
@@ -61,7 +65,8 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
 def plan_epochs(cfg: Config, measured: dict, seconds: float, n_folds: int, n_test: int) -> dict:
     """The plan for `n_folds` folds in `seconds`: epochs (stage 1 + stage 2 in the config's
     ratio), warm-up and cycle length scaled alike; the OOF and predict passes reserved."""
-    epoch_s = measured["step_seconds"] * measured["steps_per_epoch"] + measured["val_seconds"]
+    val_s = measured["val_seconds"] / max(1, cfg.val_every)
+    epoch_s = measured["step_seconds"] * measured["steps_per_epoch"] + val_s
     per_image = measured["val_seconds"] / max(1, measured["n_val"])  # one view, one model
     views = 2 if cfg.tta == "hflip" else 1
     models = max(1, math.ceil(cfg.epochs / cfg.cycle_epochs)) if cfg.snapshots else 1

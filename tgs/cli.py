@@ -160,6 +160,7 @@ def _run(a: argparse.Namespace) -> None:
         resume=a.resume,
         overrides=a.overrides,
         gpus=a.gpus.split(",") if a.gpus else [],
+        jobs=a.jobs,
         nproc=a.nproc,
         torchrun=torchrun,
         report=not a.no_report,
@@ -309,6 +310,9 @@ def _add_run(cmd) -> None:
     sp.add_argument("--resume", action="store_true", help="continue started folds, skip finished")
     sp.add_argument("--gpus", help="e.g. 0,1,2,3: folds in parallel waves, one per GPU")
     sp.add_argument("--nproc", type=int, default=1, help="processes per fold (torchrun, DDP)")
+    sp.add_argument(
+        "--jobs", type=int, default=1, help="folds in parallel CPU processes (threads split)"
+    )
     for flag in (
         "nnodes",
         "node-rank",

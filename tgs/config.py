@@ -71,6 +71,7 @@ class Config:
     compile: bool = False  # torch.compile the training model (worth it for long GPU runs)
     threads: int = 0  # torch CPU threads (0: torch default)
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
+    val_every: int = 1  # validate every N epochs (and at the end of each stage)
     max_minutes: float = 0.0  # hard guard per fold: stop before an epoch would pass it
     budget_minutes: float = 0.0  # > 0: plan epochs so the whole run (folds+search+predict) fits
     tta: str = "hflip"  # views averaged for OOF and test (see tgs.tta.TTAS)

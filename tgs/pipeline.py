@@ -137,6 +137,7 @@ class RunOptions:
     resume: bool = False
     overrides: list[str] = field(default_factory=list)
     gpus: list[str] = field(default_factory=list)  # folds in parallel waves, one per GPU
+    jobs: int = 1  # folds in parallel CPU processes (threads split between them)
     nproc: int = 1  # processes per fold (torchrun, DDP)
     torchrun: list[str] = field(default_factory=list)  # rendezvous options for several nodes
     report: bool = True
@@ -208,31 +209,30 @@ def _child_env(gpu: str | None = None) -> dict:
     return env
 
 
+def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool):
+    """One fold's child process; with `logged`, its output goes to RUN/fold{k}.log."""
+    if not logged:
+        log.info("== fold %d", k)
+        return subprocess.Popen(cmd, env=_child_env(gpu))
+    where = f"GPU {gpu}" if gpu is not None else "a CPU process"
+    log.info("== fold %d on %s (log %s)", k, where, run.fold_log(k))
+    with open(run.fold_log(k), "w") as out:
+        return subprocess.Popen(cmd, env=_child_env(gpu), stdout=out, stderr=subprocess.STDOUT)
+
+
 def _train_in_children(run: Run, data_dir: Path, todo: list[int], opts: RunOptions) -> None:
-    """Folds in child processes: waves of one fold per GPU (--gpus), each fold on torchrun
-    (--nproc). A failed fold stops the run with its log named."""
-    slots = opts.gpus or [None]
+    """Folds in child processes: waves of one fold per GPU (--gpus) or per CPU job (--jobs),
+    each fold on torchrun with --nproc. A failed fold stops the run with its log named."""
+    slots = opts.gpus or [None] * max(1, opts.jobs)
+    logged = len(slots) > 1
     for s in range(0, len(todo), len(slots)):
         procs = []
         for gpu, k in zip(slots, todo[s : s + len(slots)], strict=False):
             cmd = _train_command(run, data_dir, k, opts.resume and run.started(k), opts)
-            if len(slots) > 1:
-                log.info("== fold %d on GPU %s (log %s)", k, gpu, run.fold_log(k))
-                with open(run.fold_log(k), "w") as out:
-                    procs.append(
-                        (
-                            k,
-                            subprocess.Popen(
-                                cmd, env=_child_env(gpu), stdout=out, stderr=subprocess.STDOUT
-                            ),
-                        )
-                    )
-            else:
-                log.info("== fold %d", k)
-                procs.append((k, subprocess.Popen(cmd, env=_child_env(gpu))))
+            procs.append((k, _start_fold(run, cmd, k, gpu, logged)))
         failed = [k for k, p in procs if p.wait() != 0]
         if failed:
-            where = f" (see {run.fold_log(failed[0])})" if len(slots) > 1 else ""
+            where = f" (see {run.fold_log(failed[0])})" if logged else ""
             raise TGSError(f"fold {failed[0]} failed{where}")
 
 
@@ -253,7 +253,10 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     t0 = time.time()
     data_dir, config = resolve_data(opts.data, opts.config)
     config = config or default_config()
-    cfg = load_config(config, opts.overrides)
+    overrides = list(opts.overrides)
+    if opts.jobs > 1 and not any(o.startswith("threads=") for o in overrides):
+        overrides.append(f"threads={max(1, (os.cpu_count() or 1) // opts.jobs)}")
+    cfg = load_config(config, overrides)
     validate_config(cfg)
     run = Run(opts.run or f"runs/{cfg.name}")
     folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
@@ -286,10 +289,10 @@ def run_pipeline(opts: RunOptions) -> RunResult:
         from tgs.budget import ensure_plan
         from tgs.data.io import test_ids
 
-        waves = -(-len(todo) // max(1, len(opts.gpus)))
+        waves = -(-len(todo) // max(1, len(opts.gpus), opts.jobs))
         n_test = len(test_ids(data_dir))
         ensure_plan(run, cfg, data, folds_df, todo[0], waves, n_test, time.time() - t0)
-    if opts.nproc > 1 or len(opts.gpus) > 1:
+    if opts.nproc > 1 or len(opts.gpus) > 1 or opts.jobs > 1:
         _train_in_children(run, data_dir, todo, opts)
     else:
         if opts.gpus:

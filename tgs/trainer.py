@@ -253,8 +253,8 @@ class FoldTrainer:
             quiet=not self.dist.main,
         )
         loss = mean_across(self.dist, loss)
-        score = self.val_score()
-        if self.sched is not None:  # per-epoch part of the schedule (plateau: on the score)
+        score = self.val_score() if self.validates(epoch) else math.nan
+        if self.sched is not None and not math.isnan(score):  # plateau steps on the score
             self.sched.step(epoch + 1, score)
         seconds = time.time() - t0
         self.history.append(
@@ -276,6 +276,11 @@ class FoldTrainer:
                 f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
                 f"{seconds:.1f}s{mark}"
             )
+
+    def validates(self, epoch: int) -> bool:
+        """Validate after `epoch` (0-based)? Every `val_every` epochs and at each stage's end."""
+        n, every = epoch + 1, max(1, self.cfg.val_every)
+        return n % every == 0 or n == self.cfg.epochs or n == total_epochs(self.cfg)
 
     def _save(self, epoch: int, score: float, improved: bool) -> None:
         """best.pt when improved, a snapshot at each cycle's end, last.pt and log.csv always."""
@@ -321,6 +326,11 @@ class FoldTrainer:
             self.run_epoch(epoch)
             if self.cfg.max_minutes and self._out_of_time(t0):
                 log.info("fold %d: stopping after epoch %d: max_minutes", self.fold, epoch + 1)
+                if math.isnan(self.history[-1]["val_score"]):  # stopped between validations
+                    score = self.val_score()
+                    self.history[-1]["val_score"] = score
+                    self.best = max(self.best, score)
+                    self._save(epoch, score, improved=score >= self.best)
                 break
         return self.finish()
 
