@@ -62,11 +62,20 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     }
 
 
-def plan_epochs(cfg: Config, measured: dict, seconds: float, n_folds: int, n_test: int) -> dict:
-    """The plan for `n_folds` folds in `seconds`: epochs (stage 1 + stage 2 in the config's
-    ratio), warm-up and cycle length scaled alike; the OOF and predict passes reserved."""
+def plan_epochs(
+    cfg: Config,
+    measured: dict,
+    seconds: float,
+    n_folds: int,
+    n_test: int,
+    slowdown: float = 1.0,
+) -> dict:
+    """The plan for `n_folds` folds (or waves of folds trained at once) in `seconds`: epochs
+    (stage 1 + stage 2 in the config's ratio), warm-up and cycle length scaled alike; the OOF and
+    predict passes reserved. `slowdown`: how much slower each fold trains than the probe
+    measured, when several folds share the cores."""
     val_s = measured["val_seconds"] / max(1, cfg.val_every)
-    epoch_s = measured["step_seconds"] * measured["steps_per_epoch"] + val_s
+    epoch_s = (measured["step_seconds"] * measured["steps_per_epoch"] + val_s) * slowdown
     per_image = measured["val_seconds"] / max(1, measured["n_val"])  # one view, one model
     views = 2 if cfg.tta == "hflip" else 1
     models = max(1, math.ceil(cfg.epochs / cfg.cycle_epochs)) if cfg.snapshots else 1
@@ -84,6 +93,7 @@ def plan_epochs(cfg: Config, measured: dict, seconds: float, n_folds: int, n_tes
         "budget_minutes": cfg.budget_minutes,
         "seconds_for_folds": round(seconds, 1),
         "n_folds": n_folds,
+        "slowdown": round(slowdown, 3),
         "measured": {k: round(v, 4) if isinstance(v, float) else v for k, v in measured.items()},
         "epoch_seconds": round(epoch_s, 3),
         "reserve_seconds": round(reserve, 1),
@@ -106,7 +116,15 @@ def apply_plan(cfg: Config, plan: dict | None) -> Config:
 
 
 def ensure_plan(
-    run: Run, cfg: Config, data, folds, fold: int, n_folds: int, n_test: int, spent: float
+    run: Run,
+    cfg: Config,
+    data,
+    folds,
+    fold: int,
+    n_folds: int,
+    n_test: int,
+    spent: float,
+    slowdown: float = 1.0,
 ) -> dict | None:
     """RUN/plan.json (made now by a probe on `fold` unless it exists); None without a budget.
     `spent`: seconds of the budget already used (data loading, folds)."""
@@ -120,7 +138,7 @@ def ensure_plan(
     t0 = time.time()
     measured = probe(cfg, data, folds, fold, run)
     left = 60 * cfg.budget_minutes - spent - (time.time() - t0)
-    plan = plan_epochs(cfg, measured, left, n_folds, n_test)
+    plan = plan_epochs(cfg, measured, left, n_folds, n_test, slowdown)
     plan["cpu"] = cpu_name()
     run.write_plan(plan)
     log.info(

@@ -311,7 +311,7 @@ def _add_run(cmd) -> None:
     sp.add_argument("--gpus", help="e.g. 0,1,2,3: folds in parallel waves, one per GPU")
     sp.add_argument("--nproc", type=int, default=1, help="processes per fold (torchrun, DDP)")
     sp.add_argument(
-        "--jobs", type=int, default=1, help="folds in parallel CPU processes (threads split)"
+        "--jobs", type=int, help="folds trained at once in CPU processes (default: config jobs)"
     )
     for flag in (
         "nnodes",

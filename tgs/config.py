@@ -70,6 +70,7 @@ class Config:
     channels_last: bool = True
     compile: bool = False  # torch.compile the training model (worth it for long GPU runs)
     threads: int = 0  # torch CPU threads (0: torch default)
+    jobs: int = 1  # `tgs run`: folds trained at once in CPU processes, the cores split between
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
     val_every: int = 1  # validate every N epochs (and at the end of each stage)
     max_minutes: float = 0.0  # hard guard per fold: stop before an epoch would pass it

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +137,7 @@ class RunOptions:
     resume: bool = False
     overrides: list[str] = field(default_factory=list)
     gpus: list[str] = field(default_factory=list)  # folds in parallel waves, one per GPU
-    jobs: int = 1  # folds in parallel CPU processes (threads split between them)
+    jobs: int | None = None  # folds in parallel CPU processes (default: the config's `jobs`)
     nproc: int = 1  # processes per fold (torchrun, DDP)
     torchrun: list[str] = field(default_factory=list)  # rendezvous options for several nodes
     report: bool = True
@@ -223,7 +223,7 @@ def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool)
 def _train_in_children(run: Run, data_dir: Path, todo: list[int], opts: RunOptions) -> None:
     """Folds in child processes: waves of one fold per GPU (--gpus) or per CPU job (--jobs),
     each fold on torchrun with --nproc. A failed fold stops the run with its log named."""
-    slots = opts.gpus or [None] * max(1, opts.jobs)
+    slots = opts.gpus or [None] * max(1, opts.jobs or 1)
     logged = len(slots) > 1
     for s in range(0, len(todo), len(slots)):
         procs = []
@@ -253,10 +253,10 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     t0 = time.time()
     data_dir, config = resolve_data(opts.data, opts.config)
     config = config or default_config()
-    overrides = list(opts.overrides)
-    if opts.jobs > 1 and not any(o.startswith("threads=") for o in overrides):
-        overrides.append(f"threads={max(1, (os.cpu_count() or 1) // opts.jobs)}")
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, opts.overrides)
+    opts.jobs = opts.jobs or cfg.jobs
+    if opts.jobs > 1 and not cfg.threads:  # split the cores between the folds trained at once
+        cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // opts.jobs))
     validate_config(cfg)
     run = Run(opts.run or f"runs/{cfg.name}")
     folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
@@ -289,9 +289,12 @@ def run_pipeline(opts: RunOptions) -> RunResult:
         from tgs.budget import ensure_plan
         from tgs.data.io import test_ids
 
-        waves = -(-len(todo) // max(1, len(opts.gpus), opts.jobs))
+        at_once = min(len(todo), max(1, len(opts.gpus), opts.jobs))
+        waves = -(-len(todo) // at_once)
+        shared = 1.0 if opts.gpus else at_once * max(1, cfg.threads) / (os.cpu_count() or 1)
         n_test = len(test_ids(data_dir))
-        ensure_plan(run, cfg, data, folds_df, todo[0], waves, n_test, time.time() - t0)
+        spent = time.time() - t0
+        ensure_plan(run, cfg, data, folds_df, todo[0], waves, n_test, spent, max(1.0, shared))
     if opts.nproc > 1 or len(opts.gpus) > 1 or opts.jobs > 1:
         _train_in_children(run, data_dir, todo, opts)
     else:
