@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from dataclasses import replace
 
@@ -21,7 +22,7 @@ from tgs.run import Run
 
 log = logging.getLogger(__name__)
 SAFETY = 0.92  # share of a fold's time the planned epochs may use (the rest absorbs noise)
-PROBE_STEPS = 6
+PROBE_STEPS = 9
 
 
 def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
@@ -37,19 +38,27 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     probe_cfg = replace(cfg, max_train_batches=PROBE_STEPS + 1, epochs=1, stage2_epochs=0)
     t = FoldTrainer(probe_cfg, data, folds, fold, run)
 
-    def steps(n: int) -> float:
+    def step_times(n: int) -> list[float]:
         if isinstance(t.batches, DeviceBatches):
             loader = t.batches.epoch(0)
         else:
             loader = epoch_loader(t.batches, probe_cfg, 0, t.rt, t.dist)
-        t0 = time.perf_counter()
+        stamps = [time.perf_counter()]
         train_one_epoch(
-            t.train_model, take(loader, n), t.criterion, t.opt, t.scaler, t.rt, "probe", quiet=True
+            t.train_model,
+            take(loader, n),
+            t.criterion,
+            t.opt,
+            t.scaler,
+            t.rt,
+            "probe",
+            on_step=lambda: stamps.append(time.perf_counter()),
+            quiet=True,
         )
-        return time.perf_counter() - t0
+        return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
 
-    warm = steps(1)
-    step_s = steps(PROBE_STEPS) / PROBE_STEPS
+    warm = step_times(1)[0]
+    step_s = statistics.median(step_times(PROBE_STEPS))  # robust to a moment of contention
     t0 = time.perf_counter()
     t.val_score()
     val_s = time.perf_counter() - t0
@@ -58,7 +67,7 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
         "val_seconds": val_s,
         "warmup_step_seconds": warm,
         "n_val": len(t.val_idx),
-        "steps_per_epoch": steps_per_epoch(len(t.train_idx), cfg, t.dist.world),
+        "steps_per_epoch": steps_per_epoch(len(t.train_set.ids), cfg, t.dist.world),
     }
 
 

@@ -135,6 +135,20 @@ def _report(a: argparse.Namespace) -> None:
     print(build_report(Run(a.run), a.data, a.out))
 
 
+def _pseudo(a: argparse.Namespace) -> None:
+    from tgs.pseudo import Confidence, make_pseudo
+    from tgs.run import Run
+
+    rule = Confidence(a.low, a.high, a.max_uncertain)
+    run = Run(a.run).require()
+    r = make_pseudo(run, a.data, a.out, rule, force=a.force)
+    out = a.out or run.pseudo_dir
+    print(
+        f"wrote {out}: {r['n_kept']} of {r['n_test']} test images ({r['n_kept_empty']} empty, "
+        f"{r['n_kept_salt']} with salt) as pseudo-labels; train on them with pseudo={out}"
+    )
+
+
 def _run(a: argparse.Namespace) -> None:
     from tgs.pipeline import RunOptions, run_pipeline
 
@@ -406,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
     sp.add_argument("--out", help="output folder (default RUN/report)")
     _add_run(cmd)
+    sp = cmd("pseudo", _pseudo, "confident test predictions of RUN -> an extra training set")
+    sp.add_argument("--run", required=True)
+    sp.add_argument("--data", help="data folder (default: the one the run trained on)")
+    sp.add_argument("--out", help="output folder (default RUN/pseudo)")
+    sp.add_argument("--low", type=float, default=0.1, help="sure-empty pixel probability")
+    sp.add_argument("--high", type=float, default=0.9, help="sure-salt pixel probability")
+    sp.add_argument(
+        "--max-uncertain", type=float, default=0.005, help="share of pixels allowed in between"
+    )
+    sp.add_argument("--force", action="store_true", help="replace an existing folder")
     _add_kaggle(sub)
     return p
 

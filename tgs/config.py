@@ -54,6 +54,7 @@ class Config:
     cycle_epochs: int = 0  # cosine_restarts: epochs per cycle (0: one cycle)
     snapshots: bool = False  # save a snapshot per cycle; OOF and test average over them
     ema: float = 0.0  # > 0: validate, save and predict with an EMA of the weights (decay)
+    pseudo: str | None = None  # folder from `tgs pseudo`: extra training images (never validated)
     init_from: str | None = None  # run folder (or .pt with {fold}) to start from: staged training
     stage2_epochs: int = 0  # > 0: a second stage in the same run after `epochs` (BCE -> Lovasz)
     stage2_loss: str = "lovasz_symmetric"  # stage 2's loss, on stage 1's last weights

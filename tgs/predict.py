@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,58 @@ def check_tta_matches(th: dict, tta: str) -> str | None:
     )
 
 
+@dataclass
+class TestBatch:
+    """One batch of the test set: ids, uint8 images (B, 101, 101), ensemble probabilities
+    (B, 101, 101), salt-present probabilities (B,) or None, post-processed masks (B, 101, 101)."""
+
+    ids: list[str]
+    images: np.ndarray
+    probs: np.ndarray
+    cls: np.ndarray | None
+    masks: np.ndarray
+
+
+def predict_batches(
+    run: Run, data_dir: Path, batch_size: int, tta: str, stats: dict
+) -> Iterator[TestBatch]:
+    """The run's ensemble (its prediction files x `tta`) over the test set in batches, with the
+    searched post-processing; `stats` gets n_models and model_seconds."""
+    cfg, th = run.config(), run.thresholds()
+    rt = Runtime.from_config(cfg)
+    models = load_models(run.prediction_files(), rt)
+    ids = test_ids(data_dir)
+    spec = InputSpec.from_config(cfg)
+    z_all = test_depths(data_dir, ids, spec)
+    done, stats["model_seconds"], stats["n_models"] = 0, 0.0, len(models)
+    bar = tqdm(total=len(ids), desc=f"predict {len(models)} models x {tta}", unit="img")
+    with torch.inference_mode():
+        for chunk, images in iter_test_images(data_dir, ids, batch_size):
+            z = None if z_all is None else z_all[done : done + len(images)]
+            t_model = time.time()
+            probs, cls = predict_array(models, images, rt, cfg.val_batch_size, tta, z, spec)
+            stats["model_seconds"] += time.time() - t_model
+            done += len(images)
+            blank = is_blank(images) if th.get("blank_rule") else None
+            masks = postprocess(
+                probs, th["threshold"], th["min_area"], cls, th.get("empty_threshold", 0.0), blank
+            )
+            yield TestBatch(chunk, images, probs, cls, masks)
+            bar.update(len(images))
+    bar.close()
+
+
+def run_tta(run: Run, tta: str | None) -> tuple[str, str | None]:
+    """(the TTA to predict with: `tta`, else the thresholds', else the config's; a warning when
+    it differs from the one the thresholds were searched with)."""
+    th = run.thresholds()
+    tta = check_tta(tta or th.get("tta") or run.config().tta)
+    mismatch = check_tta_matches(th, tta)
+    if mismatch:
+        log.warning("warning: %s", mismatch)
+    return tta, mismatch
+
+
 def predict_run(
     run: Run | str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
@@ -57,39 +111,18 @@ def predict_run(
 ) -> Path:
     """Write the run's submission (and a .json manifest beside it); returns the CSV path.
 
-    Predicts with `run.all_model_files()` (the checkpoints the OOF was made with) and the run's
+    Predicts with `run.prediction_files()` (the checkpoints the OOF was made with) and the run's
     TTA unless `tta` is given (a different one is warned about)."""
     run = run if isinstance(run, Run) else Run(run)
-    cfg = run.config()
+    cfg, th = run.config(), run.thresholds()
     data_dir = run.data_dir(data_dir)
-    th = run.thresholds()
-    tta = check_tta(tta or th.get("tta") or cfg.tta)
-    mismatch = check_tta_matches(th, tta)
-    if mismatch:
-        log.warning("warning: %s", mismatch)
-    rt = Runtime.from_config(cfg)
+    tta, mismatch = run_tta(run, tta)
     files = run.prediction_files()
     folds = th.get("folds") or run.trained_folds()
-    models = load_models(files, rt)
-    ids = test_ids(data_dir)
-    spec = InputSpec.from_config(cfg)
-    z_all = test_depths(data_dir, ids, spec)
-    t0, rles, done, model_seconds = time.time(), [], 0, 0.0
-    bar = tqdm(total=len(ids), desc=f"predict {len(models)} models x {tta}", unit="img")
-    with torch.inference_mode():
-        for _, images in iter_test_images(data_dir, ids, batch_size):
-            z = None if z_all is None else z_all[done : done + len(images)]
-            t_model = time.time()
-            probs, cls = predict_array(models, images, rt, cfg.val_batch_size, tta, z, spec)
-            model_seconds += time.time() - t_model
-            done += len(images)
-            blank = is_blank(images) if th.get("blank_rule") else None
-            masks = postprocess(
-                probs, th["threshold"], th["min_area"], cls, th.get("empty_threshold", 0.0), blank
-            )
-            rles.extend(rle.encode_batch(masks))
-            bar.update(len(images))
-    bar.close()
+    t0, ids, rles, stats = time.time(), [], [], {}
+    for batch in predict_batches(run, data_dir, batch_size, tta, stats):
+        ids.extend(batch.ids)
+        rles.extend(rle.encode_batch(batch.masks))
     path = Path(out) if out else run.submission_path(th["cv"], submissions_dir)
     write_submission(path, ids, rles=rles, sample_ids=ids)
     write_json(
@@ -110,7 +143,7 @@ def predict_run(
             "config": cfg.to_dict(),
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "seconds": round(time.time() - t0, 2),
-            "model_seconds": round(model_seconds, 2),
+            "model_seconds": round(stats["model_seconds"], 2),
         },
     )
     return path

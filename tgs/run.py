@@ -81,6 +81,11 @@ class Run:
         return self.root / "cv.png"
 
     @property
+    def pseudo_dir(self) -> Path:
+        """`tgs pseudo`'s labelled set of confident test predictions (competition layout)."""
+        return self.root / "pseudo"
+
+    @property
     def report_dir(self) -> Path:
         return self.root / "report"
 

@@ -96,6 +96,7 @@ class FoldTrainer:
         if self.spec.depth:
             require_depths(data.ids, data.z, "depths.csv")
         self.train_idx, self.val_idx = fold_indices(data.ids, folds, fold)
+        self.train_set = self._train_set()
         self.model = model_from_config(cfg).to(self.rt.device, memory_format=self.rt.memory_format)
         if cfg.init_from:
             self._init_from(cfg.init_from)
@@ -114,10 +115,10 @@ class FoldTrainer:
 
     def _train_batches(self) -> SaltDataset | DeviceBatches:
         """Per-sample dataset (albumentations, DataLoader) or the whole set on the device."""
-        cfg, ti, data = self.cfg, self.train_idx, self.data
+        cfg, data = self.cfg, self.train_set
         if cfg.data_on_device:
-            x = self.spec.make(data.images[ti], data.z[ti]).to(self.rt.device)
-            y = torch.from_numpy(data.masks[ti]).float().unsqueeze(1).to(self.rt.device)
+            x = self.spec.make(data.images, data.z).to(self.rt.device)
+            y = torch.from_numpy(data.masks).float().unsqueeze(1).to(self.rt.device)
             aug = dict(
                 hflip=cfg.hflip, affine=cfg.affine, brightness_contrast=cfg.brightness_contrast
             )
@@ -125,7 +126,28 @@ class FoldTrainer:
                 x, y, cfg.batch_size, aug if cfg.augment else None, self.dist.rank, self.dist.world
             )
         aug = build_augment(cfg.hflip, cfg.affine, cfg.brightness_contrast) if cfg.augment else None
-        return SaltDataset(data.images[ti], data.masks[ti], aug, data.z[ti], self.spec)
+        return SaltDataset(data.images, data.masks, aug, data.z, self.spec)
+
+    def _train_set(self) -> TrainData:
+        """The fold's training images, plus the pseudo-labelled set when `pseudo` is set (its
+        ids must not be labelled ids: pseudo images never enter a validation fold)."""
+        own = self.data.subset(self.train_idx)
+        if not self.cfg.pseudo:
+            return own
+        from tgs.data.cache import load_train_cached
+
+        extra = load_train_cached(self.cfg.pseudo)
+        clash = set(extra.ids) & set(self.data.ids)
+        if clash:
+            raise TGSError(f"pseudo set {self.cfg.pseudo} holds labelled id {sorted(clash)[0]!r}")
+        if self.spec.depth:
+            require_depths(extra.ids, extra.z, Path(self.cfg.pseudo) / "depths.csv")
+        return TrainData(
+            own.ids + extra.ids,
+            np.concatenate([own.images, extra.images]),
+            np.concatenate([own.masks, extra.masks]),
+            np.concatenate([own.z, extra.z]),
+        )
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -138,7 +160,7 @@ class FoldTrainer:
         c = self.cfg if stage == 1 else stage2_config(self.cfg)
         self.criterion = Criterion(create_loss(c.loss), c.cls_weight).to(self.rt.device)
         self.opt = build_optimizer(c, self.model)
-        self.steps = steps_per_epoch(len(self.train_idx), c, self.dist.world)
+        self.steps = steps_per_epoch(len(self.train_set.ids), c, self.dist.world)
         self.sched = build_scheduler(c, self.opt, self.steps)
         self.stage = stage
 
@@ -361,6 +383,7 @@ class FoldTrainer:
             "tta": self.cfg.tta,
             "models": [run.relative(f) for f in files],
             "n_train": len(self.train_idx),
+            "n_pseudo": len(self.train_set.ids) - len(self.train_idx),
             "n_val": len(vi),
             "epochs": len(self.history),
             "train_seconds": float(sum(h["seconds"] for h in self.history)),

@@ -1,0 +1,123 @@
+"""Pseudo-labelling: the confidence rule, the written set, and training on it."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tgs.cli import main
+from tgs.config import load_config
+from tgs.errors import TGSError
+from tgs.folds import make_folds, save_folds
+from tgs.pipeline import load_data, search, train_fold
+from tgs.pseudo import Confidence
+from tgs.run import Run
+
+
+def test_rule_keeps_sure_images_empty_and_salt():
+    probs = np.full((4, 10, 10), 0.02, np.float32)
+    probs[1, :5] = 0.97  # sure salt in the top half
+    probs[2, 0, :3] = 0.5  # 3 unsure pixels of 100
+    probs[3, :5] = 0.97
+    masks = (probs > 0.5).astype(np.uint8)
+    rule = Confidence(max_uncertain=0.01)
+    assert rule.select(probs, masks, None).tolist() == [True, True, False, True]
+    cls = np.array([0.05, 0.95, 0.05, 0.3])  # the head doubts image 3's salt
+    assert rule.select(probs, masks, cls).tolist() == [True, True, False, False]
+
+
+@pytest.fixture(scope="module")
+def pseudo_run(synth_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pseudo")
+    data = load_data(synth_dir)
+    folds = make_folds(data.ids, data.masks, data.z, 2, 0)
+    save_folds(folds, tmp / "folds.csv")
+    cfg = load_config(
+        None,
+        [
+            "model_kwargs.n_filters=4",
+            "geometry=resize",
+            "size=32",
+            "batch_size=8",
+            "epochs=2",
+            "max_train_batches=3",
+        ],
+    )
+    run = Run(tmp / "r").create(cfg, synth_dir, tmp / "folds.csv")
+    for k in (0, 1):
+        train_fold(run, cfg, data, folds, k)
+    search(run)
+    return run, data, folds, tmp
+
+
+def test_pseudo_writes_the_submission_labels_of_confident_images(pseudo_run, synth_dir):
+    run, data, folds, tmp = pseudo_run
+    strict = ["--low", "0", "--high", "1", "--max-uncertain", "0"]  # every pixel is unsure
+    assert main(["pseudo", "--run", str(run.root), *strict]) == 1  # nothing kept: an error
+    assert not run.pseudo_dir.exists()  # and nothing written
+    loose = ["--low", "0.3", "--high", "0.7", "--max-uncertain", "1"]  # a tiny net: keep all
+    assert main(["pseudo", "--run", str(run.root), *loose]) == 0
+    info = json.loads((run.pseudo_dir / "pseudo.json").read_text())
+    assert info["rule"] == {"low": 0.3, "high": 0.7, "max_uncertain": 1.0}
+    assert info["n_test"] == 20 and info["n_kept"] == 20
+    assert info["n_kept"] == info["n_kept_empty"] + info["n_kept_salt"]
+    pseudo = load_data(run.pseudo_dir)  # a labelled set in the competition layout
+    assert not set(pseudo.ids) & set(data.ids)
+    sub = tmp / "sub.csv"
+    assert main(["predict", "--run", str(run.root), "--out", str(sub)]) == 0
+    labels = pd.read_csv(sub, dtype=str, keep_default_na=False).set_index("id")["rle_mask"]
+    written = pd.read_csv(run.pseudo_dir / "train.csv", dtype=str, keep_default_na=False)
+    for id_, text in zip(written["id"], written["rle_mask"], strict=True):
+        assert labels[id_] == text  # the label is exactly the submission's mask
+    assert main(["pseudo", "--run", str(run.root)]) == 1  # exists: needs --force
+
+
+def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, tmp_path):
+    run, data, folds, _ = pseudo_run
+    if not run.pseudo_dir.is_dir():
+        assert (
+            main(
+                [
+                    "pseudo",
+                    "--run",
+                    str(run.root),
+                    "--max-uncertain",
+                    "0.5",
+                    "--low",
+                    "0.3",
+                    "--high",
+                    "0.7",
+                ]
+            )
+            == 0
+        )
+    n_pseudo = len(load_data(run.pseudo_dir).ids)
+    cfg = load_config(
+        None,
+        [
+            "model_kwargs.n_filters=4",
+            "geometry=resize",
+            "size=32",
+            "batch_size=8",
+            "epochs=1",
+            "max_train_batches=1",
+            f"pseudo={run.pseudo_dir}",
+        ],
+    )
+    r2 = Run(tmp_path / "round2").create(cfg)
+    summary = train_fold(r2, cfg, data, folds, 0)
+    assert summary["n_pseudo"] == n_pseudo and summary["n_val"] == 30
+    with np.load(r2.oof(0)) as z:  # validation/OOF ids: labelled fold-0 ids only
+        assert set(z["ids"].tolist()) == set(folds[folds["fold"] == 0]["id"])
+    bad = load_config(
+        None,
+        [
+            "model_kwargs.n_filters=4",
+            "geometry=resize",
+            "size=32",
+            f"pseudo={run.root.parent / 'nope'}",
+        ],
+    )
+    with pytest.raises(TGSError):
+        train_fold(Run(tmp_path / "bad").create(bad), bad, data, folds, 0)
