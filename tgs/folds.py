@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
 from tgs.data.io import id_mismatch
 from tgs.errors import DataError
@@ -40,6 +39,8 @@ def make_folds(
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
     if len(ids) < n_folds:
         raise DataError(f"{len(ids)} images cannot be split into {n_folds} folds")
+    from sklearn.model_selection import StratifiedKFold  # a 1.7 s import: only when needed
+
     cov = coverage(masks)
     cls = coverage_class(cov)
     fold = np.full(len(ids), -1, dtype=int)

@@ -314,10 +314,8 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     return result
 
 
-def _report(run: Run, data_dir: Path) -> Path | None:
-    """The run's HTML report, when the report module is available."""
-    try:
-        from tgs.report import build_report
-    except ImportError:
-        return None
+def _report(run: Run, data_dir: Path) -> Path:
+    """The run's HTML report (RUN/report/index.html)."""
+    from tgs.report import build_report
+
     return build_report(run, data_dir)

@@ -1,0 +1,318 @@
+"""`tgs report` on small runs written directly with numpy (no training): the page, its images,
+its numbers against the run's files, partial runs, and folders that are not runs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tgs import rle
+from tgs.cli import main
+from tgs.config import Config
+from tgs.data.io import load_train
+from tgs.errors import TGSError
+from tgs.folds import coverage, coverage_class, make_folds, save_folds
+from tgs.metric import per_image_scores
+from tgs.pipeline import search
+from tgs.report import build_report
+from tgs.report.tiles import boundary
+from tgs.run import Run
+from tgs.thresholds import is_blank, postprocess
+
+N_FOLDS = 2
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def data(synth_dir):
+    return load_train(synth_dir)
+
+
+def fake_probs(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Noisy probabilities near the truth: float16 (N, 101, 101) in [0, 1]."""
+    noise = rng.normal(0, 0.25, masks.shape)
+    return np.clip(0.2 + 0.6 * masks + noise, 0, 1).astype(np.float16)
+
+
+def write_fold(run: Run, data, folds: pd.DataFrame, k: int, finish: bool, seed: int = 0) -> None:
+    """Fold k's files as training writes them: log.csv (and summary.json, oof.npz)."""
+    rng = np.random.default_rng(seed + k)
+    run.fold_dir(k).mkdir(parents=True, exist_ok=True)
+    epochs = EPOCHS if finish else 1
+    log = pd.DataFrame(
+        {
+            "epoch": np.arange(1, epochs + 1),
+            "stage": [1] * epochs,
+            "loss": np.linspace(1.0, 0.5, epochs),
+            "val_score": [
+                np.nan if e % 2 and e < epochs else 0.3 + 0.1 * e for e in range(1, epochs + 1)
+            ],
+            "lr": np.geomspace(1e-3, 1e-4, epochs),
+            "seconds": np.full(epochs, 2.0),
+        }
+    )
+    log.to_csv(run.log(k), index=False)
+    run.best(k).write_bytes(b"not a real checkpoint")
+    if not finish:
+        return
+    val = np.flatnonzero(folds["fold"].to_numpy() == k)
+    probs = fake_probs(data.masks[val], rng)
+    cls = rng.uniform(0, 1, len(val)).astype(np.float32)
+    run.save_oof(k, [data.ids[i] for i in val], probs, cls)
+    run.write_summary(
+        k,
+        {
+            "fold": k,
+            "best_epoch": EPOCHS,
+            "best_val_score": 0.6,
+            "oof_score_0.5": 0.55,
+            "tta": "hflip",
+            "models": [run.relative(run.best(k))],
+            "n_train": len(data.ids) - len(val),
+            "n_val": len(val),
+            "epochs": EPOCHS,
+            "train_seconds": 2.0 * EPOCHS,
+        },
+    )
+
+
+def make_run(
+    tmp_path, synth_dir, data, finished=(0, 1), started=(), threshold=True, **cfg_kw
+) -> Run:
+    folds_csv = tmp_path / "folds.csv"
+    folds = make_folds(data.ids, data.masks, data.z, N_FOLDS, 0)
+    save_folds(folds, folds_csv)
+    cfg = Config(
+        name="synthrun", n_folds=N_FOLDS, epochs=EPOCHS, cls_weight=0.2, lr=0.003, **cfg_kw
+    )
+    run = Run(tmp_path / "run").create(cfg, synth_dir, folds_csv)
+    for k in finished:
+        write_fold(run, data, folds, k, finish=True)
+    for k in started:
+        write_fold(run, data, folds, k, finish=False)
+    if threshold:
+        search(run, synth_dir, data)
+    return run
+
+
+def write_submission(run: Run, synth_dir, monkeypatch, tmp_path) -> tuple[np.ndarray, dict]:
+    """A submission of random masks where predict would put it, with a manifest that records
+    Kaggle scores; returns (test masks (N, 101, 101), manifest)."""
+    monkeypatch.chdir(tmp_path)
+    th = run.thresholds()
+    ids = pd.read_csv(synth_dir / "sample_submission.csv", dtype=str)["id"].tolist()
+    rng = np.random.default_rng(3)
+    masks = (rng.uniform(size=(len(ids), 101, 101)) > 0.6).astype(np.uint8)
+    masks[::3] = 0
+    path = run.submission_path(th["cv"])
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"id": ids, "rle_mask": rle.encode_batch(masks)}).to_csv(path, index=False)
+    manifest = {
+        "submission": path.name,
+        "run": str(run.root),
+        "cv": th["cv"],
+        "n_images": len(ids),
+        "tta": "hflip",
+        "kaggle": [{"message": "m", "status": "complete", "public": "0.8123", "private": "0.8345"}],
+    }
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+    return masks, manifest
+
+
+def expected_classes(run: Run, data) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Per coverage class (count, mean score) straight from the run's files with the metric."""
+    ids, probs, cls, _ = run.load_oof()
+    th = run.thresholds()
+    rows = [data.ids.index(i) for i in ids]
+    blank = is_blank(data.images[rows]) if th["blank_rule"] else None
+    pred = postprocess(probs, th["threshold"], th["min_area"], cls, th["empty_threshold"], blank)
+    truth = data.masks[rows]
+    scores = per_image_scores(pred, truth)
+    classes = coverage_class(coverage(truth))
+    out = []
+    for c in range(11):
+        sel = classes == c
+        out.append({"n": int(sel.sum()), "score": float(scores[sel].mean()) if sel.any() else None})
+    return out, scores, pred
+
+
+def page_images(index) -> list[str]:
+    return re.findall(r'<img [^>]*src="([^"]+)"', index.read_text())
+
+
+def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypatch):
+    run = make_run(tmp_path, synth_dir, data)
+    test_masks, manifest = write_submission(run, synth_dir, monkeypatch, tmp_path)
+    index = build_report(run)
+    assert index == run.report_dir / "index.html"
+    html = index.read_text()
+    numbers = json.loads((index.parent / "report.json").read_text())
+
+    images = page_images(index)
+    assert {"curves.png", "classes.png", "search.png", "coverage.png"} <= set(images)
+    assert any(i.startswith("worst_") for i in images) and any(
+        i.startswith("best_") for i in images
+    )
+    for name in images:
+        assert (index.parent / name).read_bytes()[:4] == b"\x89PNG", name
+    assert sorted(images) == sorted(numbers["images"])
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+
+    th = run.thresholds()
+    assert numbers["cv"] == th["cv"] and f"<b>{th['cv']:.4f}</b>" in html
+    classes, scores, pred = expected_classes(run, data)
+    assert np.isclose(scores.mean(), th["cv"])
+    assert np.isclose(numbers["oof_mean_score"], th["cv"])
+    assert numbers["n_oof"] == len(data.ids)
+    for want, got in zip(classes, numbers["classes"][:11], strict=True):
+        assert got["n"] == want["n"]
+        assert (got["score"] is None) == (want["score"] is None)
+        if want["score"] is not None:
+            assert np.isclose(got["score"], want["score"])
+            assert f"{want['score']:.4f}" in html
+    all_row = numbers["classes"][-1]
+    assert all_row["class"] == "all" and all_row["n"] == len(data.ids)
+    assert np.isclose(all_row["score"], th["cv"]) and np.isclose(all_row["loss_share"], 1.0)
+    assert np.isclose(sum(r["loss_share"] for r in numbers["classes"][:11]), 1.0)
+
+    truth_salt = np.array([data.masks[data.ids.index(i)].any() for i in run.load_oof()[0]])
+    pred_salt = pred.reshape(len(pred), -1).any(axis=1)
+    conf = numbers["confusion"]
+    assert conf["empty_as_salt"] == int((~truth_salt & pred_salt).sum())
+    assert conf["salt_as_empty"] == int((truth_salt & ~pred_salt).sum())
+    assert sum(
+        conf[k] for k in ("empty_as_empty", "empty_as_salt", "salt_as_empty", "salt_as_salt")
+    ) == len(data.ids)
+
+    for fold in numbers["folds"]:
+        assert fold["status"] == "finished" and fold["best_epoch"] == EPOCHS
+    assert numbers["missing"] == []
+    assert "missing</b>" not in html
+    assert np.isclose(
+        numbers["test_empty"], np.mean(test_masks.reshape(len(test_masks), -1).max(1) == 0)
+    )
+    hist = numbers["coverage_hist"]
+    test_key = next(k for k in hist if k.startswith("test"))
+    want = np.bincount(coverage_class(coverage(test_masks)), minlength=11) / len(test_masks)
+    assert np.allclose(hist[test_key], want)
+    assert "0.8123" in html and "0.8345" in html  # Kaggle's public / private score
+    assert "lr" in html and "<details>" in html  # config diff and the folded full config
+
+
+def test_partial_run_renders_what_exists_and_says_what_is_missing(tmp_path, synth_dir, data):
+    run = make_run(tmp_path, synth_dir, data, finished=(0,), started=(1,), threshold=False)
+    index = build_report(run, out=tmp_path / "page")
+    html = index.read_text()
+    numbers = json.loads((index.parent / "report.json").read_text())
+    assert "missing" in html
+    missing = " ".join(numbers["missing"])
+    assert "fold 1" in missing and "thresholds.json" in missing and "submission" in missing
+    assert [f["status"] for f in numbers["folds"]] == ["finished", "training"]
+    for name in page_images(index):
+        assert (index.parent / name).is_file()
+    # fold 0's OOF at p > 0.5 with the one metric
+    ids, probs, _ = _fold_oof(run, 0)
+    truth = data.masks[[data.ids.index(i) for i in ids]]
+    want = per_image_scores(probs > 0.5, truth).mean()
+    assert numbers["n_oof"] == len(ids) and np.isclose(numbers["cv_at_0.5"], want)
+    assert f"{want:.4f}" in html
+
+
+def test_budget_plan_sets_the_epochs_shown(tmp_path, synth_dir, data):
+    run = make_run(
+        tmp_path, synth_dir, data, finished=(0,), started=(1,), threshold=False, budget_minutes=5.0
+    )
+    plan = {"epoch_seconds": 1.5, "epochs": 7, "stage2_epochs": 1, "config_epochs": EPOCHS}
+    run.write_plan({**plan, "cpu": "test cpu"})
+    html = build_report(run).read_text()
+    assert "1/8" in html and "fold 1: still training or stopped (1/8 epochs" in html
+    assert "5 min budget: 1.5 s/epoch measured on test cpu -&gt; 7 epochs + 1 stage 2" in html
+
+
+def _fold_oof(run: Run, k: int):
+    with np.load(run.oof(k)) as z:
+        return z["ids"].tolist(), z["probs"], z["cls"]
+
+
+def test_run_with_no_finished_fold_and_no_data(tmp_path, synth_dir, data):
+    run = make_run(tmp_path, synth_dir, data, finished=(), started=(0,), threshold=False)
+    index = build_report(run, data_dir=tmp_path / "nowhere")
+    html = index.read_text()
+    assert "fold 0: still training" in html and "fold 1: not started" in html
+    assert "nowhere" in html  # the data folder that could not be read is named
+    for name in page_images(index):
+        assert (index.parent / name).is_file()
+
+
+def test_not_a_run_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    folder = tmp_path / "notarun"
+    folder.mkdir()
+    (folder / "something.txt").write_text("x")
+    with pytest.raises(TGSError, match="not a run folder"):
+        build_report(Run(folder))
+    assert sorted(p.name for p in folder.iterdir()) == ["something.txt"]
+    assert main(["report", "--run", str(folder), "--out", str(tmp_path / "out")]) == 1
+    assert "not a run folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["report", "--run", str(tmp_path / "missing")]) == 1
+    assert not (tmp_path / "missing").exists()
+
+
+def test_cli_prints_the_page_and_rebuilds_but_never_replaces_other_folders(
+    tmp_path, synth_dir, data, capsys
+):
+    run = make_run(tmp_path, synth_dir, data)
+    assert main(["report", "--run", str(run.root)]) == 0
+    index = run.report_dir / "index.html"
+    assert capsys.readouterr().out.strip() == str(index) and index.is_file()
+    assert main(["report", "--run", str(run.root)]) == 0  # an earlier report is replaced
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(["report", "--run", str(run.root), "--out", str(other)]) == 1
+    assert "not a tgs report" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["keep.txt"]
+
+
+def test_boundary_outlines_the_mask_edge_and_closes_at_the_border():
+    m = np.zeros((7, 7), np.uint8)
+    m[2:5, 2:5] = 1
+    b = boundary(m)
+    assert b.sum() == 8 and not b[3, 3] and b[2, 2]
+    full = boundary(np.ones((5, 5), np.uint8))
+    assert full.sum() == 16 and not full[1:4, 1:4].any()  # a full mask is framed
+
+
+TINY = """
+name: tiny
+model: seed_unet
+model_kwargs: {n_filters: 4}
+geometry: resize
+size: 32
+n_folds: 2
+epochs: 1
+batch_size: 16
+val_batch_size: 32
+max_train_batches: 2
+threads: 1
+"""
+
+
+def test_tgs_run_writes_the_report_at_the_end(tmp_path, synth_dir, monkeypatch):
+    from tgs.pipeline import RunOptions, run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    opts = RunOptions(config=str(config), data=str(synth_dir), run=str(tmp_path / "runs/tiny"))
+    result = run_pipeline(opts)
+    assert result.report == result.run.report_dir / "index.html"
+    numbers = json.loads((result.report.parent / "report.json").read_text())
+    assert numbers["cv"] == result.cv and numbers["missing"] == []
+    assert numbers["submission"]["file"] == str(result.submission)
+    for name in page_images(result.report):
+        assert (result.report.parent / name).is_file()

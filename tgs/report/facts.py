@@ -1,0 +1,201 @@
+"""What a run folder holds, read once for the report: config, meta, folds, logs, thresholds,
+search grid and submission. Nothing is recomputed here; what is absent is listed as missing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tgs.config import Config, dump_config
+from tgs.errors import TGSError
+from tgs.run import Run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldFacts:
+    """One fold as the run folder holds it."""
+
+    k: int
+    status: str  # "finished" | "training" | "not started"
+    summary: dict = field(default_factory=dict)
+    log: pd.DataFrame | None = None  # epoch, stage, loss, val_score, lr, seconds
+
+    @property
+    def epochs_done(self) -> int:
+        return 0 if self.log is None else len(self.log)
+
+
+@dataclass
+class Submission:
+    """A submission CSV of the run and its manifest (with Kaggle's scores when recorded)."""
+
+    csv: Path
+    manifest: dict
+
+
+@dataclass
+class Facts:
+    """Everything the report shows that the run stored, plus what it lacks (`missing`)."""
+
+    run: Run
+    cfg: Config
+    meta: dict
+    plan: dict | None
+    folds: list[FoldFacts]
+    thresholds: dict | None
+    search: dict[str, np.ndarray] | None
+    submission: Submission | None
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> list[int]:
+        return [f.k for f in self.folds if f.status == "finished"]
+
+    @property
+    def planned_epochs(self) -> int:
+        """Epochs per fold: the budget plan's when the run has one (plan.json), else the
+        config's (both stages)."""
+        if self.cfg.budget_minutes and self.plan:
+            return int(self.plan["epochs"]) + int(self.plan.get("stage2_epochs", 0))
+        return self.cfg.epochs + self.cfg.stage2_epochs
+
+    def config_diff(self) -> list[tuple[str, Any, Any]]:
+        """(key, run value, default value) for every config key that differs from Config()."""
+        default = Config().to_dict()
+        return [(k, v, default[k]) for k, v in self.cfg.to_dict().items() if v != default[k]]
+
+    def config_text(self) -> str:
+        return dump_config(self.cfg)
+
+    def train_seconds(self) -> float:
+        """Training wall time: the sum of every fold's epoch times (logs, finished or not)."""
+        return float(sum(f.log["seconds"].sum() for f in self.folds if f.log is not None))
+
+
+def _read_log(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return None
+    return df if len(df) else None
+
+
+def expected_folds(run: Run, cfg: Config) -> list[int]:
+    """Folds the run is meant to have: the config's `folds` (else all n_folds) and any on disk."""
+    wanted = cfg.folds if cfg.folds is not None else list(range(cfg.n_folds))
+    return sorted(set(wanted) | set(run.folds()))
+
+
+def read_folds(run: Run, cfg: Config) -> list[FoldFacts]:
+    finished = set(run.finished_folds())
+    out = []
+    for k in expected_folds(run, cfg):
+        log_df = _read_log(run.log(k))
+        if k in finished:
+            status = "finished"
+        elif log_df is not None or run.started(k) or run.best(k).is_file():
+            status = "training"
+        else:
+            status = "not started"
+        out.append(FoldFacts(k, status, run.summary(k), log_df))
+    return out
+
+
+def read_search(run: Run) -> dict[str, np.ndarray] | None:
+    """search.npz as arrays (grid (T, A, E), thresholds, min_areas, empty_thresholds, ids,
+    per_image), or None when the search has not been run (or predates search.npz)."""
+    if not run.search_path.is_file():
+        return None
+    with np.load(run.search_path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def read_submission(run: Run, thresholds: dict | None) -> Submission | None:
+    """The run's submission: submissions/<run>-cv<CV>.csv at the thresholds' CV, if written."""
+    if thresholds is None:
+        return None
+    csv = run.submission_path(thresholds["cv"])
+    manifest = csv.with_suffix(".json")
+    if not csv.is_file():
+        return None
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    return Submission(csv, data)
+
+
+def _missing(facts: Facts) -> list[str]:
+    """Plain sentences naming what the run lacks and the command that makes it."""
+    run, notes = facts.run, []
+    for f in facts.folds:
+        if f.status == "not started":
+            notes.append(f"fold {f.k}: not started")
+        elif f.status == "training":
+            notes.append(
+                f"fold {f.k}: still training or stopped ({f.epochs_done}/{facts.planned_epochs} "
+                "epochs logged, no summary.json/oof.npz yet)"
+            )
+    if facts.thresholds is None:
+        notes.append(
+            f"thresholds.json: no post-processing search yet (`python -m tgs threshold --run "
+            f"{run.root}`); OOF shown at p > 0.5"
+        )
+    elif facts.search is None:
+        notes.append(f"search.npz: no search grid stored (rerun `tgs threshold --run {run.root}`)")
+    elif sorted(facts.thresholds.get("folds", [])) != facts.finished:
+        notes.append(
+            f"thresholds.json was searched on folds {facts.thresholds.get('folds')}, but folds "
+            f"{facts.finished} have finished: rerun `tgs threshold --run {run.root}`"
+        )
+    if facts.submission is None:
+        where = f"{run.submission_path(facts.thresholds['cv'])} " if facts.thresholds else ""
+        notes.append(f"submission: {where}not found (`python -m tgs predict --run {run.root}`)")
+    if not facts.meta:
+        notes.append("meta.json: missing (commit, data folder and folds file unknown)")
+    return notes
+
+
+def read_facts(run: Run) -> Facts:
+    """Read the run folder (TGSError when it is not one)."""
+    run.require()
+    cfg = run.config()
+    thresholds = None
+    if run.thresholds_path.is_file():
+        thresholds = run.thresholds()
+    facts = Facts(
+        run=run,
+        cfg=cfg,
+        meta=run.meta(),
+        plan=run.plan(),
+        folds=read_folds(run, cfg),
+        thresholds=thresholds,
+        search=read_search(run) if thresholds is not None else None,
+        submission=read_submission(run, thresholds),
+    )
+    facts.missing = _missing(facts)
+    return facts
+
+
+def load_finished_oof(
+    run: Run, folds: list[int]
+) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """Merge the OOF of finished `folds` -> (ids, float16 probabilities (N, 101, 101),
+    salt-present probabilities (N,) or None when a fold has no classifier head)."""
+    ids, probs, cls = [], [], []
+    for k in folds:
+        with np.load(run.oof(k)) as z:
+            ids.extend(z["ids"].tolist())
+            probs.append(z["probs"])
+            cls.append(z["cls"] if "cls" in z.files else None)
+    if not ids:
+        raise TGSError(f"no fold in {run.root} has finished training")
+    merged_cls = None if any(c is None for c in cls) else np.concatenate(cls)
+    return ids, np.concatenate(probs), merged_cls
