@@ -71,3 +71,47 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
     (run / "plan.json").write_text(json.dumps({**plan, "epochs": plan["epochs"] + 1}))
     assert main([*args, "--resume"]) == 0
     assert len(pd.read_csv(run / "fold1" / "log.csv")) == plan["epochs"] + 1  # kept the plan
+
+
+def test_restart_cycles_stay_whole_and_ddp_ranks_split_the_steps():
+    cfg = load_config(
+        None,
+        [
+            "epochs=40",
+            "scheduler=cosine_restarts",
+            "cycle_epochs=10",
+            "snapshots=true",
+            "budget_minutes=10",
+        ],
+    )
+    plan = plan_epochs(cfg, MEASURED, 600.0, waves=1, n_test=100)
+    assert (
+        plan["epochs"] % plan["cycle_epochs"] == 0 and plan["epochs"] // plan["cycle_epochs"] == 4
+    )
+    one = plan_epochs(load_config(None, ["budget_minutes=10"]), MEASURED, 600.0, 1, 100)
+    four = plan_epochs(load_config(None, ["budget_minutes=10"]), MEASURED, 600.0, 1, 100, world=4)
+    assert four["epoch_seconds"] == 0.5 * 5 + 4.0 and four["epochs"] > 2 * one["epochs"]
+    # predict reserves every fold's model even when two folds train at once (2 waves of 2)
+    two_waves = plan_epochs(load_config(None, ["budget_minutes=10"]), MEASURED, 600.0, 2, 1000, 4)
+    assert two_waves["reserve_seconds"] == pytest.approx(2 * 8.0 + 1000 * 0.02 * 2 * 4 + 10.0)
+
+
+def test_stage2_has_no_warmup_of_its_own():
+    from tgs.train import stage2_config
+
+    cfg = load_config(None, ["warmup_epochs=3", "stage2_epochs=2"])
+    assert stage2_config(cfg).warmup_epochs == 0
+
+
+def test_launch_combinations_that_cannot_work_are_refused(tmp_path):
+    from tgs.errors import TGSError
+    from tgs.pipeline import RunOptions, _check_launch
+
+    cfg = load_config(None, ["budget_minutes=5"])
+    with pytest.raises(TGSError, match="pick one"):
+        _check_launch(RunOptions(gpus=["0", "1"], nproc=2), load_config(None))
+    with pytest.raises(TGSError, match="several nodes"):
+        _check_launch(RunOptions(nproc=2, torchrun=["--nnodes", "2", "--node_rank", "1"]), cfg)
+    assert not _check_launch(
+        RunOptions(torchrun=["--nnodes", "2", "--node_rank", "1"]), load_config(None)
+    )

@@ -107,3 +107,12 @@ def test_torchrun_two_cpu_processes(synth_dir, tmp_path):
     assert cls is not None
     assert competition_score(probs > 0.5, data.masks[vi]) == summary["best_val_score"]
     assert (run / "fold0" / "oof.npz").is_file()
+
+
+def test_device_batches_give_every_rank_the_same_number_of_batches():
+    x = torch.zeros(255, 1, 8, 8)
+    counts = [
+        sum(1 for _ in DeviceBatches(x, torch.zeros(255, 1, 8, 8), 64, None, r, 2).epoch(0))
+        for r in (0, 1)
+    ]
+    assert counts[0] == counts[1] == 1  # 127 each: one batch of 64; without equal shards 2 vs 1

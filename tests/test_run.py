@@ -205,4 +205,47 @@ def test_thresholds_record_how_the_oof_was_made_and_predict_warns_on_other_tta(
     with caplog.at_level(logging.WARNING, logger="tgs"):
         assert main(["predict", "--run", str(run.root), "--out", str(sub), "--tta", "none"]) == 0
     assert "searched on OOF made with tta='hflip'" in caplog.text
-    assert json.loads(sub.with_suffix(".json").read_text())["tta_warning"]
+    assert json.loads(sub.with_suffix(".json").read_text())["warning"]
+    import shutil
+
+    shutil.copy(run.best(0), run.snapshot(0, 1))  # fold 0 changed after the search
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tgs"):
+        assert main(["predict", "--run", str(run.root), "--out", str(sub)]) == 0
+    assert "fold0/snapshot1.pt" in caplog.text and "tgs threshold" in caplog.text
+
+
+def test_runtime_keys_may_change_on_resume_others_may_not(tmp_path):
+    cfg = load_config(None, TINY)
+    run = Run(tmp_path / "r").create(cfg)
+    run.create(load_config(None, [*TINY, "threads=1", "jobs=2"]))  # another machine's cores
+    assert run.config().threads == 1
+    with pytest.raises(TGSError, match="lr differ"):
+        run.create(load_config(None, [*TINY, "threads=1", "jobs=2", "lr=0.5"]))
+
+
+def test_folds_made_with_different_ttas_cannot_share_a_search(tmp_path):
+    run = Run(tmp_path / "r").create(load_config(None, TINY))
+    for k, tta in ((0, "hflip"), (1, "none")):
+        run.write_summary(k, {"tta": tta, "models": [f"fold{k}/best.pt"]})
+    with pytest.raises(TGSError, match="different TTAs"):
+        run.oof_provenance([0, 1])
+    run.write_summary(1, {"tta": "hflip", "models": ["fold1/snapshot1.pt"]})
+    assert run.oof_provenance([0, 1]) == {
+        "tta": "hflip",
+        "models": ["fold0/best.pt", "fold1/snapshot1.pt"],  # what each OOF was made with
+    }
+
+
+def test_cache_rebuilds_when_a_csv_changes_with_size_and_mtime_kept(synth_dir, tmp_path):
+    data_dir = _copy_data(synth_dir, tmp_path / "d")
+    first = cache.load_train_cached(data_dir)
+    depths = data_dir / "depths.csv"
+    st = depths.stat()
+    text = depths.read_text()
+    digit = next(i for i, c in enumerate(text) if c.isdigit() and i > text.index("\n"))
+    swapped = text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1 :]
+    depths.write_text(swapped)  # same size
+    os.utime(depths, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime, as `cp -p` keeps it
+    again = cache.load_train_cached(data_dir)
+    assert not np.array_equal(np.nan_to_num(again.z), np.nan_to_num(first.z))

@@ -70,6 +70,7 @@ class DeviceBatches:
         dev = self.inputs.device
         g = torch.Generator(device=dev).manual_seed(seed)
         perm = torch.randperm(len(self.inputs), generator=torch.Generator().manual_seed(seed))
+        perm = perm[: len(perm) - len(perm) % self.world]  # equal shards: equal batch counts
         perm = perm[self.rank :: self.world].to(dev)
         n_batches = max(1, len(perm) // self.batch_size)
         for b in range(n_batches):

@@ -14,10 +14,12 @@ import math
 import statistics
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from tgs.config import Config
+from tgs.errors import TGSError
 from tgs.run import Run
 
 log = logging.getLogger(__name__)
@@ -26,10 +28,9 @@ PROBE_STEPS = 9
 
 
 def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
-    """Seconds per training step and per validation pass of fold `fold`, measured on the real
-    model and data (one warm-up step not counted). Leaves no file behind."""
-    from tgs.batch_aug import DeviceBatches
-    from tgs.train import epoch_loader, seed_everything, steps_per_epoch, take, train_one_epoch
+    """Seconds per training step (median) and per validation pass of fold `fold`, measured on
+    the real model and data (one warm-up step not counted). Leaves no file behind."""
+    from tgs.train import seed_everything, steps_per_epoch
     from tgs.trainer import FoldTrainer
 
     if cfg.threads:
@@ -37,72 +38,128 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     seed_everything(cfg.seed + fold)
     probe_cfg = replace(cfg, max_train_batches=PROBE_STEPS + 1, epochs=1, stage2_epochs=0)
     t = FoldTrainer(probe_cfg, data, folds, fold, run)
-
-    def step_times(n: int) -> list[float]:
-        if isinstance(t.batches, DeviceBatches):
-            loader = t.batches.epoch(0)
-        else:
-            loader = epoch_loader(t.batches, probe_cfg, 0, t.rt, t.dist)
-        stamps = [time.perf_counter()]
-        train_one_epoch(
-            t.train_model,
-            take(loader, n),
-            t.criterion,
-            t.opt,
-            t.scaler,
-            t.rt,
-            "probe",
-            on_step=lambda: stamps.append(time.perf_counter()),
-            quiet=True,
-        )
-        return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-
-    warm = step_times(1)[0]
-    step_s = statistics.median(step_times(PROBE_STEPS))  # robust to a moment of contention
-    t0 = time.perf_counter()
-    t.val_score()
-    val_s = time.perf_counter() - t0
+    warm = _step_times(t, probe_cfg, 1)[0]
+    step_s = statistics.median(_step_times(t, probe_cfg, PROBE_STEPS))
     return {
         "step_seconds": step_s,
-        "val_seconds": val_s,
+        "val_seconds": _timed_validation(t),
         "warmup_step_seconds": warm,
         "n_val": len(t.val_idx),
         "steps_per_epoch": steps_per_epoch(len(t.train_set.ids), cfg, t.dist.world),
     }
 
 
+def probe_in_processes(run: Run, fold: int, parallel: int) -> dict:
+    """`probe` in `parallel` processes at once (as `jobs` folds share the cores in the real
+    run), each on the run's resolved config, data and folds; the medians of their answers."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from tgs.pipeline import _child_env
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [Path(tmp) / f"probe{i}.json" for i in range(parallel)]
+        cmd = [sys.executable, "-m", "tgs.budget", str(run.root), str(fold)]
+        procs = [subprocess.Popen([*cmd, str(o)], env=_child_env()) for o in outs]
+        if any(p.wait() != 0 for p in procs):
+            raise TGSError(f"the budget probe of {run.root} failed (see above)")
+        found = [json.loads(o.read_text()) for o in outs]
+    out = dict(found[0])
+    for key in ("step_seconds", "val_seconds", "warmup_step_seconds"):
+        out[key] = statistics.median(f[key] for f in found)
+    out["parallel"] = parallel
+    return out
+
+
+def _probe_main(argv: list[str]) -> None:
+    """`python -m tgs.budget RUN FOLD OUT.json`: one probe process of `probe_in_processes`."""
+    from tgs.fileio import write_json
+    from tgs.folds import load_folds
+    from tgs.pipeline import load_data
+
+    run, fold, out = Run(argv[0]), int(argv[1]), argv[2]
+    data = load_data(run.data_dir())
+    folds = load_folds(run.folds_path, ids=data.ids)
+    write_json(out, probe(run.config(), data, folds, fold, run))
+
+
+def _step_times(t, cfg: Config, n: int) -> list[float]:
+    """Seconds of each of `n` training steps of trainer `t` (loading the batch included)."""
+    from tgs.batch_aug import DeviceBatches
+    from tgs.train import epoch_loader, take, train_one_epoch
+
+    if isinstance(t.batches, DeviceBatches):
+        loader = t.batches.epoch(0)
+    else:
+        loader = epoch_loader(t.batches, cfg, 0, t.rt, t.dist)
+
+    def ema_step() -> None:  # as a real step does
+        if t.ema is not None:
+            t.ema.update_parameters(t.model)
+
+    stamps = [time.perf_counter()]
+    train_one_epoch(
+        t.train_model,
+        take(loader, n),
+        t.criterion,
+        t.opt,
+        t.scaler,
+        t.rt,
+        "probe",
+        on_step=lambda: (ema_step(), stamps.append(time.perf_counter())),
+        quiet=True,
+    )
+    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+def _timed_validation(t) -> float:
+    t0 = time.perf_counter()
+    t.val_score()
+    return time.perf_counter() - t0
+
+
 def plan_epochs(
     cfg: Config,
     measured: dict,
     seconds: float,
-    n_folds: int,
+    waves: int,
     n_test: int,
-    slowdown: float = 1.0,
+    n_models: int | None = None,
+    world: int = 1,
 ) -> dict:
-    """The plan for `n_folds` folds (or waves of folds trained at once) in `seconds`: epochs
-    (stage 1 + stage 2 in the config's ratio), warm-up and cycle length scaled alike; the OOF and
-    predict passes reserved. `slowdown`: how much slower each fold trains than the probe
-    measured, when several folds share the cores."""
+    """The plan for `waves` rounds of folds (folds trained at once share a round) in `seconds`:
+    epochs (stage 1 + stage 2 in the config's ratio; a whole number of restart cycles), warm-up
+    scaled alike; the OOF passes and predict over `n_models` folds (default `waves`) reserved.
+    `world`: DDP ranks sharing each epoch's steps."""
+    n_models = n_models or waves
+    steps = -(-measured["steps_per_epoch"] // max(1, world))
     val_s = measured["val_seconds"] / max(1, cfg.val_every)
-    epoch_s = (measured["step_seconds"] * measured["steps_per_epoch"] + val_s) * slowdown
+    epoch_s = measured["step_seconds"] * steps + val_s
     per_image = measured["val_seconds"] / max(1, measured["n_val"])  # one view, one model
     views = 2 if cfg.tta == "hflip" else 1
-    models = max(1, math.ceil(cfg.epochs / cfg.cycle_epochs)) if cfg.snapshots else 1
-    oof_s = per_image * measured["n_val"] * views * models
-    predict_s = per_image * n_test * views * models * n_folds
-    reserve = n_folds * oof_s + predict_s + 10.0  # + the search
-    per_fold = max(0.0, (seconds - reserve) / max(1, n_folds))
+    snaps = max(1, math.ceil(cfg.epochs / cfg.cycle_epochs)) if cfg.snapshots else 1
+    oof_s = per_image * measured["n_val"] * views * snaps
+    predict_s = per_image * n_test * views * snaps * n_models
+    reserve = waves * oof_s + predict_s + 10.0  # + the search
+    per_fold = max(0.0, (seconds - reserve) / max(1, waves))
     total = max(1, int(SAFETY * per_fold / epoch_s))
     want = cfg.epochs + cfg.stage2_epochs
     stage2 = round(total * cfg.stage2_epochs / want) if cfg.stage2_epochs else 0
     stage2 = min(stage2, total - 1) if total > 1 else 0
-    epochs = total - stage2
+    epochs, cycle = total - stage2, 0
+    if cfg.scheduler == "cosine_restarts" and cfg.cycle_epochs:  # whole cycles only
+        cycles = max(1, round(cfg.epochs / cfg.cycle_epochs))
+        cycle = max(1, epochs // cycles)
+        epochs = cycle * cycles if epochs >= cycles else epochs
     scale = epochs / cfg.epochs
     return {
         "budget_minutes": cfg.budget_minutes,
         "seconds_for_folds": round(seconds, 1),
-        "n_folds": n_folds,
-        "slowdown": round(slowdown, 3),
+        "waves": waves,
+        "n_models": n_models,
+        "world": world,
         "measured": {k: round(v, 4) if isinstance(v, float) else v for k, v in measured.items()},
         "epoch_seconds": round(epoch_s, 3),
         "reserve_seconds": round(reserve, 1),
@@ -110,7 +167,7 @@ def plan_epochs(
         "epochs": epochs,
         "stage2_epochs": stage2,
         "warmup_epochs": min(epochs - 1, round(cfg.warmup_epochs * scale)) if epochs > 1 else 0,
-        "cycle_epochs": max(1, round(cfg.cycle_epochs * scale)) if cfg.cycle_epochs else 0,
+        "cycle_epochs": cycle or cfg.cycle_epochs,
         "config_epochs": want,
     }
 
@@ -130,10 +187,12 @@ def ensure_plan(
     data,
     folds,
     fold: int,
-    n_folds: int,
+    waves: int,
     n_test: int,
     spent: float,
-    slowdown: float = 1.0,
+    parallel: int = 1,
+    n_models: int | None = None,
+    world: int = 1,
 ) -> dict | None:
     """RUN/plan.json (made now by a probe on `fold` unless it exists); None without a budget.
     `spent`: seconds of the budget already used (data loading, folds)."""
@@ -145,20 +204,29 @@ def ensure_plan(
     from tgs.meta import cpu_name
 
     t0 = time.time()
-    measured = probe(cfg, data, folds, fold, run)
+    if parallel > 1:
+        measured = probe_in_processes(run, fold, parallel)
+    else:
+        measured = probe(cfg, data, folds, fold, run)
     left = 60 * cfg.budget_minutes - spent - (time.time() - t0)
-    plan = plan_epochs(cfg, measured, left, n_folds, n_test, slowdown)
+    plan = plan_epochs(cfg, measured, left, waves, n_test, n_models, world)
     plan["cpu"] = cpu_name()
     run.write_plan(plan)
     log.info(
         "budget %.1f min on %s: %.1f s/epoch measured -> %d epochs (+%d stage 2) per fold "
-        "for %d folds (plan in %s)",
+        "in %d round(s) of folds (plan in %s)",
         cfg.budget_minutes,
         plan["cpu"],
         plan["epoch_seconds"],
         plan["epochs"],
         plan["stage2_epochs"],
-        n_folds,
+        waves,
         run.plan_path,
     )
     return plan
+
+
+if __name__ == "__main__":
+    import sys
+
+    _probe_main(sys.argv[1:])

@@ -34,10 +34,10 @@ def _holdout(a: argparse.Namespace) -> None:
 
 
 def _folds(a: argparse.Namespace) -> None:
-    from tgs.data.io import load_train
+    from tgs.data.cache import load_train_cached
     from tgs.folds import make_folds, save_folds
 
-    data = load_train(a.data)
+    data = load_train_cached(a.data)  # reports ids without a depth
     df = make_folds(data.ids, data.masks, data.z, a.n_folds, a.seed)
     save_folds(df, a.out)
     sizes = df["fold"].value_counts().sort_index().tolist()
@@ -81,7 +81,7 @@ def _train(a: argparse.Namespace) -> None:
 
     cfg = load_config(a.config, a.overrides)
     validate_config(cfg)
-    run = Run(a.run or f"runs/{cfg.name}")
+    run = Run(a.run or Run.default_root(cfg))
     data = load_data(a.data)
     folds = load_folds(a.folds, ids=data.ids)
     if a.fold not in set(folds["fold"]):

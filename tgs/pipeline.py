@@ -8,6 +8,7 @@ so predicting never loads it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -246,11 +247,28 @@ class RunResult:
     report: Path | None = None
 
 
+def _check_launch(opts: RunOptions, cfg: Config) -> bool:
+    """Refuse launch combinations that cannot work; True on the main node (node rank 0)."""
+    flags = dict(zip(opts.torchrun[::2], opts.torchrun[1::2], strict=False))
+    node_rank, several_nodes = flags.get("--node_rank", "0"), flags.get("--nnodes", "1") != "1"
+    if len(opts.gpus) > 1 and opts.nproc > 1:
+        raise TGSError("--gpus runs one fold per GPU; --nproc runs one fold on several: pick one")
+    if several_nodes and cfg.budget_minutes:
+        raise TGSError(
+            "budget_minutes with several nodes: every node would plan its own epochs; set "
+            "epochs (budget_minutes=0) for a multi-node run"
+        )
+    return node_rank == "0"
+
+
 def run_pipeline(opts: RunOptions) -> RunResult:
-    """Data -> folds -> every fold trained -> threshold search -> submission (-> report)."""
+    """Data -> folds -> every fold trained -> threshold search -> submission (-> report).
+    On a node other than rank 0 of a multi-node run, only the training ranks run."""
     from tgs.train import validate_config
 
     t0 = time.time()
+    if len(opts.gpus) == 1:  # before anything touches CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = opts.gpus[0]
     data_dir, config = resolve_data(opts.data, opts.config)
     config = config or default_config()
     cfg = load_config(config, opts.overrides)
@@ -258,13 +276,14 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     if opts.jobs > 1 and not cfg.threads:  # split the cores between the folds trained at once
         cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // opts.jobs))
     validate_config(cfg)
-    run = Run(opts.run or f"runs/{cfg.name}")
+    main_node = _check_launch(opts, cfg)
+    run = Run(opts.run or Run.default_root(cfg))
     folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
     if not opts.resume and any(run.started(k) for k in run.folds()):
         raise TGSError(
             f"{run.root} already holds trained folds: pass --resume to continue it, or --run NEW"
         )
-    folds_csv = Path(opts.folds_csv or f"folds/{data_dir.name}-{cfg.n_folds}f-s{cfg.fold_seed}.csv")
+    folds_csv = Path(opts.folds_csv or default_folds_csv(data_dir, cfg))
     log.info(
         "== config %s | data %s | run %s | folds %s of %s",
         config,
@@ -286,23 +305,15 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     for k in sorted(set(folds) - set(todo)):
         log.info("== fold %d already finished (%s): skipped", k, run.summary_path(k))
     if todo and cfg.budget_minutes:
-        from tgs.budget import ensure_plan
-        from tgs.data.io import test_ids
-
-        at_once = min(len(todo), max(1, len(opts.gpus), opts.jobs))
-        waves = -(-len(todo) // at_once)
-        shared = 1.0 if opts.gpus else at_once * max(1, cfg.threads) / (os.cpu_count() or 1)
-        n_test = len(test_ids(data_dir))
-        spent = time.time() - t0
-        ensure_plan(run, cfg, data, folds_df, todo[0], waves, n_test, spent, max(1.0, shared))
+        _plan(run, cfg, data, folds_df, todo, opts, data_dir, time.time() - t0)
     if opts.nproc > 1 or len(opts.gpus) > 1 or opts.jobs > 1:
         _train_in_children(run, data_dir, todo, opts)
     else:
-        if opts.gpus:
-            os.environ["CUDA_VISIBLE_DEVICES"] = opts.gpus[0]
         for k in todo:
             log.info("== fold %d", k)
             train_fold(run, cfg, data, folds_df, k, resume=opts.resume and run.started(k))
+    if not main_node:
+        return RunResult(run, math.nan, Path(), time.time() - t0)
     th = search(run, data_dir, data)
     sub = predict(run, data_dir)
     result = RunResult(run, th["cv"], sub, time.time() - t0)
@@ -312,6 +323,33 @@ def run_pipeline(opts: RunOptions) -> RunResult:
         result.report = _report(run, data_dir)
     result.seconds = time.time() - t0
     return result
+
+
+def default_folds_csv(data_dir: Path, cfg: Config) -> Path:
+    """folds/<data folder>-<k>f-s<seed>.csv: one folds file per data folder and split."""
+    return Path("folds") / f"{Path(data_dir).name}-{cfg.n_folds}f-s{cfg.fold_seed}.csv"
+
+
+def _plan(run, cfg, data, folds_df, todo, opts: RunOptions, data_dir: Path, spent: float) -> None:
+    """The budget plan for the folds to train: folds at once (GPUs or CPU jobs) make waves; CPU
+    jobs are probed as many at once; DDP ranks split each epoch's steps."""
+    from tgs.budget import ensure_plan
+    from tgs.data.io import test_ids
+
+    at_once = min(len(todo), max(1, len(opts.gpus), opts.jobs))
+    ensure_plan(
+        run,
+        cfg,
+        data,
+        folds_df,
+        todo[0],
+        waves=-(-len(todo) // at_once),
+        n_models=len(todo),
+        n_test=len(test_ids(data_dir)),
+        spent=spent,
+        parallel=1 if opts.gpus else at_once,
+        world=max(1, opts.nproc),
+    )
 
 
 def _report(run: Run, data_dir: Path) -> Path:

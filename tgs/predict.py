@@ -119,6 +119,13 @@ def predict_run(
     tta, mismatch = run_tta(run, tta)
     files = run.prediction_files()
     folds = th.get("folds") or run.trained_folds()
+    now = [run.relative(f) for f in files]
+    if th.get("models") and th["models"] != now:
+        mismatch = (mismatch + "; " if mismatch else "") + (
+            f"the thresholds were searched on OOF of {th['models']}, but the run now predicts "
+            f"with {now}: run `python -m tgs threshold --run {run.root}` again"
+        )
+        log.warning("warning: %s", mismatch)
     t0, ids, rles, stats = time.time(), [], [], {}
     for batch in predict_batches(run, data_dir, batch_size, tta, stats):
         ids.extend(batch.ids)
@@ -136,7 +143,7 @@ def predict_run(
             "folds": folds,
             "models": [run.relative(f) for f in files],
             "tta": tta,
-            "tta_warning": mismatch,
+            "warning": mismatch,
             "n_images": len(ids),
             "empty_predicted": float(np.mean([r == "" for r in rles])),
             "commit": git_commit(),

@@ -28,6 +28,8 @@ from tgs.fileio import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
+# Keys that say how a run executes, not what it learns: they may change on resume.
+RUNTIME_KEYS = ("threads", "jobs", "device", "num_workers", "compile", "val_batch_size")
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
 _SNAPSHOT = re.compile(r"^snapshot(\d+)\.pt$")
 
@@ -45,6 +47,11 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r})"
+
+    @staticmethod
+    def default_root(cfg: Config) -> Path:
+        """runs/<config name>: where a run goes when no --run is given."""
+        return Path("runs") / cfg.name
 
     @property
     def name(self) -> str:
@@ -129,11 +136,15 @@ class Run:
         self.root.mkdir(parents=True, exist_ok=True)
         text = dump_config(cfg)
         if self.config_path.exists() and self.config_path.read_text() != text:
-            raise TGSError(
-                f"{self.root} was made with another config ({self.config_path}); use a new --run"
-            )
-        if not self.config_path.exists():
-            write_text(self.config_path, text)
+            old = self.config().to_dict()
+            changed = {k for k, v in cfg.to_dict().items() if old.get(k) != v}
+            if changed - set(RUNTIME_KEYS):
+                raise TGSError(
+                    f"{self.root} was made with another config ({self.config_path}: "
+                    f"{', '.join(sorted(changed))} differ); use a new --run"
+                )
+            log.info("%s: runtime settings now %s", self.root, sorted(changed))
+        write_text(self.config_path, text)
         meta = {**self.meta(), **environment(), **(extra or {})}
         if data_dir is not None:
             meta["data"] = str(Path(data_dir).resolve())
@@ -256,12 +267,16 @@ class Run:
         return ids, np.concatenate(probs), merged_cls, folds
 
     def oof_provenance(self, folds: list[int]) -> dict:
-        """How the OOF was made: its TTA and the model files of each fold."""
+        """How the OOF was made, from the folds' summaries: its TTA and the model files each
+        fold's OOF averaged. Folds made with different TTAs cannot share one search."""
         tta = {self.summary(k).get("tta", "hflip") for k in folds}
-        return {
-            "tta": tta.pop() if len(tta) == 1 else sorted(tta),
-            "models": [self.relative(f) for f in self.all_model_files(folds)],
-        }
+        if len(tta) > 1:
+            raise TGSError(f"{self.root}: folds' OOF were made with different TTAs {sorted(tta)}")
+        models = []
+        for k in folds:
+            made = self.summary(k).get("models")
+            models += made or [self.relative(f) for f in self.model_files(k)]
+        return {"tta": tta.pop(), "models": models}
 
     # -- thresholds and submissions --------------------------------------------------------
     def thresholds(self) -> dict:

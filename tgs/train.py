@@ -82,7 +82,12 @@ def total_epochs(cfg: Config) -> int:
 def stage2_config(cfg: Config) -> Config:
     """The optimisation settings of stage 2: its loss and lr, cosine over its epochs."""
     return replace(
-        cfg, loss=cfg.stage2_loss, lr=cfg.stage2_lr, epochs=cfg.stage2_epochs, scheduler="cosine"
+        cfg,
+        loss=cfg.stage2_loss,
+        lr=cfg.stage2_lr,
+        epochs=cfg.stage2_epochs,
+        scheduler="cosine",
+        warmup_epochs=0,
     )
 
 

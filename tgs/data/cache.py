@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,16 @@ def cache_path(data_dir: str | os.PathLike) -> Path:
 
 
 def fingerprint(data_dir: str | os.PathLike) -> str:
-    """sha256 over (relative name, size, mtime) of every file the labelled arrays come from."""
+    """sha256 over train.csv's and depths.csv's bytes and (relative name, size, mtime) of every
+    train PNG: what the labelled arrays come from."""
     data_dir = Path(data_dir)
-    h = hashlib.sha256(f"tgs-train-cache-v{FORMAT}".encode())
-    entries = [data_dir / "train.csv", data_dir / "depths.csv"]
+    from tgs import __version__
+
+    h = hashlib.sha256(f"tgs-train-cache-v{FORMAT}-{__version__}".encode())
+    for name in ("train.csv", "depths.csv"):  # small: their contents, not just size and mtime
+        path = data_dir / name
+        h.update(path.read_bytes() if path.is_file() else b"missing")
+    entries = []
     for sub in ("train/images", "train/masks"):
         folder = data_dir / sub
         if folder.is_dir():
@@ -52,7 +59,7 @@ def _read_cache(path: Path, key: str) -> TrainData | None:
             if str(z["fingerprint"]) != key:
                 return None
             return TrainData(z["ids"].tolist(), z["images"], z["masks"], z["z"])
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
 
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from tgs.data.io import load_train
+from tgs.data.cache import load_train_cached
 from tgs.data.layout import write_layout
 from tgs.fileio import atomic_dir
 from tgs.folds import make_folds
@@ -25,7 +25,7 @@ def make_holdout(
     """
     if not 0 < frac < 0.5:
         raise ValueError(f"frac must be in (0, 0.5), got {frac}")
-    data = load_train(data_dir)
+    data = load_train_cached(data_dir)
     folds = make_folds(data.ids, data.masks, data.z, n_folds=round(1 / frac), seed=seed)
     held = folds["fold"].to_numpy() == 0
     train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
