@@ -73,11 +73,7 @@ def search(
     data_dir = run.data_dir(data_dir)
     ids, probs, cls, folds = run.load_oof()
     data = data or load_data(data_dir)
-    index = {id_: i for i, id_ in enumerate(data.ids)}
-    unknown = [i for i in ids if i not in index]
-    if unknown:
-        raise TGSError(f"OOF id {unknown[0]!r} is not in {data_dir}/train.csv: wrong --data?")
-    rows = [index[i] for i in ids]
+    rows = data.rows(ids, data_dir)
     masks = data.masks[rows]
     blank = is_blank(data.images[rows]) if cfg.blank_rule else None
     result = search_grid(

@@ -245,11 +245,13 @@ class Run:
         with atomic_path(self.oof(k)) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, ids=np.array(ids), probs=probs.astype(np.float16), **extra)
 
-    def load_oof(self) -> tuple[list[str], np.ndarray, np.ndarray | None, list[int]]:
-        """Merge every trained fold's oof.npz -> (ids, float16 probabilities (N, 101, 101),
-        salt-present probabilities (N,) or None, folds used)."""
-        ids, probs, cls, folds = [], [], [], []
-        for k in self.trained_folds():
+    def load_oof(
+        self, folds: list[int] | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray | None, list[int]]:
+        """Merge the oof.npz of `folds` (default: every trained fold) -> (ids, float16
+        probabilities (N, 101, 101), salt-present probabilities (N,) or None, folds used)."""
+        ids, probs, cls, used = [], [], [], []
+        for k in self.trained_folds() if folds is None else folds:
             if not self.oof(k).is_file():
                 raise TGSError(
                     f"{self.oof(k)} missing: fold {k} did not finish (rerun or --resume it)"
@@ -258,13 +260,13 @@ class Run:
                 ids.extend(z["ids"].tolist())
                 probs.append(z["probs"])
                 cls.append(z["cls"] if "cls" in z else None)
-            folds.append(k)
+            used.append(k)
         if not ids:
             raise TGSError(f"no fold in {self.root} has finished training")
         if len(set(ids)) != len(ids):
             raise TGSError(f"{self.root}: an id appears in two folds' OOF; were the folds changed?")
         merged_cls = None if any(c is None for c in cls) else np.concatenate(cls)
-        return ids, np.concatenate(probs), merged_cls, folds
+        return ids, np.concatenate(probs), merged_cls, used
 
     def oof_provenance(self, folds: list[int]) -> dict:
         """How the OOF was made, from the folds' summaries: its TTA and the model files each

@@ -32,6 +32,14 @@ class TrainData:
     masks: np.ndarray
     z: np.ndarray
 
+    def rows(self, ids: Sequence[str], where: str | os.PathLike = "the data folder") -> np.ndarray:
+        """Row of each id (e.g. an OOF's ids); DataError naming the first unknown id."""
+        index = {id_: i for i, id_ in enumerate(self.ids)}
+        unknown = [i for i in ids if i not in index]
+        if unknown:
+            raise DataError(f"id {unknown[0]!r} is not in {where}'s train.csv: wrong --data?")
+        return np.array([index[i] for i in ids], dtype=np.int64)
+
     def subset(self, index: Sequence[int] | np.ndarray) -> TrainData:
         index = np.asarray(index)
         ids = [self.ids[i] for i in index]

@@ -9,10 +9,9 @@ from functools import cached_property
 import numpy as np
 
 from tgs.data.io import TrainData
-from tgs.errors import TGSError
 from tgs.folds import coverage, coverage_class
 from tgs.metric import counts, per_image_scores
-from tgs.report.facts import Facts, load_finished_oof
+from tgs.report.facts import Facts
 from tgs.thresholds import binarize, empty_rule, is_blank, postprocess
 
 CLASS_LABELS = ["0 (empty)"] + [f"{10 * c - 10}-{10 * c}%" for c in range(1, 11)]
@@ -74,14 +73,8 @@ def _stored_scores(facts: Facts, ids: list[str]) -> np.ndarray | None:
 
 def analyse_oof(facts: Facts, data: TrainData) -> OOF:
     """Post-process the finished folds' OOF and score it against `data`'s masks."""
-    ids, probs, cls = load_finished_oof(facts.run, facts.finished)
-    index = {id_: i for i, id_ in enumerate(data.ids)}
-    unknown = [i for i in ids if i not in index]
-    if unknown:
-        raise TGSError(
-            f"OOF id {unknown[0]!r} is not in the data folder's train.csv: wrong --data?"
-        )
-    rows = np.array([index[i] for i in ids])
+    ids, probs, cls, _ = facts.run.load_oof(facts.finished)
+    rows = data.rows(ids)
     images, truth = data.images[rows], data.masks[rows]
     post, source = post_processing(facts)
     blank = is_blank(images)

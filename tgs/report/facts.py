@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from tgs.config import Config, dump_config
-from tgs.errors import TGSError
 from tgs.run import Run
 
 log = logging.getLogger(__name__)
@@ -182,20 +181,3 @@ def read_facts(run: Run) -> Facts:
     )
     facts.missing = _missing(facts)
     return facts
-
-
-def load_finished_oof(
-    run: Run, folds: list[int]
-) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """Merge the OOF of finished `folds` -> (ids, float16 probabilities (N, 101, 101),
-    salt-present probabilities (N,) or None when a fold has no classifier head)."""
-    ids, probs, cls = [], [], []
-    for k in folds:
-        with np.load(run.oof(k)) as z:
-            ids.extend(z["ids"].tolist())
-            probs.append(z["probs"])
-            cls.append(z["cls"] if "cls" in z.files else None)
-    if not ids:
-        raise TGSError(f"no fold in {run.root} has finished training")
-    merged_cls = None if any(c is None for c in cls) else np.concatenate(cls)
-    return ids, np.concatenate(probs), merged_cls
