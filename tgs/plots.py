@@ -9,14 +9,12 @@ import numpy as np
 
 def plot_threshold_search(path: str | os.PathLike, result, title: str = "") -> None:
     """CV score against pixel threshold: best min-area per threshold, and min-area 0."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     from tgs.fileio import atomic_path
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    ax = fig.subplots()
     ax.plot(
         result.thresholds,
         result.grid.max(axis=(1, 2)),
@@ -41,4 +39,3 @@ def plot_threshold_search(path: str | os.PathLike, result, title: str = "") -> N
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)

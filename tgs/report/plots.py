@@ -15,29 +15,27 @@ MARGINS = {"left": 0.06, "right": 0.985, "bottom": 0.15, "top": 0.91, "wspace": 
 SHORT_LABELS = ["0"] + [f"{10 * c - 10}-{10 * c}" for c in range(1, 11)]
 
 
-def _plt():
-    import matplotlib
+def _subplots(*grid: int, figsize: tuple[float, float]):
+    """A figure of its own (matplotlib.figure.Figure, no pyplot): rendering it never touches
+    the caller's matplotlib backend or global figure list."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid)
 
 
 def _save(fig, path: str | os.PathLike, **margins: float) -> None:
     """Fixed margins (tight_layout measures every label: most of a figure's time)."""
     fig.subplots_adjust(**{**MARGINS, **margins})
     fig.savefig(path, dpi=DPI)
-    _plt().close(fig)
 
 
 def learning_curves(path: str | os.PathLike, folds: list[FoldFacts]) -> None:
     """Train loss, validation score (p > 0.5, no TTA) and learning rate per epoch, one line per
     fold; each fold's best epoch dotted, stage boundaries dashed."""
-    plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = _subplots(1, 3, figsize=(13, 3.6))
     boundaries: set[float] = set()
     for i, f in enumerate(folds):
         if f.log is None:
@@ -78,10 +76,9 @@ def learning_curves(path: str | os.PathLike, folds: list[FoldFacts]) -> None:
 
 def class_scores(path: str | os.PathLike, rows: list[dict]) -> None:
     """Per coverage class: mean score (bars, with counts) and share of the loss."""
-    plt = _plt()
     rows = rows[: len(CLASS_LABELS)]
     x = np.arange(len(rows))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 3.6))
+    fig, axes = _subplots(1, 2, figsize=(13, 3.6))
     score = [r["score"] if r["score"] is not None else 0 for r in rows]
     bars = axes[0].bar(x, score, color="C0")
     for b, r in zip(bars, rows, strict=True):
@@ -108,13 +105,12 @@ def class_scores(path: str | os.PathLike, rows: list[dict]) -> None:
 def search_figure(path: str | os.PathLike, search: dict, chosen: dict) -> None:
     """Score over threshold x min-area at the chosen gate (heatmap), score against threshold,
     and the classifier gate curve when there is one; the chosen point marked on each."""
-    plt = _plt()
     grid, t, a, g = (search[k] for k in ("grid", "thresholds", "min_areas", "empty_thresholds"))
     ti = int(np.argmin(np.abs(t - chosen["threshold"])))
     ai = int(np.argmin(np.abs(a - chosen["min_area"])))
     gi = int(np.argmin(np.abs(g - chosen.get("empty_threshold", 0.0))))
     gated = len(g) > 1
-    fig, axes = plt.subplots(1, 3 if gated else 2, figsize=(13 if gated else 10, 3.8))
+    fig, axes = _subplots(1, 3 if gated else 2, figsize=(13 if gated else 10, 3.8))
     best = float(grid[ti, ai, gi])
     sheet = grid[:, :, gi].T  # (A, T)
     im = axes[0].imshow(
@@ -158,8 +154,7 @@ def search_figure(path: str | os.PathLike, search: dict, chosen: dict) -> None:
 def coverage_figure(path: str | os.PathLike, hists: dict[str, np.ndarray]) -> None:
     """Share of images per coverage class, one bar group per source (train truth, OOF and
     test predictions)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, 3.4))
+    fig, ax = _subplots(figsize=(10, 3.4))
     x = np.arange(11)
     width = 0.8 / max(len(hists), 1)
     for i, (label, h) in enumerate(hists.items()):
