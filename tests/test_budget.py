@@ -16,7 +16,7 @@ def test_plan_fits_epochs_into_the_budget_and_keeps_stage_ratio():
     cfg = load_config(
         None, ["epochs=40", "stage2_epochs=10", "warmup_epochs=4", "budget_minutes=10"]
     )
-    plan = plan_epochs(cfg, MEASURED, 600.0, n_folds=3, n_test=1000)
+    plan = plan_epochs(cfg, MEASURED, 600.0, waves=3, n_test=1000)
     assert plan["epoch_seconds"] == 14.0  # 20 steps x 0.5 s + a 4 s validation
     # reserve: OOF (200 imgs x 2 views) per fold + predict (1000 x 2 x 3 folds) + search
     assert plan["reserve_seconds"] == pytest.approx(3 * 8.0 + 120.0 + 10.0)
@@ -42,6 +42,16 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
     synth_dir, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
+    import tgs.budget
+
+    real_probe = tgs.budget.probe
+    measured = {}
+
+    def probe(*args, **kw):  # the real probe runs; its answer is pinned so the plan is known
+        measured.update(real_probe(*args, **kw))
+        return {**measured, "step_seconds": 0.5, "val_seconds": 1.0}
+
+    monkeypatch.setattr(tgs.budget, "probe", probe)
     run = tmp_path / "runs" / "b"
     args = [
         "run",
@@ -55,6 +65,7 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
         "size=32",
         "batch_size=16",
         "n_folds=2",
+        "jobs=1",
         "epochs=50",
         "budget_minutes=0.6",
         "lr=0.01",
@@ -62,7 +73,9 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
     ]
     assert main(args) == 0
     plan = json.loads((run / "plan.json").read_text())
-    assert 1 <= plan["epochs"] < 50 and plan["measured"]["steps_per_epoch"] == 1
+    assert measured["steps_per_epoch"] == 1 and measured["step_seconds"] > 0
+    # 36 s - reserve (2 x OOF 0.6 s + predict 0.6 s + 10 s) = 23.2 s per... 2 folds, 1.5 s epochs
+    assert plan["epochs"] == int(0.92 * plan["fold_seconds"] / 1.5) and 3 <= plan["epochs"] < 50
     for k in (0, 1):
         log = pd.read_csv(run / f"fold{k}" / "log.csv")
         assert len(log) == plan["epochs"]  # every fold runs the planned schedule to its end

@@ -133,7 +133,7 @@ def test_train_folds_script(synth_dir, tiny_config, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== CV " in proc.stdout
-    subs = list((tmp_path / "submissions").glob("waves-cv*.csv"))
+    subs = list((tmp_path / "submissions").glob("tiny-cv*.csv"))
     assert len(subs) == 1
     assert validate_file(subs[0], synth_dir / "sample_submission.csv") == 20
     assert list((tmp_path / "folds").glob("*.csv"))
