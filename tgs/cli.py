@@ -424,10 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run", required=True)
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
     sp.add_argument("--out", help="output folder (default RUN/pseudo)")
-    sp.add_argument("--low", type=float, default=0.1, help="sure-empty pixel probability")
-    sp.add_argument("--high", type=float, default=0.9, help="sure-salt pixel probability")
+    sp.add_argument("--low", type=float, default=0.2, help="sure-empty probability")
+    sp.add_argument("--high", type=float, default=0.8, help="sure-salt probability")
     sp.add_argument(
-        "--max-uncertain", type=float, default=0.005, help="share of pixels allowed in between"
+        "--max-uncertain", type=float, default=0.03, help="share of pixels allowed in between"
     )
     sp.add_argument("--force", action="store_true", help="replace an existing folder")
     _add_kaggle(sub)
