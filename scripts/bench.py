@@ -2,6 +2,7 @@
 """tgs benchmarks. Prints a table and writes JSON; never asserts timings.
 
     python scripts/bench.py speed [--quick] [--out bench]
+    python scripts/bench.py threads [--quick]
     python scripts/bench.py quality --data DIR --config CFG [--fold 0] [--minutes M] [KEY=VALUE ...]
 
 `speed` times every hot path on this machine against a plain baseline in the same run: training
@@ -294,6 +295,65 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
     return [row]
 
 
+# One training-throughput child of `threads`: seed_unet 16 filters at 64 px (configs/cpu.yaml's
+# net), batch 32, fp32 on the CPU; writes its images/s to the JSON file given.
+_THREADS_CHILD = """
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+from tgs.losses import create_loss
+from tgs.models import create_model
+torch.manual_seed(0)
+m = create_model("seed_unet", geometry="resize", size=64, n_filters=16, cls_head=True)
+m = m.to(memory_format=torch.channels_last)
+opt, loss_fn = torch.optim.AdamW(m.parameters(), 1e-3), create_loss("bce+dice")
+x = torch.randn(32, 1, 101, 101).contiguous(memory_format=torch.channels_last)
+y = (torch.rand(32, 1, 101, 101) > 0.5).float()
+def step():
+    loss = loss_fn(m(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+for _ in range(3):
+    step()
+t0 = time.perf_counter()
+for _ in range(int(sys.argv[2])):
+    step()
+rate = 32 * int(sys.argv[2]) / (time.perf_counter() - t0)
+json.dump({"img_s": rate}, open(sys.argv[3], "w"))
+"""
+
+
+def threads(a: argparse.Namespace) -> list[dict]:
+    """Training images/s of one process on all threads against several 1-thread processes at
+    once (folds in parallel, `jobs`), on this CPU."""
+    import os
+    import subprocess
+    import tempfile
+
+    cores, steps, rows = os.cpu_count() or 1, 6 if a.quick else 20, []
+    layouts = [(1, cores), (1, 1)] + [(n, 1) for n in range(2, cores + 2)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for procs, n_threads in layouts:
+        with tempfile.TemporaryDirectory() as tmp:
+            outs = [Path(tmp) / f"{i}.json" for i in range(procs)]
+            cmd = [sys.executable, "-c", _THREADS_CHILD, str(n_threads), str(steps)]
+            running = [subprocess.Popen([*cmd, str(o)], env=env) for o in outs]
+            if any(p.wait() for p in running):
+                raise RuntimeError("a throughput child failed")
+            rates = [json.loads(o.read_text())["img_s"] for o in outs]
+        rows.append(
+            {
+                "benchmark": f"train seed_unet 64px b32: {procs} proc x {n_threads} thread",
+                "unit": "img/s",
+                "baseline": "",
+                "tgs": round(sum(rates), 1),
+                "speedup": "",
+                "device": f"{cores} cores; per process " + ", ".join(f"{r:.1f}" for r in rates),
+            }
+        )
+    return rows
+
+
 def speed(a: argparse.Namespace) -> list[dict]:
     out = Path(a.out)
     rows = bench_cpu_paths(a.quick) + bench_models(a.quick) + bench_predict(out, a.quick)
@@ -322,11 +382,19 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--name", help="row name (default: the config's name)")
     q.add_argument("--out", default="bench")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    tp = sub.add_parser("threads", help="images/s: one process on all cores vs 1-thread ones")
+    tp.add_argument("--quick", action="store_true")
+    tp.add_argument("--out", default="bench")
     sp = sub.add_parser("speed", help="time every hot path against a plain baseline")
     sp.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     sp.add_argument("--out", default="bench")
     a = p.parse_args(argv)
     Path(a.out).mkdir(parents=True, exist_ok=True)
+    if a.what == "threads":
+        rows = threads(a)
+        (Path(a.out) / "threads.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print_table(rows)
+        return 0
     if a.what == "speed":
         rows = speed(a)
         (Path(a.out) / "speed.json").write_text(json.dumps(rows, indent=2) + "\n")
