@@ -38,3 +38,18 @@ def train_args(config, data, folds, fold, run, *extra: str) -> list[str]:
         str(run),
         *extra,
     ]
+
+
+# A config small enough to train a fold in a second (tests only).
+TINY = """
+name: tiny
+model: seed_unet
+model_kwargs: {n_filters: 4}
+geometry: resize
+size: 32
+n_folds: 2
+epochs: 1
+batch_size: 16
+val_batch_size: 32
+loss: bce+dice
+"""

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import train_args
+from tests.helpers import TINY, train_args
 from tgs import rle
 from tgs.cli import main
 from tgs.data.io import read_image, read_rle_csv
@@ -23,18 +23,6 @@ from tgs.submission import score_file, validate_file
 from tgs.thresholds import is_blank, postprocess
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """
-name: tiny
-model: seed_unet
-model_kwargs: {n_filters: 4}
-geometry: resize
-size: 32
-n_folds: 2
-epochs: 1
-batch_size: 16
-val_batch_size: 32
-loss: bce+dice
-"""
 
 
 @pytest.fixture

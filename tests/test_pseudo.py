@@ -14,6 +14,8 @@ from tgs.pipeline import load_data, search, train_fold
 from tgs.pseudo import Confidence
 from tgs.run import Run
 
+SMALL = ["model_kwargs.n_filters=4", "geometry=resize", "size=32"]
+
 
 def test_rule_keeps_sure_images_empty_and_salt():
     probs = np.full((4, 10, 10), 0.02, np.float32)
@@ -36,9 +38,7 @@ def pseudo_run(synth_dir, tmp_path_factory):
     cfg = load_config(
         None,
         [
-            "model_kwargs.n_filters=4",
-            "geometry=resize",
-            "size=32",
+            *SMALL,
             "batch_size=8",
             "epochs=2",
             "max_train_batches=3",
@@ -96,9 +96,7 @@ def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, t
     cfg = load_config(
         None,
         [
-            "model_kwargs.n_filters=4",
-            "geometry=resize",
-            "size=32",
+            *SMALL,
             "batch_size=8",
             "epochs=1",
             "max_train_batches=1",
@@ -113,9 +111,7 @@ def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, t
     bad = load_config(
         None,
         [
-            "model_kwargs.n_filters=4",
-            "geometry=resize",
-            "size=32",
+            *SMALL,
             f"pseudo={run.root.parent / 'nope'}",
         ],
     )

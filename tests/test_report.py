@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import TINY
 from tgs import rle
 from tgs.cli import main
 from tgs.config import Config
@@ -287,19 +288,7 @@ def test_boundary_outlines_the_mask_edge_and_closes_at_the_border():
     assert full.sum() == 16 and not full[1:4, 1:4].any()  # a full mask is framed
 
 
-TINY = """
-name: tiny
-model: seed_unet
-model_kwargs: {n_filters: 4}
-geometry: resize
-size: 32
-n_folds: 2
-epochs: 1
-batch_size: 16
-val_batch_size: 32
-max_train_batches: 2
-threads: 1
-"""
+TINY_RUN = TINY + "max_train_batches: 2\nthreads: 1\n"
 
 
 def test_tgs_run_writes_the_report_at_the_end(tmp_path, synth_dir, monkeypatch):
@@ -307,7 +296,7 @@ def test_tgs_run_writes_the_report_at_the_end(tmp_path, synth_dir, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY)
+    config.write_text(TINY_RUN)
     opts = RunOptions(config=str(config), data=str(synth_dir), run=str(tmp_path / "runs/tiny"))
     result = run_pipeline(opts)
     assert result.report == result.run.report_dir / "index.html"
