@@ -73,7 +73,8 @@ class Config:
     threads: int = 0  # torch CPU threads (0: torch default)
     jobs: int = 1  # `tgs run`: folds trained at once in CPU processes, the cores split between
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
-    val_every: int = 1  # validate every N epochs (and at the end of each stage)
+    val_every: int = 1  # validate every N epochs (and at each stage's end); plateau's patience
+    # counts validated epochs
     max_minutes: float = 0.0  # hard guard per fold: stop before an epoch would pass it
     budget_minutes: float = 0.0  # > 0: plan epochs so the whole run (folds+search+predict) fits
     tta: str = "hflip"  # views averaged for OOF and test (see tgs.tta.TTAS)

@@ -75,12 +75,11 @@ def make_pseudo(
                 id_ = b.ids[i]
                 cv2.imwrite(str(tmp / "train" / "images" / f"{id_}.png"), b.images[i])
                 cv2.imwrite(str(tmp / "train" / "masks" / f"{id_}.png"), b.masks[i] * 255)
-                rows.append((id_, int(b.masks[i].any())))
+                rows.append((id_, b.masks[i]))
         if not rows:
             raise TGSError(f"no test prediction of {run.root} passes {rule}: loosen the rule")
-        ids = [r[0] for r in rows]
-        masks = np.stack([cv2.imread(str(tmp / "train/masks" / f"{i}.png"), 0) > 0 for i in ids])
-        pd.DataFrame({"id": ids, "rle_mask": rle.encode_batch(masks.astype(np.uint8))}).to_csv(
+        ids, masks = [r[0] for r in rows], np.stack([r[1] for r in rows])
+        pd.DataFrame({"id": ids, "rle_mask": rle.encode_batch(masks)}).to_csv(
             tmp / "train.csv", index=False
         )
         depths = data_dir / "depths.csv"
@@ -95,8 +94,8 @@ def make_pseudo(
             "models": [run.relative(f) for f in run.prediction_files()],
             "n_test": n_seen,
             "n_kept": len(rows),
-            "n_kept_empty": sum(1 for r in rows if not r[1]),
-            "n_kept_salt": sum(1 for r in rows if r[1]),
+            "n_kept_empty": int((masks.reshape(len(masks), -1).max(axis=1) == 0).sum()),
+            "n_kept_salt": int((masks.reshape(len(masks), -1).max(axis=1) > 0).sum()),
         }
         write_json(tmp / "pseudo.json", summary)
     return summary
