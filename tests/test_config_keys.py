@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.helpers import fold_trainer
 from tgs.config import load_config
 from tgs.data.dataset import SaltDataset
-from tgs.folds import make_folds
 from tgs.inference import Runtime
-from tgs.pipeline import load_data, train_fold
+from tgs.pipeline import train_fold
 from tgs.run import Run
-from tgs.train import build_optimizer, build_scheduler, epoch_loader, seed_everything
+from tgs.train import build_optimizer, build_scheduler, epoch_loader
 from tgs.trainer import FoldTrainer
 
 TINY = [
@@ -26,19 +26,8 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def data(synth_dir):
-    return load_data(synth_dir)
-
-
-@pytest.fixture(scope="module")
-def folds(data):
-    return make_folds(data.ids, data.masks, data.z, 2, 0)
-
-
 def _trainer(cfg, data, folds, tmp_path, name="r"):
-    seed_everything(cfg.seed)
-    return FoldTrainer(cfg, data, folds, 0, Run(tmp_path / name).create(cfg))
+    return fold_trainer(cfg, data, folds, tmp_path / name)
 
 
 def test_sgd_is_plain_momentum_without_decay_on_norm_and_bias(data, folds, tmp_path):

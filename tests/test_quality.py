@@ -5,19 +5,17 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.helpers import fold_trainer
 from tgs.checkpoint import load_model, read_checkpoint
 from tgs.config import load_config
 from tgs.data.dataset import InputSpec
-from tgs.data.io import load_train
 from tgs.errors import ConfigError, DataError
-from tgs.folds import make_folds
 from tgs.inference import Runtime, load_models, predict_array
 from tgs.losses import create_loss
 from tgs.metric import competition_score
 from tgs.models import create_model
 from tgs.run import Run
 from tgs.thresholds import is_blank, postprocess, search
-from tgs.train import seed_everything
 from tgs.trainer import FoldTrainer
 
 TINY = [
@@ -31,19 +29,8 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def data(synth_dir):
-    return load_train(synth_dir)
-
-
-@pytest.fixture(scope="module")
-def folds(data):
-    return make_folds(data.ids, data.masks, data.z, 2, 0)
-
-
 def trainer(cfg, data, folds, run, fold=0):
-    seed_everything(cfg.seed + fold)
-    return FoldTrainer(cfg, data, folds, fold, Run(run).create(cfg))
+    return fold_trainer(cfg, data, folds, run, fold)
 
 
 def test_lovasz_variants_differ_and_symmetric_helps_empty_masks():
