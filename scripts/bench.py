@@ -3,7 +3,8 @@
 
     python scripts/bench.py speed [--quick] [--out bench]
     python scripts/bench.py threads [--quick]
-    python scripts/bench.py quality --data DIR --config CFG [--fold 0] [--minutes M] [KEY=VALUE ...]
+    python scripts/bench.py quality --data DIR --config CFG [--fold 0] [--budget M]
+        [KEY=VALUE ...]
 
 `speed` times every hot path on this machine against a plain baseline in the same run: training
 and inference images/s (seed_unet and smp Unet-resnet34 at 128 px, batch 32), predict on 18000
@@ -36,6 +37,8 @@ def quality(a: argparse.Namespace) -> dict:
     overrides = list(a.overrides)
     if a.minutes:
         overrides.append(f"max_minutes={a.minutes}")
+    if a.budget:
+        overrides.append(f"budget_minutes={a.budget}")
     cfg = load_config(a.config, overrides)
     validate_config(cfg)
     data = load_data(a.data)
@@ -50,6 +53,10 @@ def quality(a: argparse.Namespace) -> dict:
         shutil.rmtree(run.root)
     run.create(cfg, a.data, folds_csv)
     t0 = time.time()
+    if a.budget:  # the fold, its OOF and the search planned into `budget` minutes
+        from tgs.budget import ensure_plan
+
+        ensure_plan(run, cfg, data, folds, a.fold, waves=1, n_test=0, spent=0.0)
     summary = train_fold(run, cfg, data, folds, a.fold)
     th = search(run, a.data, data)
     return {
@@ -64,6 +71,8 @@ def quality(a: argparse.Namespace) -> dict:
         "min_area": th["min_area"],
         "empty_threshold": th["empty_threshold"],
         "minutes": round((time.time() - t0) / 60, 2),
+        "plan": (run.plan() or {}).get("epochs"),
+        "plan_stage2": (run.plan() or {}).get("stage2_epochs"),
     }
 
 
@@ -379,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--config", default=str(ROOT / "configs" / "cpu.yaml"))
     q.add_argument("--fold", type=int, default=0)
     q.add_argument("--minutes", type=float, default=0.0, help="wall-clock budget for the fold")
+    q.add_argument(
+        "--budget",
+        type=float,
+        default=0.0,
+        help="minutes for the fold's training, OOF and search, planned as budget_minutes does",
+    )
     q.add_argument("--name", help="row name (default: the config's name)")
     q.add_argument("--out", default="bench")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE")

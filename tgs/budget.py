@@ -40,7 +40,15 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     t = FoldTrainer(probe_cfg, data, folds, fold, run)
     warm = _step_times(t, probe_cfg, 1)[0]
     step_s = statistics.median(_step_times(t, probe_cfg, PROBE_STEPS))
+    extra = {}
+    if cfg.low_size:  # progressive resizing: its low-resolution steps cost less
+        from tgs.trainer import train_size
+
+        with train_size(t.model, cfg.low_size):
+            _step_times(t, probe_cfg, 1)  # warm-up at the new size
+            extra["low_step_seconds"] = statistics.median(_step_times(t, probe_cfg, PROBE_STEPS))
     return {
+        **extra,
         "step_seconds": step_s,
         "val_seconds": _timed_validation(t),
         "warmup_step_seconds": warm,
@@ -67,8 +75,9 @@ def probe_in_processes(run: Run, fold: int, parallel: int) -> dict:
             raise TGSError(f"the budget probe of {run.root} failed (see above)")
         found = [json.loads(o.read_text()) for o in outs]
     out = dict(found[0])
-    for key in ("step_seconds", "val_seconds", "warmup_step_seconds"):
-        out[key] = statistics.median(f[key] for f in found)
+    for key in ("step_seconds", "val_seconds", "warmup_step_seconds", "low_step_seconds"):
+        if key in out:
+            out[key] = statistics.median(f[key] for f in found)
     out["parallel"] = parallel
     return out
 
@@ -131,12 +140,17 @@ def plan_epochs(
 ) -> dict:
     """The plan for `waves` rounds of folds (folds trained at once share a round) in `seconds`:
     epochs (stage 1 + stage 2 in the config's ratio; a whole number of restart cycles), warm-up
-    scaled alike; the OOF passes and predict over `n_models` folds (default `waves`) reserved.
+    scaled alike (with progressive resizing an epoch costs the mix of low and full-size steps);
+    the OOF passes and predict over `n_models` folds (default `waves`) reserved.
     `world`: DDP ranks sharing each epoch's steps."""
     n_models = n_models or waves
     steps = -(-measured["steps_per_epoch"] // max(1, world))
     val_s = measured["val_seconds"] / max(1, cfg.val_every)
-    epoch_s = measured["step_seconds"] * steps + val_s
+    step_s = measured["step_seconds"]
+    if cfg.low_size and "low_step_seconds" in measured:  # progressive resizing: mean step
+        share = cfg.low_share * cfg.epochs / (cfg.epochs + cfg.stage2_epochs)
+        step_s = share * measured["low_step_seconds"] + (1 - share) * step_s
+    epoch_s = step_s * steps + val_s
     per_image = measured["val_seconds"] / max(1, measured["n_val"])  # one view, one model
     views = 2 if cfg.tta == "hflip" else 1
     snaps = max(1, math.ceil(cfg.epochs / cfg.cycle_epochs)) if cfg.snapshots else 1

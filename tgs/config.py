@@ -29,9 +29,13 @@ class Config:
     decoder_attention_type: str | None = None  # e.g. "scse" (smp Unet/Unet++)
     hypercolumn: bool = False  # concat upsampled decoder features before the head
     cls_weight: float = 0.0  # > 0: add an empty/non-empty head, its BCE weighted by this
+    aux_weight: float = 0.0  # > 0: deep supervision (seed_unet): a logit head per decoder scale,
+    # each trained with the mask loss on images with salt only, weighted by this
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments
     geometry: str = "pad"  # pad | resize | none: how 101x101 reaches the model size
     size: int = 128
+    low_size: int = 0  # > 0: progressive resizing: the first `low_share` of the stage-1 epochs
+    low_share: float = 0.75  # train on inputs resized to low_size, the rest at geometry/size
     depth_channel: bool = False  # add a plane of depth z (needs depths.csv for every id)
     ramp_channel: bool = False  # add a row-position ramp plane
     # data

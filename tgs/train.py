@@ -51,6 +51,13 @@ def validate_config(cfg: Config) -> None:
         raise TGSError("budget_minutes and max_minutes must be >= 0")
     if not 0 <= cfg.ema < 1:
         raise TGSError(f"ema is a decay in [0, 1), got {cfg.ema}")
+    if cfg.aux_weight < 0:
+        raise TGSError(f"aux_weight must be >= 0, got {cfg.aux_weight}")
+    if cfg.low_size and not (16 <= cfg.low_size and 0 < cfg.low_share <= 1):
+        raise TGSError(
+            f"progressive resizing needs low_size >= 16 and 0 < low_share <= 1 "
+            f"(got {cfg.low_size}, {cfg.low_share})"
+        )
     create_loss(cfg.loss)
     check_tta(cfg.tta)
     model_from_config(cfg, pretrained=False)
@@ -89,6 +96,11 @@ def stage2_config(cfg: Config) -> Config:
         scheduler="cosine",
         warmup_epochs=0,
     )
+
+
+def low_epochs(cfg: Config) -> int:
+    """Stage-1 epochs trained at `low_size` (progressive resizing); 0 without it."""
+    return round(cfg.low_share * cfg.epochs) if cfg.low_size else 0
 
 
 def cycle_epochs(cfg: Config) -> int:
@@ -156,17 +168,33 @@ def build_scheduler(cfg: Config, opt: torch.optim.Optimizer, steps: int):
 
 
 class Criterion(nn.Module):
-    """Mask loss on logits (N, 1, H, W) + cls_weight * BCE of the salt-present logit (N,)."""
+    """Mask loss on logits (N, 1, H, W) + cls_weight * BCE of the salt-present logit (N,)
+    + aux_weight * the mean over auxiliary (deep supervision) logits of the mask loss on the
+    images with salt only (the empty/non-empty decision is left to the main mask and the head)."""
 
-    def __init__(self, mask_loss: nn.Module, cls_weight: float = 0.0):
+    def __init__(self, mask_loss: nn.Module, cls_weight: float = 0.0, aux_weight: float = 0.0):
         super().__init__()
-        self.mask_loss, self.cls_weight = mask_loss, cls_weight
+        self.mask_loss, self.cls_weight, self.aux_weight = mask_loss, cls_weight, aux_weight
 
-    def forward(self, mask: torch.Tensor, cls: torch.Tensor | None, y: torch.Tensor):
+    @property
+    def wants_aux(self) -> bool:
+        return self.aux_weight > 0
+
+    def forward(
+        self,
+        mask: torch.Tensor,
+        cls: torch.Tensor | None,
+        y: torch.Tensor,
+        aux: list[torch.Tensor] | None = None,
+    ):
         loss = self.mask_loss(mask.float(), y)
+        present = y.flatten(1).amax(dim=1)
         if cls is not None and self.cls_weight > 0:
-            present = y.flatten(1).amax(dim=1)
             loss = loss + self.cls_weight * F.binary_cross_entropy_with_logits(cls.float(), present)
+        salt = present > 0
+        if aux and self.aux_weight > 0 and salt.any():
+            parts = [self.mask_loss(a[salt].float(), y[salt]) for a in aux]
+            loss = loss + self.aux_weight * torch.stack(parts).mean()
         return loss
 
 
@@ -182,7 +210,11 @@ def train_one_epoch(
     for x, y in bar:
         x, y = rt.to_input(x), y.to(rt.device, non_blocking=True)
         with rt.autocast():
-            loss = criterion(*model(x, with_cls=True), y)
+            if getattr(criterion, "wants_aux", False):
+                mask, cls, aux = model(x, with_cls=True, with_aux=True)
+                loss = criterion(mask, cls, y, aux)
+            else:
+                loss = criterion(*model(x, with_cls=True), y)
         if not torch.isfinite(loss):
             raise TGSError(
                 f"{desc}: loss became {loss.item()} (lower lr?); last good checkpoint kept"

@@ -6,6 +6,7 @@ import logging
 import math
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from tgs.data.io import TrainData, require_depths
 from tgs.distributed import Dist, barrier, gather_objects, mean_across, weights_identical
 from tgs.errors import TGSError
 from tgs.fileio import atomic_path
+from tgs.geometry import Geometry
 from tgs.inference import Runtime, load_models, predict_array
 from tgs.losses import create_loss
 from tgs.metric import competition_score, per_image_scores
@@ -33,6 +35,7 @@ from tgs.train import (
     cycle_epochs,
     epoch_loader,
     fold_indices,
+    low_epochs,
     stage2_config,
     steps_per_epoch,
     take,
@@ -67,6 +70,22 @@ def has_unused_parameters(model: torch.nn.Module, rt: Runtime) -> bool:
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return unused
+
+
+@contextmanager
+def train_size(model: torch.nn.Module, size: int):
+    """Progressive resizing: inside, `model` (a SegModel) resizes its inputs to `size` x `size`
+    (and its logits back to 101); size 0 leaves it as built. Restored on exit, so validation,
+    the EMA copy and checkpoints always use the run's geometry."""
+    if not size:
+        yield model
+        return
+    full = model.geometry
+    model.geometry = Geometry("resize", size)
+    try:
+        yield model
+    finally:
+        model.geometry = full
 
 
 def model_in_channels(model: torch.nn.Module) -> int:
@@ -158,7 +177,8 @@ class FoldTrainer:
         """Loss, optimizer and schedule of stage 1 (the config's) or stage 2 (its loss, a fresh
         optimizer at stage2_lr, cosine over stage2_epochs), on the current weights (and EMA)."""
         c = self.cfg if stage == 1 else stage2_config(self.cfg)
-        self.criterion = Criterion(create_loss(c.loss), c.cls_weight).to(self.rt.device)
+        self.criterion = Criterion(create_loss(c.loss), c.cls_weight, c.aux_weight)
+        self.criterion = self.criterion.to(self.rt.device)
         self.opt = build_optimizer(c, self.model)
         self.steps = steps_per_epoch(len(self.train_set.ids), c, self.dist.world)
         self.sched = build_scheduler(c, self.opt, self.steps)
@@ -263,17 +283,20 @@ class FoldTrainer:
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
 
-        loss = train_one_epoch(
-            self.train_model,
-            loader,
-            self.criterion,
-            self.opt,
-            self.scaler,
-            self.rt,
-            desc,
-            on_step,
-            quiet=not self.dist.main,
-        )
+        low = epoch < low_epochs(cfg)
+        desc += f" ({cfg.low_size} px)" if low else ""
+        with train_size(self.model, cfg.low_size if low else 0):
+            loss = train_one_epoch(
+                self.train_model,
+                loader,
+                self.criterion,
+                self.opt,
+                self.scaler,
+                self.rt,
+                desc,
+                on_step,
+                quiet=not self.dist.main,
+            )
         loss = mean_across(self.dist, loss)
         score = self.val_score() if self.validates(epoch) else math.nan
         if self.sched is not None and not math.isnan(score):  # plateau steps on the score

@@ -90,10 +90,15 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
         decoder_attention_type: str | None = None,
         hypercolumn: bool = False,
         cls_head: bool = False,
+        deep_supervision: bool = False,
         **kw: Any,
     ) -> nn.Module:
         import segmentation_models_pytorch as smp
 
+        if deep_supervision:
+            raise ConfigError(
+                f"deep supervision (aux_weight > 0) is built for seed_unet, not {arch}"
+            )
         _check_encoder(encoder)
         if decoder_attention_type is not None:
             kw["decoder_attention_type"] = decoder_attention_type
@@ -133,22 +138,27 @@ class SegModel(nn.Module):
     """Geometry + net: (N, C, 101, 101) -> logits (N, 1, 101, 101).
 
     `forward(x, with_cls=True)` (or `forward_all`) also returns the empty/non-empty classifier's
-    logits (N,) when the net has a classification head, else None. Going through `forward`
-    keeps DistributedDataParallel's gradient hooks in play.
+    logits (N,) when the net has a classification head, else None. `with_aux=True` (training,
+    deep supervision) adds the list of auxiliary decoder-scale logits, each (N, 1, 101, 101).
+    Going through `forward` keeps DistributedDataParallel's gradient hooks in play.
     """
 
     def __init__(self, net: nn.Module, geometry: Geometry):
         super().__init__()
         self.net, self.geometry = net, geometry
 
-    def forward(self, x: torch.Tensor, with_cls: bool = False):
-        """Logits (N, 1, 101, 101); with_cls: (logits, class logits (N,) or None)."""
+    def forward(self, x: torch.Tensor, with_cls: bool = False, with_aux: bool = False):
+        """Logits (N, 1, 101, 101); with_cls: (logits, class logits (N,) or None); with_aux:
+        (logits, class logits or None, [auxiliary logits (N, 1, 101, 101)], [] without)."""
         out = self.net(self.geometry.forward(x))
-        mask, label = out if isinstance(out, tuple) else (out, None)
+        out = out if isinstance(out, tuple) else (out,)
+        mask, label = out[0], out[1] if len(out) > 1 else None
+        aux = [self.geometry.inverse(a) for a in out[2]] if len(out) > 2 else []
         mask = self.geometry.inverse(mask)
-        if not with_cls:
-            return mask
-        return mask, None if label is None else label.reshape(-1)
+        label = None if label is None else label.reshape(-1)
+        if with_aux:
+            return mask, label, aux
+        return (mask, label) if with_cls else mask
 
     def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self(x, with_cls=True)
@@ -185,5 +195,6 @@ def model_from_config(cfg: Any, pretrained: bool = True) -> SegModel:
         decoder_attention_type=cfg.decoder_attention_type,
         hypercolumn=cfg.hypercolumn,
         cls_head=cfg.cls_weight > 0,
+        **({"deep_supervision": True} if cfg.aux_weight > 0 else {}),
         **cfg.model_kwargs,
     )

@@ -9,12 +9,15 @@ so Keras silently drops the first conv (and its BN) from the graph. Here the two
 as intended. Returns logits (no sigmoid). Input sides must be divisible by 16 (use 128).
 Options beyond the article: `hypercolumn` (all up-blocks' outputs upsampled and concatenated
 before the 1x1 head) and `cls_head` (an empty/non-empty logit from the bottleneck; forward then
-returns (mask, class logit)).
+returns (mask, class logit)) and `deep_supervision` (a 1x1 logit head on each up-block but the
+last; in training mode forward then also returns their logits, upsampled to the input size, for
+auxiliary losses; eval-mode outputs are unchanged).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tgs.models.heads import ClassifierHead, hypercolumn
@@ -43,6 +46,7 @@ class SeedUNet(nn.Module):
         batchnorm: bool = True,
         hypercolumn: bool = False,
         cls_head: bool = False,
+        deep_supervision: bool = False,
     ):
         super().__init__()
         self.use_hypercolumn = hypercolumn
@@ -65,11 +69,15 @@ class SeedUNet(nn.Module):
         head_in = sum(widths) if hypercolumn else c
         self.head = nn.Conv2d(head_in, classes, 1)
         self.cls = ClassifierHead(n_filters * 16) if cls_head else None
+        aux = [nn.Conv2d(w, classes, 1) for w in list(reversed(widths))[:-1]]
+        self.aux_heads = nn.ModuleList(aux) if deep_supervision else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):  # Keras' he_normal
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor):
+        """Logits (N, classes, H, W); (mask, class logit (N, 1)) with cls_head; in training
+        mode with deep_supervision also a list of auxiliary logits (N, classes, H, W)."""
         if x.shape[-1] % 16 or x.shape[-2] % 16:
             raise ValueError(f"seed_unet needs sides divisible by 16, got {tuple(x.shape[-2:])}")
         skips = []
@@ -85,4 +93,12 @@ class SeedUNet(nn.Module):
             x = block(x)
             decoded.append(x)
         mask = self.head(hypercolumn(decoded) if self.use_hypercolumn else x)
-        return (mask, self.cls(bottom)) if self.cls is not None else mask
+        label = self.cls(bottom) if self.cls is not None else None
+        if self.aux_heads is not None and self.training:
+            size = mask.shape[-2:]
+            aux = [
+                F.interpolate(head(d), size=size, mode="bilinear", align_corners=False)
+                for head, d in zip(self.aux_heads, decoded, strict=False)
+            ]
+            return mask, label, aux
+        return (mask, label) if label is not None else mask
