@@ -172,3 +172,14 @@ def test_run_jobs_trains_folds_in_parallel_cpu_processes(
     assert f"threads: {threads}" in (run / "config.yaml").read_text()
     for k in (0, 1):
         assert f"fold {k} epoch 1/1" in (run / f"fold{k}.log").read_text()
+
+
+def test_run_jobs_with_one_fold_to_train_keeps_every_core(
+    synth_dir, tiny_config, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "one"
+    args = ["run", "--config", str(tiny_config), "--data", str(synth_dir), "--run", str(run)]
+    assert main([*args, "--jobs", "2", "--no-report", "max_train_batches=1", "folds=[0]"]) == 0
+    assert "threads: 0" in (run / "config.yaml").read_text()  # not split: one fold at a time
+    assert json.loads((run / "thresholds.json").read_text())["folds"] == [0]

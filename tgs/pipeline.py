@@ -269,12 +269,13 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     config = config or default_config()
     cfg = load_config(config, opts.overrides)
     opts.jobs = opts.jobs or cfg.jobs
-    if opts.jobs > 1 and not cfg.threads:  # split the cores between the folds trained at once
-        cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // opts.jobs))
+    folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
+    at_once = min(opts.jobs, len(folds))
+    if at_once > 1 and not cfg.threads:  # split the cores between the folds trained at once
+        cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // at_once))
     validate_config(cfg)
     main_node = _check_launch(opts, cfg)
     run = Run(opts.run or Run.default_root(cfg))
-    folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
     if not opts.resume and any(run.started(k) for k in run.folds()):
         raise TGSError(
             f"{run.root} already holds trained folds: pass --resume to continue it, or --run NEW"
