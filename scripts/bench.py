@@ -3,6 +3,7 @@
 
     python scripts/bench.py speed [--quick] [--out bench]
     python scripts/bench.py threads [--quick]
+    python scripts/bench.py blend RUN RUN... --data DIR [--fold 0]
     python scripts/bench.py quality --data DIR --config CFG [--fold 0] [--budget M]
         [KEY=VALUE ...]
 
@@ -10,6 +11,9 @@
 and inference images/s (seed_unet and smp Unet-resnet34 at 128 px, batch 32), predict on 18000
 synthetic test images with 5 folds x hflip (wall time, peak RSS, share outside the model), the
 joint threshold x min-area search on 4000 OOF maps, and RLE of 18000 masks.
+
+`blend` scores the average of several such runs' OOF (e.g. two architectures at half the
+budget each against one at the whole budget).
 
 `quality` trains one fold of CFG on DIR (real data: `python -m tgs prepare` first) under a
 wall-clock budget, searches post-processing on that fold's OOF, and prints its competition score.
@@ -73,6 +77,45 @@ def quality(a: argparse.Namespace) -> dict:
         "minutes": round((time.time() - t0) / 60, 2),
         "plan": (run.plan() or {}).get("epochs"),
         "plan_stage2": (run.plan() or {}).get("stage2_epochs"),
+    }
+
+
+def blend(a: argparse.Namespace) -> dict:
+    """Score the average of several runs' OOF probabilities (same fold, same ids) after the
+    post-processing search: what a blend of those models would score on that fold."""
+    import numpy as np
+
+    from tgs.pipeline import load_data
+    from tgs.run import Run
+    from tgs.thresholds import DEFAULT_THRESHOLDS, is_blank, search
+
+    runs = [Run(r) for r in a.runs]
+    oofs = [r.load_oof([a.fold]) for r in runs]
+    ids = oofs[0][0]
+    if any(o[0] != ids for o in oofs):
+        raise SystemExit("the runs' OOF ids differ: blend runs of the same folds file only")
+    probs = np.mean([o[1].astype(np.float32) for o in oofs], axis=0)
+    has_cls = all(o[2] is not None for o in oofs)
+    cls = np.mean([o[2] for o in oofs], axis=0) if has_cls else None
+    data = load_data(a.data)
+    rows = data.rows(ids, a.data)
+    cfg = runs[0].config()
+    result = search(
+        probs,
+        data.masks[rows],
+        DEFAULT_THRESHOLDS,
+        np.asarray(cfg.min_areas),
+        cls=cls,
+        blank=is_blank(data.images[rows]) if cfg.blank_rule else None,
+    )
+    return {
+        "name": a.name or "+".join(r.root.name for r in runs),
+        "fold": a.fold,
+        "oof_0.5": round(result.score_at(0.5, 0, 0.0), 4),
+        "oof_tuned": round(result.score, 4),
+        "threshold": result.threshold,
+        "min_area": result.min_area,
+        "empty_threshold": result.empty_threshold,
     }
 
 
@@ -304,18 +347,20 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
     return [row]
 
 
-# One training-throughput child of `threads`: seed_unet 16 filters at 64 px (configs/cpu.yaml's
-# net), batch 32, fp32 on the CPU; writes its images/s to the JSON file given.
+# One training-throughput child of `threads`: seed_unet 16 filters at SIZE px (configs/cpu.yaml's
+# net), batch 32, fp32 on the CPU, channels_last or NCHW; writes its images/s to the JSON file.
+# argv: threads, steps, out.json, size, layout (cl | nchw)
 _THREADS_CHILD = """
 import json, sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
 from tgs.losses import create_loss
 from tgs.models import create_model
 torch.manual_seed(0)
-m = create_model("seed_unet", geometry="resize", size=64, n_filters=16, cls_head=True)
-m = m.to(memory_format=torch.channels_last)
+fmt = torch.channels_last if sys.argv[5] == "cl" else torch.contiguous_format
+m = create_model("seed_unet", geometry="resize", size=int(sys.argv[4]), n_filters=16, cls_head=True)
+m = m.to(memory_format=fmt)
 opt, loss_fn = torch.optim.AdamW(m.parameters(), 1e-3), create_loss("bce+dice")
-x = torch.randn(32, 1, 101, 101).contiguous(memory_format=torch.channels_last)
+x = torch.randn(32, 1, 101, 101).contiguous(memory_format=fmt)
 y = (torch.rand(32, 1, 101, 101) > 0.5).float()
 def step():
     loss = loss_fn(m(x), y)
@@ -333,26 +378,29 @@ json.dump({"img_s": rate}, open(sys.argv[3], "w"))
 
 
 def threads(a: argparse.Namespace) -> list[dict]:
-    """Training images/s of one process on all threads against several 1-thread processes at
-    once (folds in parallel, `jobs`), on this CPU."""
+    """Training images/s (batch 32, fp32) of one process on all threads against several 1-thread
+    processes at once (folds in parallel, `jobs`), then one thread at 64 and 48 px (progressive
+    resizing's low size) in channels_last and NCHW layouts, on this CPU."""
     import os
     import subprocess
     import tempfile
 
     cores, steps, rows = os.cpu_count() or 1, 6 if a.quick else 20, []
-    layouts = [(1, cores), (1, 1)] + [(n, 1) for n in range(2, cores + 2)]
+    layouts = [(1, cores, 64, "cl"), (1, 1, 64, "cl")]
+    layouts += [(n, 1, 64, "cl") for n in range(2, cores + 2)]
+    layouts += [(1, 1, 64, "nchw"), (1, 1, 48, "cl"), (1, 1, 48, "nchw")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for procs, n_threads in layouts:
+    for procs, n_threads, size, fmt in layouts:
         with tempfile.TemporaryDirectory() as tmp:
             outs = [Path(tmp) / f"{i}.json" for i in range(procs)]
             cmd = [sys.executable, "-c", _THREADS_CHILD, str(n_threads), str(steps)]
-            running = [subprocess.Popen([*cmd, str(o)], env=env) for o in outs]
+            running = [subprocess.Popen([*cmd, str(o), str(size), fmt], env=env) for o in outs]
             if any(p.wait() for p in running):
                 raise RuntimeError("a throughput child failed")
             rates = [json.loads(o.read_text())["img_s"] for o in outs]
         rows.append(
             {
-                "benchmark": f"train seed_unet 64px b32: {procs} proc x {n_threads} thread",
+                "benchmark": f"train seed_unet {size}px {fmt}: {procs} proc x {n_threads} thread",
                 "unit": "img/s",
                 "baseline": "",
                 "tgs": round(sum(rates), 1),
@@ -397,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--name", help="row name (default: the config's name)")
     q.add_argument("--out", default="bench")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    bp = sub.add_parser("blend", help="score the average of bench runs' OOF on one fold")
+    bp.add_argument("runs", nargs="+", help="run folders (e.g. bench/quality/NAME)")
+    bp.add_argument("--data", required=True)
+    bp.add_argument("--fold", type=int, default=0)
+    bp.add_argument("--name")
+    bp.add_argument("--out", default="bench")
     tp = sub.add_parser("threads", help="images/s: one process on all cores vs 1-thread ones")
     tp.add_argument("--quick", action="store_true")
     tp.add_argument("--out", default="bench")
@@ -415,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         (Path(a.out) / "speed.json").write_text(json.dumps(rows, indent=2) + "\n")
         print_table(rows)
         return 0
-    row = quality(a)
+    row = quality(a) if a.what == "quality" else blend(a)
     with open(Path(a.out) / "quality.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     print_table([row])

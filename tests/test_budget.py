@@ -65,6 +65,8 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
         "size=32",
         "batch_size=16",
         "n_folds=2",
+        "folds=null",  # the shipped cpu.yaml (the default config on a CPU) trains one fold
+        "low_size=0",  # and resizes progressively: the pinned probe times one size only
         "jobs=1",
         "epochs=50",
         "budget_minutes=0.6",

@@ -69,8 +69,10 @@ class SeedUNet(nn.Module):
         head_in = sum(widths) if hypercolumn else c
         self.head = nn.Conv2d(head_in, classes, 1)
         self.cls = ClassifierHead(n_filters * 16) if cls_head else None
-        aux = [nn.Conv2d(w, classes, 1) for w in list(reversed(widths))[:-1]]
-        self.aux_heads = nn.ModuleList(aux) if deep_supervision else None
+        self.aux_heads = None  # built only when asked: other nets keep their seeded init
+        if deep_supervision:
+            coarse = list(reversed(widths))[:-1]
+            self.aux_heads = nn.ModuleList([nn.Conv2d(w, classes, 1) for w in coarse])
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):  # Keras' he_normal
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
