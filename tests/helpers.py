@@ -40,6 +40,17 @@ def train_args(config, data, folds, fold, run, *extra: str) -> list[str]:
     ]
 
 
+# The same tiny net as `key=value` overrides of the defaults (one thread, 32 px).
+TINY_ARGS = [
+    "model=seed_unet",
+    "model_kwargs.n_filters=4",
+    "geometry=resize",
+    "size=32",
+    "batch_size=16",
+    "epochs=1",
+    "threads=1",
+]
+
 # A config small enough to train a fold in a second (tests only).
 TINY = """
 name: tiny

@@ -4,7 +4,7 @@ and leave validation, checkpoints and inference at the run's geometry."""
 import pytest
 import torch
 
-from tests.helpers import fold_trainer
+from tests.helpers import TINY_ARGS, fold_trainer
 from tgs.budget import plan_epochs
 from tgs.config import load_config
 from tgs.errors import ConfigError, TGSError
@@ -14,14 +14,7 @@ from tgs.models import create_model
 from tgs.train import Criterion, low_epochs, validate_config
 from tgs.trainer import train_size
 
-TINY = [
-    "model=seed_unet",
-    "model_kwargs.n_filters=4",
-    "geometry=resize",
-    "size=32",
-    "batch_size=16",
-    "threads=1",
-]
+TINY = TINY_ARGS  # epochs=1 unless a test sets more
 
 
 def _target() -> torch.Tensor:

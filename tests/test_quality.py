@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import fold_trainer
+from tests.helpers import TINY_ARGS, fold_trainer
 from tgs.checkpoint import load_model, read_checkpoint
 from tgs.config import load_config
 from tgs.data.dataset import InputSpec
@@ -18,15 +18,7 @@ from tgs.run import Run
 from tgs.thresholds import is_blank, postprocess, search
 from tgs.trainer import FoldTrainer
 
-TINY = [
-    "model=seed_unet",
-    "model_kwargs.n_filters=4",
-    "geometry=resize",
-    "size=32",
-    "batch_size=16",
-    "epochs=1",
-    "threads=1",
-]
+TINY = TINY_ARGS
 
 
 def trainer(cfg, data, folds, run, fold=0):
