@@ -38,15 +38,13 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     seed_everything(cfg.seed + fold)
     probe_cfg = replace(cfg, max_train_batches=PROBE_STEPS + 1, epochs=1, stage2_epochs=0)
     t = FoldTrainer(probe_cfg, data, folds, fold, run)
-    warm = _step_times(t, probe_cfg, 1)[0]
-    step_s = statistics.median(_step_times(t, probe_cfg, PROBE_STEPS))
+    warm, step_s = _timed_steps(t, probe_cfg)
     extra = {}
     if cfg.low_size:  # progressive resizing: its low-resolution steps cost less
         from tgs.trainer import train_size
 
         with train_size(t.model, cfg.low_size):
-            _step_times(t, probe_cfg, 1)  # warm-up at the new size
-            extra["low_step_seconds"] = statistics.median(_step_times(t, probe_cfg, PROBE_STEPS))
+            extra["low_step_seconds"] = _timed_steps(t, probe_cfg)[1]
     return {
         **extra,
         "step_seconds": step_s,
@@ -92,6 +90,12 @@ def _probe_main(argv: list[str]) -> None:
     data = load_data(run.data_dir())
     folds = load_folds(run.folds_path, ids=data.ids)
     write_json(out, probe(run.config(), data, folds, fold, run))
+
+
+def _timed_steps(t, cfg: Config) -> tuple[float, float]:
+    """(seconds of a first, warm-up step; median seconds of the next PROBE_STEPS steps)."""
+    warm = _step_times(t, cfg, 1)[0]
+    return warm, statistics.median(_step_times(t, cfg, PROBE_STEPS))
 
 
 def _step_times(t, cfg: Config, n: int) -> list[float]:
@@ -148,7 +152,9 @@ def plan_epochs(
     val_s = measured["val_seconds"] / max(1, cfg.val_every)
     step_s = measured["step_seconds"]
     if cfg.low_size and "low_step_seconds" in measured:  # progressive resizing: mean step
-        share = cfg.low_share * cfg.epochs / (cfg.epochs + cfg.stage2_epochs)
+        from tgs.train import low_epochs
+
+        share = low_epochs(cfg) / (cfg.epochs + cfg.stage2_epochs)
         step_s = share * measured["low_step_seconds"] + (1 - share) * step_s
     epoch_s = step_s * steps + val_s
     per_image = measured["val_seconds"] / max(1, measured["n_val"])  # one view, one model

@@ -210,7 +210,7 @@ def train_one_epoch(
     for x, y in bar:
         x, y = rt.to_input(x), y.to(rt.device, non_blocking=True)
         with rt.autocast():
-            if getattr(criterion, "wants_aux", False):
+            if criterion.wants_aux:
                 mask, cls, aux = model(x, with_cls=True, with_aux=True)
                 loss = criterion(mask, cls, y, aux)
             else:
