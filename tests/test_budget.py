@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from tgs.budget import apply_plan, plan_epochs
+from tgs.budget import SAFETY, apply_plan, plan_epochs, replan
 from tgs.cli import main
 from tgs.config import load_config
 
@@ -67,6 +67,7 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
         "n_folds=2",
         "folds=null",  # the shipped cpu.yaml (the default config on a CPU) trains one fold
         "low_size=0",  # and resizes progressively: the pinned probe times one size only
+        "replan_after=0",  # the plan as probed (the refit is tested below)
         "jobs=1",
         "epochs=50",
         "budget_minutes=0.6",
@@ -130,3 +131,84 @@ def test_launch_combinations_that_cannot_work_are_refused(tmp_path):
     assert not _check_launch(
         RunOptions(torchrun=["--nnodes", "2", "--node_rank", "1"]), load_config(None)
     )
+
+
+def _replanned_cost(cfg, plan, new: dict, start: int, end: int) -> float:
+    """Probed seconds of epochs [start, end) of `cfg` laid out as `new`."""
+    from dataclasses import replace
+
+    from tgs.budget import _planned_epoch_seconds, layout
+
+    c = replace(cfg, **layout(cfg, end))
+    return sum(_planned_epoch_seconds(c, plan, e) for e in range(start, end))
+
+
+def test_replan_refits_the_epochs_to_what_the_first_epochs_really_took():
+    cfg = load_config(None, ["budget_minutes=10", "epochs=40", "stage2_epochs=10"])
+    plan = {"measured": MEASURED, "world": 1, "fold_seconds": 1000.0}  # 14 s epochs probed
+    slow = replan(cfg, plan, [28.0, 28.0])  # twice the probe: 944 s left fit 31 more at 28 s
+    assert slow["ratio"] == 2.0 and slow["after_epochs"] == 2
+    assert slow["epochs"] + slow["stage2_epochs"] == 2 + int(SAFETY * 944 / 28)
+    assert slow["stage2_epochs"] == round(33 * 10 / 50)  # the config's 4:1 ratio kept
+    fast = replan(cfg, plan, [7.0, 7.0])  # half the probe: more epochs than planned
+    assert fast["epochs"] + fast["stage2_epochs"] == 2 + int(SAFETY * 986 / 7)
+    late = replan(cfg, plan, [600.0, 600.0])  # past the fold's time: one epoch to end on
+    assert late["epochs"] + late["stage2_epochs"] == 3
+
+
+def test_replan_prices_progressive_epochs_by_their_resolution():
+    cfg = load_config(None, ["budget_minutes=10", "epochs=40", "low_size=32", "low_share=0.75"])
+    measured = {**MEASURED, "low_step_seconds": 0.2}  # 8 s at low res, 14 s at full
+    plan = {"measured": measured, "world": 1, "fold_seconds": 1000.0}
+    new = replan(cfg, plan, [4.0, 4.0])  # two low-res epochs at half the probe's 8 s
+    assert new["ratio"] == 0.5
+    total = new["epochs"]
+    room = SAFETY * (1000.0 - 8.0)
+    assert 0.5 * _replanned_cost(cfg, plan, new, 2, total) <= room
+    assert 0.5 * _replanned_cost(cfg, plan, new, 2, total + 1) > room  # no epoch more fits
+    assert total > int(room / 7.0) + 2  # more than if every epoch were full size
+
+
+def test_budgeted_fold_refits_its_schedule_after_two_epochs_and_resumes_with_it(
+    synth_dir, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    import tgs.budget
+
+    real_probe = tgs.budget.probe
+
+    def probe(*args, **kw):  # the real probe, made to say steps cost 3x what they do
+        m = real_probe(*args, **kw)
+        return {**m, "step_seconds": 3 * m["step_seconds"], "val_seconds": 3 * m["val_seconds"]}
+
+    monkeypatch.setattr(tgs.budget, "probe", probe)
+    run = tmp_path / "runs" / "r"
+    args = ["run", "--data", str(synth_dir), "--run", str(run), "--no-report", *TINY]
+    assert main(args) == 0
+    plan = json.loads((run / "plan.json").read_text())
+    refit = json.loads((run / "fold0" / "plan.json").read_text())
+    assert refit["after_epochs"] == 2 and refit["planned_epochs"] == plan["epochs"]
+    assert refit["ratio"] < 1 and refit["epochs"] > plan["epochs"]
+    log = pd.read_csv(run / "fold0" / "log.csv")
+    assert len(log) == refit["epochs"]  # the fold ran the refit schedule to its end
+    assert log["lr"].iloc[-1] < 0.2 * log["lr"].max()  # ... the cosine laid over it
+    (run / "fold0" / "summary.json").unlink()  # as if fold 0 had been interrupted
+    (run / "fold0" / "plan.json").write_text(json.dumps({**refit, "epochs": refit["epochs"] + 1}))
+    assert main([*args, "--resume"]) == 0
+    assert len(pd.read_csv(run / "fold0" / "log.csv")) == refit["epochs"] + 1  # kept the refit
+
+
+TINY = [
+    "model_kwargs.n_filters=4",
+    "geometry=resize",
+    "size=32",
+    "batch_size=16",
+    "n_folds=2",
+    "folds=[0]",
+    "low_size=0",
+    "jobs=1",
+    "epochs=50",
+    "budget_minutes=0.4",
+    "lr=0.01",
+    "min_lr=0.0001",
+]

@@ -165,15 +165,6 @@ def plan_epochs(
     reserve = waves * oof_s + predict_s + 10.0  # + the search
     per_fold = max(0.0, (seconds - reserve) / max(1, waves))
     total = max(1, int(SAFETY * per_fold / epoch_s))
-    want = cfg.epochs + cfg.stage2_epochs
-    stage2 = round(total * cfg.stage2_epochs / want) if cfg.stage2_epochs else 0
-    stage2 = min(stage2, total - 1) if total > 1 else 0
-    epochs, cycle = total - stage2, 0
-    if cfg.scheduler == "cosine_restarts" and cfg.cycle_epochs:  # whole cycles only
-        cycles = max(1, round(cfg.epochs / cfg.cycle_epochs))
-        cycle = max(1, epochs // cycles)
-        epochs = cycle * cycles if epochs >= cycles else epochs
-    scale = epochs / cfg.epochs
     return {
         "budget_minutes": cfg.budget_minutes,
         "seconds_for_folds": round(seconds, 1),
@@ -184,11 +175,70 @@ def plan_epochs(
         "epoch_seconds": round(epoch_s, 3),
         "reserve_seconds": round(reserve, 1),
         "fold_seconds": round(per_fold, 1),
+        **layout(cfg, total),
+        "config_epochs": cfg.epochs + cfg.stage2_epochs,
+    }
+
+
+def layout(cfg: Config, total: int) -> dict:
+    """`total` epochs laid out as `cfg` lays out its own: stage 2 in the config's ratio, a whole
+    number of restart cycles, warm-up scaled alike. Keys as `apply_plan` reads them."""
+    want = cfg.epochs + cfg.stage2_epochs
+    stage2 = round(total * cfg.stage2_epochs / want) if cfg.stage2_epochs else 0
+    stage2 = min(stage2, total - 1) if total > 1 else 0
+    epochs, cycle = total - stage2, 0
+    if cfg.scheduler == "cosine_restarts" and cfg.cycle_epochs:  # whole cycles only
+        cycles = max(1, round(cfg.epochs / cfg.cycle_epochs))
+        cycle = max(1, epochs // cycles)
+        epochs = cycle * cycles if epochs >= cycles else epochs
+    scale = epochs / cfg.epochs
+    return {
         "epochs": epochs,
         "stage2_epochs": stage2,
         "warmup_epochs": min(epochs - 1, round(cfg.warmup_epochs * scale)) if epochs > 1 else 0,
         "cycle_epochs": cycle or cfg.cycle_epochs,
-        "config_epochs": want,
+    }
+
+
+def _planned_epoch_seconds(cfg: Config, plan: dict, epoch: int) -> float:
+    """What the probe said epoch `epoch` (0-based) of `cfg`'s schedule costs: its steps at the
+    epoch's resolution (progressive resizing) plus the validation share."""
+    from tgs.train import low_epochs
+
+    m = plan["measured"]
+    steps = -(-m["steps_per_epoch"] // max(1, plan.get("world", 1)))
+    low = epoch < low_epochs(cfg) and "low_step_seconds" in m
+    step_s = m["low_step_seconds"] if low else m["step_seconds"]
+    return step_s * steps + m["val_seconds"] / max(1, cfg.val_every)
+
+
+def replan(cfg: Config, plan: dict, seconds: list[float]) -> dict:
+    """Refit one fold's schedule once its first epochs have run (`seconds`: their wall times).
+
+    The probe times a few steps while the run starts, and is off by some percent either way;
+    the real epochs say by how much (`ratio`, real over probed). The fold keeps the epochs it
+    has trained and gets as many more as fit SAFETY x what is left of its `fold_seconds`, at
+    the probe's relative costs (low vs full resolution) scaled by the ratio. `cfg` is the
+    planned config now training; returns its new layout plus what the decision was made on."""
+    done, spent = len(seconds), float(sum(seconds))
+    probed = sum(_planned_epoch_seconds(cfg, plan, e) for e in range(done))
+    ratio = max(spent, 1e-6) / max(probed, 1e-6)
+    room = SAFETY * (plan["fold_seconds"] - spent)
+    total = done + 1  # at least one epoch more: the schedule must reach its end
+    limit = 10 * max(cfg.epochs + cfg.stage2_epochs, total)  # a probe 10x off is a broken probe
+    while total < limit:
+        c = replace(cfg, **layout(cfg, total + 1))
+        cost = ratio * sum(_planned_epoch_seconds(c, plan, e) for e in range(done, total + 1))
+        if cost > room:
+            break
+        total += 1
+    return {
+        **layout(cfg, total),
+        "after_epochs": done,
+        "seconds_so_far": round(spent, 1),
+        "ratio": round(ratio, 4),
+        "fold_seconds": plan["fold_seconds"],
+        "planned_epochs": cfg.epochs + cfg.stage2_epochs,
     }
 
 

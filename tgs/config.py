@@ -81,6 +81,7 @@ class Config:
     # counts validated epochs
     max_minutes: float = 0.0  # hard guard per fold: stop before an epoch would pass it
     budget_minutes: float = 0.0  # > 0: plan epochs so the whole run (folds+search+predict) fits
+    replan_after: int = 2  # budgeted: refit each fold's epochs to its first N real epochs (0: no)
     tta: str = "hflip"  # views averaged for OOF and test (see tgs.tta.TTAS)
     # post-processing search grid
     min_areas: list[int] = field(default_factory=lambda: list(range(0, 400, 20)))

@@ -53,7 +53,7 @@ def train_fold(
     from tgs.train import seed_everything
     from tgs.trainer import FoldTrainer
 
-    cfg = apply_plan(cfg, run.plan())
+    cfg = apply_plan(cfg, run.fold_plan(fold))  # the fold's refit schedule once it has one
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed + fold)

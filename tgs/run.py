@@ -301,6 +301,18 @@ class Run:
     def write_plan(self, plan: dict) -> None:
         write_json(self.plan_path, plan)
 
+    def fold_plan_path(self, k: int) -> Path:
+        """foldK/plan.json: the fold's own schedule, refit after its first epochs (budgeted)."""
+        return self.fold_dir(k) / "plan.json"
+
+    def fold_plan(self, k: int) -> dict | None:
+        """The fold's refit schedule, else the run's plan (None without a budget)."""
+        path = self.fold_plan_path(k)
+        return json.loads(path.read_text()) if path.is_file() else self.plan()
+
+    def write_fold_plan(self, k: int, plan: dict) -> None:
+        write_json(self.fold_plan_path(k), plan)
+
     # -- Kaggle ----------------------------------------------------------------------------
     def prediction_files(self) -> list[Path]:
         """The checkpoints `predict` uses: the thresholds' folds' (else every trained fold's)

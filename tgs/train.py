@@ -47,8 +47,8 @@ def validate_config(cfg: Config) -> None:
         create_loss(cfg.stage2_loss)
     if cfg.snapshots and cfg.scheduler != "cosine_restarts":
         raise TGSError("snapshots need scheduler: cosine_restarts (a snapshot per cycle)")
-    if cfg.budget_minutes < 0 or cfg.max_minutes < 0:
-        raise TGSError("budget_minutes and max_minutes must be >= 0")
+    if cfg.budget_minutes < 0 or cfg.max_minutes < 0 or cfg.replan_after < 0:
+        raise TGSError("budget_minutes, max_minutes and replan_after must be >= 0")
     if not 0 <= cfg.ema < 1:
         raise TGSError(f"ema is a decay in [0, 1), got {cfg.ema}")
     if cfg.aux_weight < 0:

@@ -321,6 +321,38 @@ class FoldTrainer:
                 f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
                 f"{seconds:.1f}s{mark}"
             )
+        self._replan(epoch)
+
+    def _replan(self, epoch: int) -> None:
+        """Budgeted runs: after `replan_after` epochs, refit the fold's remaining epochs to the
+        time its real epochs took (`tgs.budget.replan`); saved as foldK/plan.json, which a
+        resumed fold keeps. Rank 0 decides for every rank."""
+        from tgs.budget import apply_plan, replan
+
+        cfg, k = self.cfg, self.fold
+        if not (cfg.budget_minutes and cfg.replan_after and epoch + 1 == cfg.replan_after):
+            return
+        plan = self.run.plan()
+        if plan is None or self.run.fold_plan_path(k).is_file() or epoch + 1 >= cfg.epochs:
+            return  # no plan, refit already, or stage 1 is over: nothing left to lay out
+        new = gather_objects(self.dist, replan(cfg, plan, [h["seconds"] for h in self.history]))
+        new = new[0]
+        if self.dist.main:
+            self.run.write_fold_plan(k, new)
+            log.info(
+                "fold %d: %d real epochs took %.2fx the probe's estimate -> %d epochs (+%d "
+                "stage 2) instead of %d (%s)",
+                k,
+                epoch + 1,
+                new["ratio"],
+                new["epochs"],
+                new["stage2_epochs"],
+                new["planned_epochs"],
+                self.run.fold_plan_path(k),
+            )
+        self.cfg = apply_plan(cfg, new)
+        if cfg.scheduler.startswith("cosine"):  # laid out over the epochs; plateau/none are not
+            self.sched = build_scheduler(self.cfg, self.opt, self.steps)
 
     def validates(self, epoch: int) -> bool:
         """Validate after `epoch` (0-based)? Every `val_every` epochs and at each stage's end."""
@@ -366,8 +398,8 @@ class FoldTrainer:
         self.dir.mkdir(parents=True, exist_ok=True)
         if resume and last.exists():
             self.restore()
-        t0 = time.time()
-        for epoch in range(self.start, total_epochs(self.cfg)):
+        t0, epoch = time.time(), self.start
+        while epoch < total_epochs(self.cfg):  # a budget refit may change the total on the way
             self.run_epoch(epoch)
             if self.cfg.max_minutes and self._out_of_time(t0):
                 log.info("fold %d: stopping after epoch %d: max_minutes", self.fold, epoch + 1)
@@ -377,6 +409,7 @@ class FoldTrainer:
                     self.best = max(self.best, score)
                     self._save(epoch, score, improved=score >= self.best)
                 break
+            epoch += 1
         return self.finish()
 
     def _out_of_time(self, t0: float) -> bool:

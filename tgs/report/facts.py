@@ -26,6 +26,7 @@ class FoldFacts:
     status: str  # "finished" | "training" | "not started"
     summary: dict = field(default_factory=dict)
     log: pd.DataFrame | None = None  # epoch, stage, loss, val_score, lr, seconds
+    replan: dict | None = None  # foldK/plan.json: the schedule refit after its first epochs
 
     @property
     def epochs_done(self) -> int:
@@ -65,6 +66,12 @@ class Facts:
         if self.cfg.budget_minutes and self.plan:
             return int(self.plan["epochs"]) + int(self.plan.get("stage2_epochs", 0))
         return self.cfg.epochs + self.cfg.stage2_epochs
+
+    def fold_epochs(self, f: FoldFacts) -> int:
+        """Epochs fold `f` is to train: its refit schedule when it has one, else the plan's."""
+        if self.cfg.budget_minutes and f.replan:
+            return int(f.replan["epochs"]) + int(f.replan.get("stage2_epochs", 0))
+        return self.planned_epochs
 
     def config_diff(self) -> list[tuple[str, Any, Any]]:
         """(key, run value, default value) for every config key that differs from Config()."""
@@ -106,7 +113,9 @@ def read_folds(run: Run, cfg: Config) -> list[FoldFacts]:
             status = "training"
         else:
             status = "not started"
-        out.append(FoldFacts(k, status, run.summary(k), log_df))
+        path = run.fold_plan_path(k)
+        replan = json.loads(path.read_text()) if path.is_file() else None
+        out.append(FoldFacts(k, status, run.summary(k), log_df, replan))
     return out
 
 
@@ -139,7 +148,7 @@ def _missing(facts: Facts) -> list[str]:
             notes.append(f"fold {f.k}: not started")
         elif f.status == "training":
             notes.append(
-                f"fold {f.k}: still training or stopped ({f.epochs_done}/{facts.planned_epochs} "
+                f"fold {f.k}: still training or stopped ({f.epochs_done}/{facts.fold_epochs(f)} "
                 "epochs logged, no summary.json/oof.npz yet)"
             )
     if facts.thresholds is None:

@@ -111,6 +111,16 @@ def glance(ctx: Context) -> str:
     ]
     if f.plan:
         items.append(("budget plan", plan_text(f.plan, f.cfg.budget_minutes)))
+    for fold in (x for x in f.folds if x.replan):
+        r = fold.replan
+        items.append(
+            (
+                f"fold {fold.k} refit",
+                f"its first {r['after_epochs']} epochs took {r['ratio']:.2f}x the probe's "
+                f"estimate -> {r['epochs'] + r.get('stage2_epochs', 0)} epochs "
+                f"(planned {r['planned_epochs']})",
+            )
+        )
     diff = f.config_diff()
     ctx.numbers["train_seconds"] = wall
     return (
@@ -139,7 +149,7 @@ def folds_table(ctx: Context) -> str:
             (
                 fold.k,
                 fold.status,
-                f"{fold.epochs_done}/{f.planned_epochs}",
+                f"{fold.epochs_done}/{f.fold_epochs(fold)}",
                 s.get("best_epoch"),
                 s.get("best_val_score"),
                 oof05,
