@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from tgs.budget import SAFETY, apply_plan, plan_epochs, replan
+from tests.helpers import TINY_ARGS
+from tgs.budget import apply_plan, plan_epochs, replan
 from tgs.cli import main
 from tgs.config import load_config
 
@@ -133,82 +134,99 @@ def test_launch_combinations_that_cannot_work_are_refused(tmp_path):
     )
 
 
-def _replanned_cost(cfg, plan, new: dict, start: int, end: int) -> float:
-    """Probed seconds of epochs [start, end) of `cfg` laid out as `new`."""
-    from dataclasses import replace
-
-    from tgs.budget import _planned_epoch_seconds, layout
-
-    c = replace(cfg, **layout(cfg, end))
-    return sum(_planned_epoch_seconds(c, plan, e) for e in range(start, end))
-
-
-def test_replan_refits_the_epochs_to_what_the_first_epochs_really_took():
+def test_replan_refits_the_epochs_to_what_the_real_epochs_took():
     cfg = load_config(None, ["budget_minutes=10", "epochs=40", "stage2_epochs=10"])
     plan = {"measured": MEASURED, "world": 1, "fold_seconds": 1000.0}  # 14 s epochs probed
-    slow = replan(cfg, plan, [28.0, 28.0])  # twice the probe: 944 s left fit 31 more at 28 s
-    assert slow["ratio"] == 2.0 and slow["after_epochs"] == 2
-    assert slow["epochs"] + slow["stage2_epochs"] == 2 + int(SAFETY * 944 / 28)
-    assert slow["stage2_epochs"] == round(33 * 10 / 50)  # the config's 4:1 ratio kept
+    slow = replan(cfg, plan, [50.0, 28.0])  # epoch 2 took twice the probe (epoch 1 not timed)
+    assert slow["ratio"] == 2.0 and slow["after_epochs"] == 2 and slow["planned_epochs"] == 50
+    assert slow["epochs"] + slow["stage2_epochs"] == 2 + 30  # 0.92 x 922 s left / 28 s = 30.3
+    assert slow["stage2_epochs"] == round(32 * 10 / 50)  # the config's 4:1 ratio kept
     fast = replan(cfg, plan, [7.0, 7.0])  # half the probe: more epochs than planned
-    assert fast["epochs"] + fast["stage2_epochs"] == 2 + int(SAFETY * 986 / 7)
-    late = replan(cfg, plan, [600.0, 600.0])  # past the fold's time: one epoch to end on
-    assert late["epochs"] + late["stage2_epochs"] == 3
+    assert fast["epochs"] + fast["stage2_epochs"] == 2 + 129  # 0.92 x 986 / 7 = 129.6
+    late = replan(cfg, plan, [600.0, 600.0])  # past the fold's time: one more epoch to end on
+    assert (late["epochs"], late["stage2_epochs"]) == (3, 0)  # ... in stage 1, not stage 2
 
 
 def test_replan_prices_progressive_epochs_by_their_resolution():
     cfg = load_config(None, ["budget_minutes=10", "epochs=40", "low_size=32", "low_share=0.75"])
-    measured = {**MEASURED, "low_step_seconds": 0.2}  # 8 s at low res, 14 s at full
+    measured = {**MEASURED, "low_step_seconds": 0.2}  # probed: 8 s at low res, 14 s at full
     plan = {"measured": measured, "world": 1, "fold_seconds": 1000.0}
-    new = replan(cfg, plan, [4.0, 4.0])  # two low-res epochs at half the probe's 8 s
+    new = replan(cfg, plan, [4.0, 4.0])  # low-res epochs at half the probe's 8 s
     assert new["ratio"] == 0.5
-    total = new["epochs"]
-    room = SAFETY * (1000.0 - 8.0)
-    assert 0.5 * _replanned_cost(cfg, plan, new, 2, total) <= room
-    assert 0.5 * _replanned_cost(cfg, plan, new, 2, total + 1) > room  # no epoch more fits
-    assert total > int(room / 7.0) + 2  # more than if every epoch were full size
+    # 0.92 x 992 s = 912.6 s: 194 epochs (146 at low res) cost 0.5 x (144 x 8 + 48 x 14) = 912
+    # s; 195 (still 146 low) would cost 919 s
+    assert new["epochs"] == 194
 
 
-def test_budgeted_fold_refits_its_schedule_after_two_epochs_and_resumes_with_it(
-    synth_dir, tmp_path, monkeypatch
+def test_replan_keeps_what_it_cannot_move():
+    cycles = load_config(
+        None, ["budget_minutes=1", "epochs=4", "scheduler=cosine_restarts", "cycle_epochs=2"]
+    )
+    plan = {"measured": MEASURED, "world": 1, "fold_seconds": 100.0}
+    short = replan(cycles, plan, [90.0, 90.0])  # out of time: whole cycles past the 2 done
+    assert short["epochs"] == 4 and short["cycle_epochs"] == 2
+    warm = load_config(None, ["budget_minutes=1", "epochs=40", "warmup_epochs=2"])
+    assert replan(warm, {**plan, "fold_seconds": 1000.0}, [7.0, 7.0])["warmup_epochs"] == 2
+    low = load_config(None, ["budget_minutes=1", "epochs=3", "low_size=16", "low_share=0.5"])
+    kept = replan(low, plan, [1.0, 1.0])  # already at full size: a refit could go back to low
+    assert kept["epochs"] == 3 and kept["kept"] == "past low resolution"
+
+
+def _fold_with_plan(tmp_path, data, folds, name: str, *extra: str):
+    """A budgeted fold-0 run whose plan says an epoch costs 2 s (val included), 8 epochs, 20 s."""
+    from tgs.run import Run
+    from tgs.train import steps_per_epoch
+
+    cfg = load_config(None, [*TINY_ARGS, "epochs=8", "budget_minutes=1", "lr=0.01", *extra])
+    run = Run(tmp_path / name).create(cfg)
+    steps = steps_per_epoch(int((folds["fold"] != 0).sum()), cfg)
+    measured = {"step_seconds": 2.0 / steps, "val_seconds": 0.0, "steps_per_epoch": steps}
+    layout = {"epochs": 8, "stage2_epochs": 0, "warmup_epochs": 0, "cycle_epochs": 0}
+    run.write_plan({"measured": measured, "world": 1, "fold_seconds": 20.0, **layout})
+    return run, cfg
+
+
+class _Clock:
+    """time.time() for the trainer: every call is 1 s later, so every epoch takes 1 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def time(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_budgeted_fold_refits_after_two_epochs_and_a_resumed_fold_keeps_the_refit(
+    tmp_path, data, folds, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)
-    import tgs.budget
+    from tgs.pipeline import train_fold
+    from tgs.trainer import FoldTrainer
 
-    real_probe = tgs.budget.probe
+    monkeypatch.setattr("tgs.trainer.time", _Clock())
+    run, cfg = _fold_with_plan(tmp_path, data, folds, "whole")
+    train_fold(run, cfg, data, folds, 0)
+    refit = json.loads((run.root / "fold0" / "plan.json").read_text())
+    # 1 s epochs against 2 s probed: 0.92 x (20 - 2) s left / 1 s = 16 more epochs
+    assert (refit["ratio"], refit["after_epochs"], refit["epochs"]) == (0.5, 2, 18)
+    whole = pd.read_csv(run.root / "fold0" / "log.csv")
+    assert len(whole) == 18  # the fold ran the refit schedule to its end
+    assert whole["lr"].iloc[-1] < 0.02 * whole["lr"].max()  # ... with the cosine laid over it
+    assert whole["lr"].iloc[2:].is_monotonic_decreasing  # one cosine from the refit on
 
-    def probe(*args, **kw):  # the real probe, made to say steps cost 3x what they do
-        m = real_probe(*args, **kw)
-        return {**m, "step_seconds": 3 * m["step_seconds"], "val_seconds": 3 * m["val_seconds"]}
+    real_epoch = FoldTrainer.run_epoch
 
-    monkeypatch.setattr(tgs.budget, "probe", probe)
-    run = tmp_path / "runs" / "r"
-    args = ["run", "--data", str(synth_dir), "--run", str(run), "--no-report", *TINY]
-    assert main(args) == 0
-    plan = json.loads((run / "plan.json").read_text())
-    refit = json.loads((run / "fold0" / "plan.json").read_text())
-    assert refit["after_epochs"] == 2 and refit["planned_epochs"] == plan["epochs"]
-    assert refit["ratio"] < 1 and refit["epochs"] > plan["epochs"]
-    log = pd.read_csv(run / "fold0" / "log.csv")
-    assert len(log) == refit["epochs"]  # the fold ran the refit schedule to its end
-    assert log["lr"].iloc[-1] < 0.2 * log["lr"].max()  # ... the cosine laid over it
-    (run / "fold0" / "summary.json").unlink()  # as if fold 0 had been interrupted
-    (run / "fold0" / "plan.json").write_text(json.dumps({**refit, "epochs": refit["epochs"] + 1}))
-    assert main([*args, "--resume"]) == 0
-    assert len(pd.read_csv(run / "fold0" / "log.csv")) == refit["epochs"] + 1  # kept the refit
+    def killed_in_epoch_3(self, epoch):  # the process dies in the first epoch after the refit
+        if epoch == 2:
+            raise KeyboardInterrupt
+        real_epoch(self, epoch)
 
-
-TINY = [
-    "model_kwargs.n_filters=4",
-    "geometry=resize",
-    "size=32",
-    "batch_size=16",
-    "n_folds=2",
-    "folds=[0]",
-    "low_size=0",
-    "jobs=1",
-    "epochs=50",
-    "budget_minutes=0.4",
-    "lr=0.01",
-    "min_lr=0.0001",
-]
+    again, _ = _fold_with_plan(tmp_path, data, folds, "killed")
+    monkeypatch.setattr(FoldTrainer, "run_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(again, cfg, data, folds, 0)
+    monkeypatch.setattr(FoldTrainer, "run_epoch", real_epoch)
+    train_fold(again, cfg, data, folds, 0, resume=True)
+    resumed = pd.read_csv(again.root / "fold0" / "log.csv")
+    assert resumed["lr"].tolist() == whole["lr"].tolist()  # same epochs, same schedule
+    assert resumed["loss"].tolist() == pytest.approx(whole["loss"].tolist())

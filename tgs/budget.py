@@ -21,6 +21,7 @@ import torch
 from tgs.config import Config
 from tgs.errors import TGSError
 from tgs.run import Run
+from tgs.train import low_epochs
 
 log = logging.getLogger(__name__)
 SAFETY = 0.92  # share of a fold's time the planned epochs may use (the rest absorbs noise)
@@ -152,8 +153,6 @@ def plan_epochs(
     val_s = measured["val_seconds"] / max(1, cfg.val_every)
     step_s = measured["step_seconds"]
     if cfg.low_size and "low_step_seconds" in measured:  # progressive resizing: mean step
-        from tgs.train import low_epochs
-
         share = low_epochs(cfg) / (cfg.epochs + cfg.stage2_epochs)
         step_s = share * measured["low_step_seconds"] + (1 - share) * step_s
     epoch_s = step_s * steps + val_s
@@ -180,17 +179,18 @@ def plan_epochs(
     }
 
 
-def layout(cfg: Config, total: int) -> dict:
+def layout(cfg: Config, total: int, min_stage1: int = 1) -> dict:
     """`total` epochs laid out as `cfg` lays out its own: stage 2 in the config's ratio, a whole
-    number of restart cycles, warm-up scaled alike. Keys as `apply_plan` reads them."""
+    number of restart cycles, warm-up scaled alike; stage 1 keeps at least `min_stage1` epochs
+    (a refit never ends stage 1 before the epochs already trained). Keys as `apply_plan` reads."""
     want = cfg.epochs + cfg.stage2_epochs
     stage2 = round(total * cfg.stage2_epochs / want) if cfg.stage2_epochs else 0
-    stage2 = min(stage2, total - 1) if total > 1 else 0
+    stage2 = max(0, min(stage2, total - min_stage1))
     epochs, cycle = total - stage2, 0
     if cfg.scheduler == "cosine_restarts" and cfg.cycle_epochs:  # whole cycles only
         cycles = max(1, round(cfg.epochs / cfg.cycle_epochs))
-        cycle = max(1, epochs // cycles)
-        epochs = cycle * cycles if epochs >= cycles else epochs
+        cycle = max(1, epochs // cycles, -(-min_stage1 // cycles))
+        epochs = cycle * cycles if epochs >= cycles or min_stage1 > 1 else epochs
     scale = epochs / cfg.epochs
     return {
         "epochs": epochs,
@@ -203,8 +203,6 @@ def layout(cfg: Config, total: int) -> dict:
 def _planned_epoch_seconds(cfg: Config, plan: dict, epoch: int) -> float:
     """What the probe said epoch `epoch` (0-based) of `cfg`'s schedule costs: its steps at the
     epoch's resolution (progressive resizing) plus the validation share."""
-    from tgs.train import low_epochs
-
     m = plan["measured"]
     steps = -(-m["steps_per_epoch"] // max(1, plan.get("world", 1)))
     low = epoch < low_epochs(cfg) and "low_step_seconds" in m
@@ -215,31 +213,47 @@ def _planned_epoch_seconds(cfg: Config, plan: dict, epoch: int) -> float:
 def replan(cfg: Config, plan: dict, seconds: list[float]) -> dict:
     """Refit one fold's schedule once its first epochs have run (`seconds`: their wall times).
 
-    The probe times a few steps while the run starts, and is off by some percent either way;
-    the real epochs say by how much (`ratio`, real over probed). The fold keeps the epochs it
-    has trained and gets as many more as fit SAFETY x what is left of its `fold_seconds`, at
-    the probe's relative costs (low vs full resolution) scaled by the ratio. `cfg` is the
-    planned config now training; returns its new layout plus what the decision was made on."""
+    The probe times a few steps while the run starts and is off by some percent either way;
+    the real epochs say by how much (`ratio`, real over probed; the first epoch, which also
+    starts the loader workers, only when it is the only one). The fold keeps the epochs it has
+    trained and gets as many more as fit SAFETY x what is left of its `fold_seconds`, at the
+    probe's relative costs (low vs full resolution) scaled by the ratio. `cfg` is the planned
+    config now training; returns its new layout plus what the decision was made on. A fold
+    already past its low-resolution epochs keeps its layout (a refit could move them back)."""
     done, spent = len(seconds), float(sum(seconds))
-    probed = sum(_planned_epoch_seconds(cfg, plan, e) for e in range(done))
-    ratio = max(spent, 1e-6) / max(probed, 1e-6)
-    room = SAFETY * (plan["fold_seconds"] - spent)
-    total = done + 1  # at least one epoch more: the schedule must reach its end
-    limit = 10 * max(cfg.epochs + cfg.stage2_epochs, total)  # a probe 10x off is a broken probe
-    while total < limit:
-        c = replace(cfg, **layout(cfg, total + 1))
-        cost = ratio * sum(_planned_epoch_seconds(c, plan, e) for e in range(done, total + 1))
-        if cost > room:
-            break
-        total += 1
-    return {
-        **layout(cfg, total),
+    timed = range(1, done) if done > 1 else range(done)
+    probed = sum(_planned_epoch_seconds(cfg, plan, e) for e in timed)
+    ratio = max(sum(seconds[e] for e in timed), 1e-6) / max(probed, 1e-6)
+    record = {
         "after_epochs": done,
         "seconds_so_far": round(spent, 1),
         "ratio": round(ratio, 4),
         "fold_seconds": plan["fold_seconds"],
         "planned_epochs": cfg.epochs + cfg.stage2_epochs,
     }
+    if cfg.low_size and low_epochs(cfg) <= done:
+        keys = ("epochs", "stage2_epochs", "warmup_epochs", "cycle_epochs")
+        return {**{k: getattr(cfg, k) for k in keys}, **record, "kept": "past low resolution"}
+    room, total = SAFETY * (plan["fold_seconds"] - spent), done + 1  # one more at least
+    limit = 10 * max(cfg.epochs + cfg.stage2_epochs, total)  # a probe 10x off is broken
+    while total < limit and ratio * _seconds_after(cfg, plan, done, total + 1) <= room:
+        total += 1
+    return {**_refit_layout(cfg, total, done), **record}
+
+
+def _refit_layout(cfg: Config, total: int, done: int) -> dict:
+    """`layout` for a refit after `done` epochs: stage 1 outlives them, and a warm-up they
+    have already finished stays as it was."""
+    new = layout(cfg, total, min_stage1=done + 1)
+    if done >= cfg.warmup_epochs:
+        new["warmup_epochs"] = cfg.warmup_epochs
+    return new
+
+
+def _seconds_after(cfg: Config, plan: dict, done: int, total: int) -> float:
+    """Probed seconds of epochs done..total-1 when the fold is refit to `total` epochs."""
+    c = replace(cfg, **_refit_layout(cfg, total, done))
+    return sum(_planned_epoch_seconds(c, plan, e) for e in range(done, total))
 
 
 def apply_plan(cfg: Config, plan: dict | None) -> Config:

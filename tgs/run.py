@@ -311,6 +311,7 @@ class Run:
         return json.loads(path.read_text()) if path.is_file() else self.plan()
 
     def write_fold_plan(self, k: int, plan: dict) -> None:
+        """Save fold `k`'s refit schedule (`tgs.budget.replan`)."""
         write_json(self.fold_plan_path(k), plan)
 
     # -- Kaggle ----------------------------------------------------------------------------

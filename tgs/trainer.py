@@ -233,8 +233,8 @@ class FoldTrainer:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["optimizer"])
-        if self.sched is not None:
-            self.sched.load_state_dict(state["scheduler"])
+        if self.sched is not None and not self.cfg.scheduler.startswith("cosine"):
+            self.sched.load_state_dict(state["scheduler"])  # cosine: its config and step say all
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         _set_numpy_state(state["rng"]["numpy"])
@@ -314,6 +314,7 @@ class FoldTrainer:
         )
         improved = score > self.best
         self.best = max(self.best, score)
+        self._replan(epoch)  # before last.pt, so a resumed fold finds the refit schedule
         if self.dist.main:
             self._save(epoch, score, improved)
             mark = " *" if improved else ""
@@ -321,38 +322,28 @@ class FoldTrainer:
                 f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
                 f"{seconds:.1f}s{mark}"
             )
-        self._replan(epoch)
 
     def _replan(self, epoch: int) -> None:
-        """Budgeted runs: after `replan_after` epochs, refit the fold's remaining epochs to the
-        time its real epochs took (`tgs.budget.replan`); saved as foldK/plan.json, which a
-        resumed fold keeps. Rank 0 decides for every rank."""
+        """Budgeted runs: once `replan_after` epochs have run, refit the fold's epochs to the
+        time they took (`tgs.budget.replan`), saved as foldK/plan.json (a resumed fold keeps
+        it). Rank 0's refit is every rank's; the cosine is laid out again from this step."""
         from tgs.budget import apply_plan, replan
 
         cfg, k = self.cfg, self.fold
-        if not (cfg.budget_minutes and cfg.replan_after and epoch + 1 == cfg.replan_after):
+        if not (cfg.budget_minutes and cfg.replan_after and epoch + 1 >= cfg.replan_after):
             return
         plan = self.run.plan()
         if plan is None or self.run.fold_plan_path(k).is_file() or epoch + 1 >= cfg.epochs:
             return  # no plan, refit already, or stage 1 is over: nothing left to lay out
-        new = gather_objects(self.dist, replan(cfg, plan, [h["seconds"] for h in self.history]))
-        new = new[0]
+        seconds = [h["seconds"] for h in self.history]
+        new = gather_objects(self.dist, replan(cfg, plan, seconds))[0]
         if self.dist.main:
             self.run.write_fold_plan(k, new)
-            log.info(
-                "fold %d: %d real epochs took %.2fx the probe's estimate -> %d epochs (+%d "
-                "stage 2) instead of %d (%s)",
-                k,
-                epoch + 1,
-                new["ratio"],
-                new["epochs"],
-                new["stage2_epochs"],
-                new["planned_epochs"],
-                self.run.fold_plan_path(k),
-            )
+            _log_refit(k, new, self.run.fold_plan_path(k))
         self.cfg = apply_plan(cfg, new)
-        if cfg.scheduler.startswith("cosine"):  # laid out over the epochs; plateau/none are not
+        if self.cfg.scheduler.startswith("cosine"):  # plateau and none have no length
             self.sched = build_scheduler(self.cfg, self.opt, self.steps)
+            self.sched.step_update((epoch + 1) * self.steps)
 
     def validates(self, epoch: int) -> bool:
         """Validate after `epoch` (0-based)? Every `val_every` epochs and at each stage's end."""
@@ -462,6 +453,20 @@ class FoldTrainer:
             self.data.z[vi],
             self.spec,
         )
+
+
+def _log_refit(fold: int, new: dict, path: Path) -> None:
+    log.info(
+        "fold %d: %d real epochs took %.2fx the probe's estimate -> %d epochs (+%d stage 2) "
+        "instead of %d (%s)",
+        fold,
+        new["after_epochs"],
+        new["ratio"],
+        new["epochs"],
+        new["stage2_epochs"],
+        new["planned_epochs"],
+        path,
+    )
 
 
 def _numpy_state() -> dict:
