@@ -167,11 +167,14 @@ def test_run_jobs_trains_folds_in_parallel_cpu_processes(
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "runs" / "jobs"
     args = ["run", "--config", str(tiny_config), "--data", str(synth_dir), "--run", str(run)]
-    assert main([*args, "--jobs", "2", "--no-report", "max_train_batches=1"]) == 0
-    threads = max(1, (os.cpu_count() or 1) // 2)  # the cores split between the 2 folds
-    assert f"threads: {threads}" in (run / "config.yaml").read_text()
-    for k in (0, 1):
+    assert main([*args, "--jobs", "2", "--no-report", "max_train_batches=1", "n_folds=3"]) == 0
+    cores = os.cpu_count() or 1
+    for k in (0, 1, 2):
         assert f"fold {k} epoch 1/1" in (run / f"fold{k}.log").read_text()
+    for k in (0, 1):  # the cores split between the 2 folds of the first wave
+        assert f"fold {k}: {max(1, cores // 2)} CPU threads" in (run / f"fold{k}.log").read_text()
+    # fold 2 trains alone in the second wave: every core is its own
+    assert f"fold 2: {cores} CPU threads" in (run / "fold2.log").read_text()
 
 
 def test_run_jobs_with_one_fold_to_train_keeps_every_core(

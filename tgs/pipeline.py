@@ -56,6 +56,7 @@ def train_fold(
     cfg = apply_plan(cfg, run.fold_plan(fold))  # the fold's refit schedule once it has one
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    log.info("fold %d: %d CPU threads", fold, torch.get_num_threads())
     seed_everything(cfg.seed + fold)
     return FoldTrainer(cfg, data, folds, fold, run, dist).fit(resume)
 
@@ -217,15 +218,20 @@ def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool)
         return subprocess.Popen(cmd, env=_child_env(gpu), stdout=out, stderr=subprocess.STDOUT)
 
 
-def _train_in_children(run: Run, data_dir: Path, todo: list[int], opts: RunOptions) -> None:
+def _train_in_children(
+    run: Run, data_dir: Path, todo: list[int], opts: RunOptions, cores: int = 0
+) -> None:
     """Folds in child processes: waves of one fold per GPU (--gpus) or per CPU job (--jobs),
-    each fold on torchrun with --nproc. A failed fold stops the run with its log named."""
+    each fold on torchrun with --nproc. A failed fold stops the run with its log named.
+    `cores` (CPU jobs whose threads were split automatically): a last wave with fewer folds
+    than jobs splits them between its own folds, so no core idles."""
     slots = opts.gpus or [None] * max(1, opts.jobs or 1)
     logged = len(slots) > 1
     for s in range(0, len(todo), len(slots)):
-        procs = []
-        for gpu, k in zip(slots, todo[s : s + len(slots)], strict=False):
-            cmd = _train_command(run, data_dir, k, opts.resume and run.started(k), opts)
+        wave, procs = todo[s : s + len(slots)], []
+        extra = [f"threads={max(1, cores // len(wave))}"] if cores and not opts.gpus else []
+        for gpu, k in zip(slots, wave, strict=False):
+            cmd = _train_command(run, data_dir, k, opts.resume and run.started(k), opts) + extra
             procs.append((k, _start_fold(run, cmd, k, gpu, logged)))
         failed = [k for k, p in procs if p.wait() != 0]
         if failed:
@@ -271,8 +277,9 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     opts.jobs = opts.jobs or cfg.jobs
     folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
     at_once = min(opts.jobs, len(folds))
-    if at_once > 1 and not cfg.threads:  # split the cores between the folds trained at once
-        cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // at_once))
+    cores = (os.cpu_count() or 1) if at_once > 1 and not cfg.threads else 0
+    if cores:  # split the cores between the folds trained at once
+        cfg = replace(cfg, threads=max(1, cores // at_once))
     validate_config(cfg)
     main_node = _check_launch(opts, cfg)
     run = Run(opts.run or Run.default_root(cfg))
@@ -304,7 +311,7 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     if todo and cfg.budget_minutes:
         _plan(run, cfg, data, folds_df, todo, opts, data_dir, time.time() - t0)
     if opts.nproc > 1 or len(opts.gpus) > 1 or opts.jobs > 1:
-        _train_in_children(run, data_dir, todo, opts)
+        _train_in_children(run, data_dir, todo, opts, cores)
     else:
         for k in todo:
             log.info("== fold %d", k)
