@@ -26,6 +26,7 @@ from tgs.train import low_epochs
 log = logging.getLogger(__name__)
 SAFETY = 0.92  # share of a fold's time the planned epochs may use (the rest absorbs noise)
 PROBE_STEPS = 9
+LAYOUT_KEYS = ("epochs", "stage2_epochs", "warmup_epochs", "cycle_epochs")  # what a plan sets
 
 
 def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
@@ -232,8 +233,8 @@ def replan(cfg: Config, plan: dict, seconds: list[float]) -> dict:
         "planned_epochs": cfg.epochs + cfg.stage2_epochs,
     }
     if cfg.low_size and low_epochs(cfg) <= done:
-        keys = ("epochs", "stage2_epochs", "warmup_epochs", "cycle_epochs")
-        return {**{k: getattr(cfg, k) for k in keys}, **record, "kept": "past low resolution"}
+        kept = {k: getattr(cfg, k) for k in LAYOUT_KEYS}
+        return {**kept, **record, "kept": "past low resolution"}
     room, total = SAFETY * (plan["fold_seconds"] - spent), done + 1  # one more at least
     limit = 10 * max(cfg.epochs + cfg.stage2_epochs, total)  # a probe 10x off is broken
     while total < limit and ratio * _seconds_after(cfg, plan, done, total + 1) <= room:
@@ -261,8 +262,7 @@ def apply_plan(cfg: Config, plan: dict | None) -> Config:
     a budget or plan)."""
     if not cfg.budget_minutes or not plan:
         return cfg
-    keys = ("epochs", "stage2_epochs", "warmup_epochs", "cycle_epochs")
-    return replace(cfg, **{k: plan[k] for k in keys})
+    return replace(cfg, **{k: plan[k] for k in LAYOUT_KEYS})
 
 
 def ensure_plan(
