@@ -305,10 +305,14 @@ class Run:
         """foldK/plan.json: the fold's own schedule, refit after its first epochs (budgeted)."""
         return self.fold_dir(k) / "plan.json"
 
+    def fold_refit(self, k: int) -> dict | None:
+        """Fold `k`'s own refit schedule (foldK/plan.json), None before its refit."""
+        path = self.fold_plan_path(k)
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def fold_plan(self, k: int) -> dict | None:
         """The fold's refit schedule, else the run's plan (None without a budget)."""
-        path = self.fold_plan_path(k)
-        return json.loads(path.read_text()) if path.is_file() else self.plan()
+        return self.fold_refit(k) or self.plan()
 
     def write_fold_plan(self, k: int, plan: dict) -> None:
         """Save fold `k`'s refit schedule (`tgs.budget.replan`)."""

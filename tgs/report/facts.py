@@ -113,9 +113,7 @@ def read_folds(run: Run, cfg: Config) -> list[FoldFacts]:
             status = "training"
         else:
             status = "not started"
-        path = run.fold_plan_path(k)
-        replan = json.loads(path.read_text()) if path.is_file() else None
-        out.append(FoldFacts(k, status, run.summary(k), log_df, replan))
+        out.append(FoldFacts(k, status, run.summary(k), log_df, run.fold_refit(k)))
     return out
 
 
