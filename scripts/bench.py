@@ -348,20 +348,27 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
 
 
 # One training-throughput child of `threads`: seed_unet 16 filters at SIZE px (configs/cpu.yaml's
-# net), batch 32, fp32 on the CPU, channels_last or NCHW; writes its images/s to the JSON file.
-# argv: threads, steps, out.json, size, layout (cl | nchw)
+# net), fp32 on the CPU, channels_last or NCHW; writes its images/s to the JSON file. With WORLD
+# > 1 it is one rank of a DistributedDataParallel model (gloo; gradients all-reduced every step).
+# argv: threads, steps, out.json, size, layout (cl | nchw), batch, rank, world, port
 _THREADS_CHILD = """
-import json, sys, time, torch
+import json, os, sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
 from tgs.losses import create_loss
 from tgs.models import create_model
 torch.manual_seed(0)
+batch, rank, world = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 fmt = torch.channels_last if sys.argv[5] == "cl" else torch.contiguous_format
 m = create_model("seed_unet", geometry="resize", size=int(sys.argv[4]), n_filters=16, cls_head=True)
 m = m.to(memory_format=fmt)
+if world > 1:
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[9])
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    m = torch.nn.parallel.DistributedDataParallel(m)
 opt, loss_fn = torch.optim.AdamW(m.parameters(), 1e-3), create_loss("bce+dice")
-x = torch.randn(32, 1, 101, 101).contiguous(memory_format=fmt)
-y = (torch.rand(32, 1, 101, 101) > 0.5).float()
+x = torch.randn(batch, 1, 101, 101).contiguous(memory_format=fmt)
+y = (torch.rand(batch, 1, 101, 101) > 0.5).float()
 def step():
     loss = loss_fn(m(x), y)
     opt.zero_grad()
@@ -372,35 +379,54 @@ for _ in range(3):
 t0 = time.perf_counter()
 for _ in range(int(sys.argv[2])):
     step()
-rate = 32 * int(sys.argv[2]) / (time.perf_counter() - t0)
+rate = batch * int(sys.argv[2]) / (time.perf_counter() - t0)
 json.dump({"img_s": rate}, open(sys.argv[3], "w"))
 """
 
 
+def _layouts(cores: int) -> list[tuple]:
+    """(processes, threads each, px, memory layout, batch per process, one DDP model?)"""
+    rows = [(1, cores, 64, "cl", 32, False), (1, 1, 64, "cl", 32, False)]
+    rows += [(n, 1, 64, "cl", 32, False) for n in range(2, cores + 2)]
+    rows += [(1, 1, 64, "nchw", 32, False), (1, 1, 48, "cl", 32, False)]
+    rows += [(1, 1, 48, "nchw", 32, False), (1, cores, 48, "cl", 32, False)]
+    if cores > 1:  # one model of batch 32 on every core: DDP ranks of batch 32 / cores
+        rows += [(cores, 1, px, "cl", max(1, 32 // cores), True) for px in (48, 64)]
+    return rows
+
+
 def threads(a: argparse.Namespace) -> list[dict]:
-    """Training images/s (batch 32, fp32) of one process on all threads against several 1-thread
-    processes at once (folds in parallel, `jobs`), then one thread at 64 and 48 px (progressive
+    """Training images/s (fp32) of one process on all threads against several 1-thread
+    processes at once (folds in parallel, `jobs`) and against one DDP model with a 1-thread rank
+    per core (`tgs run --nproc`, global batch 32), then one thread at 64 and 48 px (progressive
     resizing's low size) in channels_last and NCHW layouts, on this CPU."""
     import os
     import subprocess
     import tempfile
 
     cores, steps, rows = os.cpu_count() or 1, 6 if a.quick else 20, []
-    layouts = [(1, cores, 64, "cl"), (1, 1, 64, "cl")]
-    layouts += [(n, 1, 64, "cl") for n in range(2, cores + 2)]
-    layouts += [(1, 1, 64, "nchw"), (1, 1, 48, "cl"), (1, 1, 48, "nchw")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for procs, n_threads, size, fmt in layouts:
+    for i, (procs, n_threads, size, fmt, batch, ddp) in enumerate(_layouts(cores)):
         with tempfile.TemporaryDirectory() as tmp:
-            outs = [Path(tmp) / f"{i}.json" for i in range(procs)]
+            outs = [Path(tmp) / f"{r}.json" for r in range(procs)]
             cmd = [sys.executable, "-c", _THREADS_CHILD, str(n_threads), str(steps)]
-            running = [subprocess.Popen([*cmd, str(o), str(size), fmt], env=env) for o in outs]
+            world = procs if ddp else 1
+            running = [
+                subprocess.Popen(
+                    [*cmd, str(o), str(size), fmt, str(batch), str(r if ddp else 0), str(world)]
+                    + [str(29400 + i)],
+                    env=env,
+                )
+                for r, o in enumerate(outs)
+            ]
             if any(p.wait() for p in running):
                 raise RuntimeError("a throughput child failed")
             rates = [json.loads(o.read_text())["img_s"] for o in outs]
+        what = "DDP ranks (one model)" if ddp else "proc"
         rows.append(
             {
-                "benchmark": f"train seed_unet {size}px {fmt}: {procs} proc x {n_threads} thread",
+                "benchmark": f"train seed_unet {size}px {fmt} b{batch}: {procs} {what} x "
+                f"{n_threads} thread",
                 "unit": "img/s",
                 "baseline": "",
                 "tgs": round(sum(rates), 1),

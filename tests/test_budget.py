@@ -9,6 +9,7 @@ from tests.helpers import TINY_ARGS
 from tgs.budget import apply_plan, plan_epochs, replan
 from tgs.cli import main
 from tgs.config import load_config
+from tgs.train import low_epochs
 
 MEASURED = {"step_seconds": 0.5, "val_seconds": 4.0, "n_val": 200, "steps_per_epoch": 20}
 
@@ -168,12 +169,28 @@ def test_replan_keeps_what_it_cannot_move():
     warm = load_config(None, ["budget_minutes=1", "epochs=40", "warmup_epochs=2"])
     assert replan(warm, {**plan, "fold_seconds": 1000.0}, [7.0, 7.0])["warmup_epochs"] == 2
     low = load_config(None, ["budget_minutes=1", "epochs=3", "low_size=16", "low_share=0.5"])
-    kept = replan(low, plan, [1.0, 1.0])  # already at full size: a refit could go back to low
-    assert kept["epochs"] == 3 and kept["kept"] == "past low resolution"
+    kept = replan(low, plan, [1.0, 1.0])  # low res just over: no full-size epoch to price by
+    assert kept["epochs"] == 3 and kept["kept"] == "no full-size epoch timed yet"
+
+
+def test_second_replan_prices_full_size_epochs_and_keeps_the_low_ones():
+    cfg = load_config(None, ["budget_minutes=10", "epochs=40", "low_size=32", "low_share=0.75"])
+    measured = {**MEASURED, "low_step_seconds": 0.2}  # probed: 8 s at low res, 14 s at full
+    plan = {"measured": measured, "world": 1, "fold_seconds": 1000.0}
+    # 30 low-res epochs at 4 s, then full-size ones at 10 s (the first, not timed) and 7 s
+    new = replan(cfg, plan, [4.0] * 30 + [10.0, 7.0])
+    assert new["on_full_size"] and new["ratio"] == 0.5 and new["after_epochs"] == 32
+    # 0.92 x (1000 - 137) s = 794 s at 7 s per full-size epoch: 113 more
+    assert new["epochs"] == 32 + 113
+    refit = apply_plan(cfg, new)
+    assert low_epochs(refit) == 30  # the low-resolution epochs stay the 30 trained
+    one = replan(cfg, plan, [4.0] * 30 + [7.0])  # one full-size epoch: that one is timed
+    assert one["ratio"] == 0.5 and one["epochs"] == 31 + 114  # 0.92 x 873 s / 7 s = 114.7
 
 
 def _fold_with_plan(tmp_path, data, folds, name: str, *extra: str):
-    """A budgeted fold-0 run whose plan says an epoch costs 2 s (val included), 8 epochs, 20 s."""
+    """A budgeted fold-0 run whose plan says an epoch costs 2 s (val included; 1 s at low
+    resolution), 8 epochs, 20 s."""
     from tgs.run import Run
     from tgs.train import steps_per_epoch
 
@@ -181,6 +198,7 @@ def _fold_with_plan(tmp_path, data, folds, name: str, *extra: str):
     run = Run(tmp_path / name).create(cfg)
     steps = steps_per_epoch(int((folds["fold"] != 0).sum()), cfg)
     measured = {"step_seconds": 2.0 / steps, "val_seconds": 0.0, "steps_per_epoch": steps}
+    measured["low_step_seconds"] = 1.0 / steps
     layout = {"epochs": 8, "stage2_epochs": 0, "warmup_epochs": 0, "cycle_epochs": 0}
     run.write_plan({"measured": measured, "world": 1, "fold_seconds": 20.0, **layout})
     return run, cfg
@@ -229,4 +247,49 @@ def test_budgeted_fold_refits_after_two_epochs_and_a_resumed_fold_keeps_the_refi
     train_fold(again, cfg, data, folds, 0, resume=True)
     resumed = pd.read_csv(again.root / "fold0" / "log.csv")
     assert resumed["lr"].tolist() == whole["lr"].tolist()  # same epochs, same schedule
+    assert resumed["loss"].tolist() == pytest.approx(whole["loss"].tolist())
+
+
+def test_progressive_fold_refits_again_on_its_full_size_epochs_and_resumes_there(
+    tmp_path, data, folds, monkeypatch
+):
+    from tgs.pipeline import train_fold
+    from tgs.trainer import FoldTrainer
+
+    monkeypatch.setattr("tgs.trainer.time", _Clock())
+    extra = ("low_size=16", "low_share=0.5")
+    run, cfg = _fold_with_plan(tmp_path, data, folds, "whole", *extra)
+    train_fold(run, cfg, data, folds, 0)
+    second = json.loads((run.root / "fold0" / "plan.json").read_text())
+    first = second["previous"]
+    # 1 s low-res epochs as probed: 0.92 x 18 s = 16.6 s buys 4 more low (1 s) + 6 full (2 s)
+    assert (first["ratio"], first["epochs"], first["on_full_size"]) == (1.0, 12, False)
+    # after 6 low + 2 full, 1 s full-size epochs against 2 s probed: 0.92 x 12 s / 1 s = 11 more
+    assert (second["ratio"], second["after_epochs"], second["epochs"]) == (0.5, 8, 19)
+    assert second["on_full_size"] and second["low_share"] == 6 / 19
+    whole = pd.read_csv(run.root / "fold0" / "log.csv")
+    assert len(whole) == 19
+    assert whole["lr"].iloc[-1] < 0.02 * whole["lr"].max()
+    assert whole["lr"].iloc[2:].is_monotonic_decreasing
+    real_epoch = FoldTrainer.run_epoch
+    sizes = []
+
+    def killed_after_second_refit(self, epoch):  # dies in the epoch after the second refit
+        if epoch == 8:
+            raise KeyboardInterrupt
+        real_epoch(self, epoch)
+
+    def record_size(self, epoch):
+        sizes.append(epoch < low_epochs(self.cfg))
+        real_epoch(self, epoch)
+
+    again, _ = _fold_with_plan(tmp_path, data, folds, "killed", *extra)
+    monkeypatch.setattr(FoldTrainer, "run_epoch", killed_after_second_refit)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(again, cfg, data, folds, 0)
+    monkeypatch.setattr(FoldTrainer, "run_epoch", record_size)
+    train_fold(again, cfg, data, folds, 0, resume=True)
+    assert sizes == [False] * 11  # resumed at full size, with the 6 low-res epochs kept
+    resumed = pd.read_csv(again.root / "fold0" / "log.csv")
+    assert resumed["lr"].tolist() == whole["lr"].tolist()
     assert resumed["loss"].tolist() == pytest.approx(whole["loss"].tolist())

@@ -116,3 +116,33 @@ def test_device_batches_give_every_rank_the_same_number_of_batches():
         for r in (0, 1)
     ]
     assert counts[0] == counts[1] == 1  # 127 each: one batch of 64; without equal shards 2 vs 1
+
+
+def test_run_nproc_from_the_config_trains_a_budgeted_fold_on_cpu_ranks(
+    synth_dir, tmp_path, monkeypatch, capfd
+):
+    """`nproc: 2` in a config: `tgs run` trains its fold as one DDP model on 2 CPU processes,
+    the cores split between them, the budget probed with 2 processes at once (each rank's
+    steps halved), and the per-fold refit decided once for both ranks."""
+    import pandas as pd
+
+    from tests.helpers import TINY
+    from tgs.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY + "nproc: 2\nfolds: [0]\nepochs: 50\nbudget_minutes: 0.6\nlr: 0.01\n")
+    run = tmp_path / "runs" / "ddp"
+    args = ["run", "--config", str(cfg), "--data", str(synth_dir), "--run", str(run)]
+    assert main([*args, "--no-report"]) == 0
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert f"threads: {threads}" in (run / "config.yaml").read_text()
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["world"] == 2 and plan["measured"]["parallel"] == 2
+    summary = json.loads((run / "fold0" / "summary.json").read_text())
+    assert summary["ddp_world_size"] == 2 and summary["ddp_weights_identical"] is True
+    refit = json.loads((run / "fold0" / "plan.json").read_text())
+    assert refit["planned_epochs"] == plan["epochs"]
+    assert len(pd.read_csv(run / "fold0" / "log.csv")) == refit["epochs"] == summary["epochs"]
+    out = capfd.readouterr()
+    assert f"fold 0: {threads} CPU threads" in out.out + out.err

@@ -232,6 +232,16 @@ def test_budget_plan_sets_the_epochs_shown(tmp_path, synth_dir, data):
     html = build_report(run).read_text()
     assert "1/8" in html and "fold 1: still training or stopped (1/8 epochs" in html
     assert "5 min budget: 1.5 s/epoch measured on test cpu -&gt; 7 epochs + 1 stage 2" in html
+    first = {"after_epochs": 2, "ratio": 0.9, "epochs": 8, "stage2_epochs": 1}
+    first["planned_epochs"] = 8
+    second = {**first, "after_epochs": 6, "ratio": 0.8, "epochs": 9, "on_full_size": True}
+    run.write_fold_plan(1, {**second, "planned_epochs": 9, "previous": first})
+    html = build_report(run).read_text()  # the fold's two refits, in order; its epochs: 9 + 1
+    assert "fold 1: still training or stopped (1/10 epochs" in html
+    one = html.index("after 2 epochs, its epochs took 0.90x the probe")
+    two = html.index("after 6 epochs, its full-size epochs took 0.80x the probe")
+    assert "estimate -&gt; 9 epochs (planned 8)" in html and "-&gt; 10 epochs (planned 9)" in html
+    assert one < two
 
 
 def _fold_oof(run: Run, k: int):

@@ -212,57 +212,71 @@ def _planned_epoch_seconds(cfg: Config, plan: dict, epoch: int) -> float:
 
 
 def replan(cfg: Config, plan: dict, seconds: list[float]) -> dict:
-    """Refit one fold's schedule once its first epochs have run (`seconds`: their wall times).
+    """Refit one fold's schedule to the wall times of the epochs it has run (`seconds`).
 
     The probe times a few steps while the run starts and is off by some percent either way;
-    the real epochs say by how much (`ratio`, real over probed; the first epoch, which also
-    starts the loader workers, only when it is the only one). The fold keeps the epochs it has
-    trained and gets as many more as fit SAFETY x what is left of its `fold_seconds`, at the
-    probe's relative costs (low vs full resolution) scaled by the ratio. `cfg` is the planned
-    config now training; returns its new layout plus what the decision was made on. A fold
-    already past its low-resolution epochs keeps its layout (a refit could move them back)."""
+    the real epochs say by how much (`ratio`, real over probed; the first epoch timed, which
+    also starts the loader workers or a new input size, only when it is the only one). The fold
+    keeps the epochs it has trained and gets as many more as fit SAFETY x what is left of its
+    `fold_seconds`, at the probe's relative costs (low vs full resolution) scaled by the ratio.
+    With progressive resizing a fold is refit twice: on its first epochs (low resolution), and
+    on its first full-size ones, which run at another ratio (`on_full_size`; the low-resolution
+    epochs then stay as many as were trained). `cfg` is the planned config now training;
+    returns its new layout plus what the decision was made on."""
     done, spent = len(seconds), float(sum(seconds))
-    timed = range(1, done) if done > 1 else range(done)
+    low = low_epochs(cfg)
+    on_full = bool(cfg.low_size) and low < done
+    start = low if on_full else 0  # the ratio is taken on epochs of one resolution
+    timed = range(start + 1, done) if done - start > 1 else range(start, done)
     probed = sum(_planned_epoch_seconds(cfg, plan, e) for e in timed)
     ratio = max(sum(seconds[e] for e in timed), 1e-6) / max(probed, 1e-6)
     record = {
         "after_epochs": done,
+        "on_full_size": on_full,
         "seconds_so_far": round(spent, 1),
         "ratio": round(ratio, 4),
         "fold_seconds": plan["fold_seconds"],
         "planned_epochs": cfg.epochs + cfg.stage2_epochs,
+        "from_epochs": cfg.epochs,  # the stage-1 schedule it continues (`stage1_scheduler`)
+        "from_warmup": cfg.warmup_epochs,
     }
-    if cfg.low_size and low_epochs(cfg) <= done:
+    if cfg.low_size and low == done:  # no full-size epoch timed yet to price the rest with
         kept = {k: getattr(cfg, k) for k in LAYOUT_KEYS}
-        return {**kept, **record, "kept": "past low resolution"}
+        return {**kept, **record, "kept": "no full-size epoch timed yet"}
+    keep_low = low if on_full else None
     room, total = SAFETY * (plan["fold_seconds"] - spent), done + 1  # one more at least
     limit = 10 * max(cfg.epochs + cfg.stage2_epochs, total)  # a probe 10x off is broken
-    while total < limit and ratio * _seconds_after(cfg, plan, done, total + 1) <= room:
+    while total < limit and ratio * _seconds_after(cfg, plan, done, total + 1, keep_low) <= room:
         total += 1
-    return {**_refit_layout(cfg, total, done), **record}
+    return {**_refit_layout(cfg, total, done, keep_low), **record}
 
 
-def _refit_layout(cfg: Config, total: int, done: int) -> dict:
-    """`layout` for a refit after `done` epochs: stage 1 outlives them, and a warm-up they
-    have already finished stays as it was."""
+def _refit_layout(cfg: Config, total: int, done: int, keep_low: int | None = None) -> dict:
+    """`layout` for a refit after `done` epochs: stage 1 outlives them, a warm-up they have
+    already finished stays as it was, and `keep_low` (when given) low-resolution epochs stay
+    exactly that many (`low_share` set to keep them)."""
     new = layout(cfg, total, min_stage1=done + 1)
     if done >= cfg.warmup_epochs:
         new["warmup_epochs"] = cfg.warmup_epochs
+    if keep_low is not None:
+        new["low_share"] = keep_low / new["epochs"]
     return new
 
 
-def _seconds_after(cfg: Config, plan: dict, done: int, total: int) -> float:
+def _seconds_after(
+    cfg: Config, plan: dict, done: int, total: int, keep_low: int | None = None
+) -> float:
     """Probed seconds of epochs done..total-1 when the fold is refit to `total` epochs."""
-    c = replace(cfg, **_refit_layout(cfg, total, done))
+    c = replace(cfg, **_refit_layout(cfg, total, done, keep_low))
     return sum(_planned_epoch_seconds(c, plan, e) for e in range(done, total))
 
 
 def apply_plan(cfg: Config, plan: dict | None) -> Config:
-    """`cfg` with the plan's epochs, second stage, warm-up and cycle length (unchanged without
-    a budget or plan)."""
+    """`cfg` with the plan's epochs, second stage, warm-up and cycle length, and a refit's
+    low-resolution share (unchanged without a budget or plan)."""
     if not cfg.budget_minutes or not plan:
         return cfg
-    return replace(cfg, **{k: plan[k] for k in LAYOUT_KEYS})
+    return replace(cfg, **{k: plan[k] for k in (*LAYOUT_KEYS, "low_share") if k in plan})
 
 
 def ensure_plan(

@@ -323,7 +323,9 @@ def _add_run(cmd) -> None:
     sp.add_argument("--folds-csv", help="default folds/<data>-<k>f-s<seed>.csv")
     sp.add_argument("--resume", action="store_true", help="continue started folds, skip finished")
     sp.add_argument("--gpus", help="e.g. 0,1,2,3: folds in parallel waves, one per GPU")
-    sp.add_argument("--nproc", type=int, default=1, help="processes per fold (torchrun, DDP)")
+    sp.add_argument(
+        "--nproc", type=int, default=0, help="processes per fold (DDP; default: config nproc)"
+    )
     sp.add_argument(
         "--jobs", type=int, help="folds trained at once in CPU processes (default: config jobs)"
     )

@@ -76,6 +76,8 @@ class Config:
     compile: bool = False  # torch.compile the training model (worth it for long GPU runs)
     threads: int = 0  # torch CPU threads (0: torch default)
     jobs: int = 1  # `tgs run`: folds trained at once in CPU processes, the cores split between
+    nproc: int = 1  # `tgs run`: processes training each fold as one DDP model (torchrun); on a
+    # CPU each gets cores / (jobs x nproc) threads; batch_size is per process
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
     val_every: int = 1  # validate every N epochs (and at each stage's end); plateau's patience
     # counts validated epochs

@@ -136,7 +136,7 @@ class RunOptions:
     overrides: list[str] = field(default_factory=list)
     gpus: list[str] = field(default_factory=list)  # folds in parallel waves, one per GPU
     jobs: int | None = None  # folds in parallel CPU processes (default: the config's `jobs`)
-    nproc: int = 1  # processes per fold (torchrun, DDP)
+    nproc: int = 0  # processes per fold (torchrun, DDP); 0: the config's `nproc`
     torchrun: list[str] = field(default_factory=list)  # rendezvous options for several nodes
     report: bool = True
 
@@ -199,6 +199,14 @@ def _train_command(run: Run, data: Path, fold: int, resume: bool, opts: RunOptio
     return launcher + args + (["--resume"] if resume else [])
 
 
+def _cpu_ranks(opts: RunOptions) -> int:
+    """DDP ranks per fold that train on CPU cores (`--nproc` without a GPU), else 1."""
+    import torch
+
+    on_cpu = not opts.gpus and not torch.cuda.is_available()
+    return max(1, opts.nproc) if on_cpu else 1
+
+
 def _child_env(gpu: str | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -229,7 +237,8 @@ def _train_in_children(
     logged = len(slots) > 1
     for s in range(0, len(todo), len(slots)):
         wave, procs = todo[s : s + len(slots)], []
-        extra = [f"threads={max(1, cores // len(wave))}"] if cores and not opts.gpus else []
+        split = cores // (len(wave) * _cpu_ranks(opts))
+        extra = [f"threads={max(1, split)}"] if cores and not opts.gpus else []
         for gpu, k in zip(slots, wave, strict=False):
             cmd = _train_command(run, data_dir, k, opts.resume and run.started(k), opts) + extra
             procs.append((k, _start_fold(run, cmd, k, gpu, logged)))
@@ -274,12 +283,15 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     data_dir, config = resolve_data(opts.data, opts.config)
     config = config or default_config()
     cfg = load_config(config, opts.overrides)
-    opts.jobs = opts.jobs or cfg.jobs
+    opts.jobs, opts.nproc = opts.jobs or cfg.jobs, opts.nproc or cfg.nproc
+    if opts.jobs < 1 or opts.nproc < 1:
+        raise TGSError(f"--jobs and --nproc must be >= 1 (got {opts.jobs}, {opts.nproc})")
     folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
     at_once = min(opts.jobs, len(folds))
-    cores = (os.cpu_count() or 1) if at_once > 1 and not cfg.threads else 0
-    if cores:  # split the cores between the folds trained at once
-        cfg = replace(cfg, threads=max(1, cores // at_once))
+    procs = at_once * _cpu_ranks(opts)  # CPU processes training at once
+    cores = (os.cpu_count() or 1) if procs > 1 and not cfg.threads else 0
+    if cores:  # split the cores between the folds (and their DDP ranks) trained at once
+        cfg = replace(cfg, threads=max(1, cores // procs))
     validate_config(cfg)
     main_node = _check_launch(opts, cfg)
     run = Run(opts.run or Run.default_root(cfg))
@@ -336,7 +348,8 @@ def default_folds_csv(data_dir: Path, cfg: Config) -> Path:
 
 def _plan(run, cfg, data, folds_df, todo, opts: RunOptions, data_dir: Path, spent: float) -> None:
     """The budget plan for the folds to train: folds at once (GPUs or CPU jobs) make waves; CPU
-    jobs are probed as many at once; DDP ranks split each epoch's steps."""
+    processes (jobs x their DDP ranks) are probed as many at once; DDP ranks split each epoch's
+    steps (their gradient all-reduce is not probed: the per-fold refit measures it)."""
     from tgs.budget import ensure_plan
     from tgs.data.io import test_ids
 
@@ -351,7 +364,7 @@ def _plan(run, cfg, data, folds_df, todo, opts: RunOptions, data_dir: Path, spen
         n_models=len(todo),
         n_test=len(test_ids(data_dir)),
         spent=spent,
-        parallel=1 if opts.gpus else at_once,
+        parallel=1 if opts.gpus else at_once * _cpu_ranks(opts),
         world=max(1, opts.nproc),
     )
 

@@ -310,6 +310,14 @@ class Run:
         path = self.fold_plan_path(k)
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def fold_refits(self, k: int) -> list[dict]:
+        """Fold `k`'s refits, oldest first (foldK/plan.json keeps the earlier under "previous")."""
+        out, r = [], self.fold_refit(k)
+        while r:
+            out.insert(0, r)
+            r = r.get("previous")
+        return out
+
     def fold_plan(self, k: int) -> dict | None:
         """The fold's refit schedule, else the run's plan (None without a budget)."""
         return self.fold_refit(k) or self.plan()

@@ -47,6 +47,8 @@ def validate_config(cfg: Config) -> None:
         create_loss(cfg.stage2_loss)
     if cfg.snapshots and cfg.scheduler != "cosine_restarts":
         raise TGSError("snapshots need scheduler: cosine_restarts (a snapshot per cycle)")
+    if cfg.jobs < 1 or cfg.nproc < 1:
+        raise TGSError(f"jobs and nproc must be >= 1 (got {cfg.jobs}, {cfg.nproc})")
     if cfg.budget_minutes < 0 or cfg.max_minutes < 0 or cfg.replan_after < 0:
         raise TGSError("budget_minutes, max_minutes and replan_after must be >= 0")
     if not 0 <= cfg.ema < 1:
@@ -130,6 +132,45 @@ class Plateau:
 
     def load_state_dict(self, state: dict) -> None:
         self.inner.load_state_dict(state)
+
+
+class Stretched:
+    """A step-updated schedule continued over a new length (a budget refit): from update `at`
+    on, what was left of `inner` (up to update `old_end`) is stretched over `new_end - at`
+    updates, so the learning rate goes on from where it is and still ends where it did."""
+
+    def __init__(self, inner, at: int, old_end: int, new_end: int):
+        self.inner, self.at, self.old_end, self.new_end = inner, at, old_end, new_end
+
+    def step_update(self, num_updates: int) -> None:
+        t = num_updates
+        if t > self.at:
+            t = self.at + (t - self.at) * (self.old_end - self.at) / max(1, self.new_end - self.at)
+        self.inner.step_update(t)
+
+    def step(self, epoch: int, metric: float | None = None) -> None:
+        self.inner.step(epoch, metric)
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
+
+
+def stage1_scheduler(cfg: Config, opt: torch.optim.Optimizer, steps: int, refits: list[dict]):
+    """Stage 1's schedule for `cfg`, whose epochs budget refits (`tgs.budget.replan` records,
+    oldest first) have changed: one cosine, as planned before the first refit, stretched at
+    each refit over the new length. Other schedulers (and records without the planned layout)
+    are laid out over `cfg` as they are."""
+    if cfg.scheduler != "cosine" or not refits or "from_epochs" not in refits[0]:
+        return build_scheduler(cfg, opt, steps)
+    planned = {"epochs": refits[0]["from_epochs"], "warmup_epochs": refits[0]["from_warmup"]}
+    sched = build_scheduler(replace(cfg, **planned), opt, steps)
+    for r in refits:
+        at, old_end, new_end = (r[k] * steps for k in ("after_epochs", "from_epochs", "epochs"))
+        sched = Stretched(sched, at, old_end, new_end)
+    return sched
 
 
 def steps_per_epoch(n_train: int, cfg: Config, world: int = 1) -> int:

@@ -36,6 +36,7 @@ from tgs.train import (
     epoch_loader,
     fold_indices,
     low_epochs,
+    stage1_scheduler,
     stage2_config,
     steps_per_epoch,
     take,
@@ -119,6 +120,7 @@ class FoldTrainer:
         self.model = model_from_config(cfg).to(self.rt.device, memory_format=self.rt.memory_format)
         if cfg.init_from:
             self._init_from(cfg.init_from)
+        self.refits = run.fold_refits(fold)  # budget refits so far (a resumed fold's)
         self._set_stage(1)
         fp16 = self.rt.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=fp16)
@@ -181,7 +183,10 @@ class FoldTrainer:
         self.criterion = self.criterion.to(self.rt.device)
         self.opt = build_optimizer(c, self.model)
         self.steps = steps_per_epoch(len(self.train_set.ids), c, self.dist.world)
-        self.sched = build_scheduler(c, self.opt, self.steps)
+        if stage == 1:  # a refit fold's cosine goes on as it was, stretched at each refit
+            self.sched = stage1_scheduler(c, self.opt, self.steps, self.refits)
+        else:
+            self.sched = build_scheduler(c, self.opt, self.steps)
         self.stage = stage
 
     def _init_from(self, source: str) -> None:
@@ -325,25 +330,34 @@ class FoldTrainer:
 
     def _replan(self, epoch: int) -> None:
         """Budgeted runs: once `replan_after` epochs have run, refit the fold's epochs to the
-        time they took (`tgs.budget.replan`), saved as foldK/plan.json (a resumed fold keeps
-        it). Rank 0's refit is every rank's; the cosine is laid out again from this step."""
+        time they took (`tgs.budget.replan`), and with progressive resizing once more after
+        `replan_after` full-size epochs; saved as foldK/plan.json (a resumed fold keeps it,
+        and the first refit under "previous"). Rank 0's refit is every rank's; the cosine goes
+        on from this step's learning rate, stretched over the new length (`stage1_scheduler`)."""
         from tgs.budget import apply_plan, replan
 
-        cfg, k = self.cfg, self.fold
-        if not (cfg.budget_minutes and cfg.replan_after and epoch + 1 >= cfg.replan_after):
+        cfg, k, n = self.cfg, self.fold, epoch + 1
+        if not (cfg.budget_minutes and cfg.replan_after) or n >= cfg.epochs:
+            return  # no budget, or stage 1 is over: nothing left to lay out
+        if not self.refits:
+            due = n >= cfg.replan_after
+        else:  # the second refit, on full-size epochs, unless the first already was
+            low = low_epochs(cfg)
+            due = bool(low) and n >= low + cfg.replan_after
+            due = due and len(self.refits) == 1 and not self.refits[0].get("on_full_size")
+        plan = self.run.plan() if due else None
+        if plan is None:
             return
-        plan = self.run.plan()
-        if plan is None or self.run.fold_plan_path(k).is_file() or epoch + 1 >= cfg.epochs:
-            return  # no plan, refit already, or stage 1 is over: nothing left to lay out
         seconds = [h["seconds"] for h in self.history]
         new = gather_objects(self.dist, replan(cfg, plan, seconds))[0]
+        self.cfg, self.refits = apply_plan(cfg, new), [*self.refits, new]
         if self.dist.main:
-            self.run.write_fold_plan(k, new)
+            nested = {**new, "previous": self.refits[0]} if len(self.refits) > 1 else new
+            self.run.write_fold_plan(k, nested)
             _log_refit(k, new, self.run.fold_plan_path(k))
-        self.cfg = apply_plan(cfg, new)
         if self.cfg.scheduler.startswith("cosine"):  # plateau and none have no length
-            self.sched = build_scheduler(self.cfg, self.opt, self.steps)
-            self.sched.step_update((epoch + 1) * self.steps)
+            self.sched = stage1_scheduler(self.cfg, self.opt, self.steps, self.refits)
+            self.sched.step_update(n * self.steps)
 
     def validates(self, epoch: int) -> bool:
         """Validate after `epoch` (0-based)? Every `val_every` epochs and at each stage's end."""
@@ -457,10 +471,11 @@ class FoldTrainer:
 
 def _log_refit(fold: int, new: dict, path: Path) -> None:
     log.info(
-        "fold %d: %d real epochs took %.2fx the probe's estimate -> %d epochs (+%d stage 2) "
-        "instead of %d (%s)",
+        "fold %d: %d real epochs (%s) took %.2fx the probe's estimate -> %d epochs (+%d stage "
+        "2) instead of %d (%s)",
         fold,
         new["after_epochs"],
+        "timed on the full-size ones" if new.get("on_full_size") else "timed",
         new["ratio"],
         new["epochs"],
         new["stage2_epochs"],

@@ -26,7 +26,12 @@ class FoldFacts:
     status: str  # "finished" | "training" | "not started"
     summary: dict = field(default_factory=dict)
     log: pd.DataFrame | None = None  # epoch, stage, loss, val_score, lr, seconds
-    replan: dict | None = None  # foldK/plan.json: the schedule refit after its first epochs
+    refits: list[dict] = field(default_factory=list)  # foldK/plan.json's refits, oldest first
+
+    @property
+    def replan(self) -> dict | None:
+        """The fold's schedule as its last budget refit laid it out (None before any)."""
+        return self.refits[-1] if self.refits else None
 
     @property
     def epochs_done(self) -> int:
@@ -113,7 +118,7 @@ def read_folds(run: Run, cfg: Config) -> list[FoldFacts]:
             status = "training"
         else:
             status = "not started"
-        out.append(FoldFacts(k, status, run.summary(k), log_df, run.fold_refit(k)))
+        out.append(FoldFacts(k, status, run.summary(k), log_df, run.fold_refits(k)))
     return out
 
 

@@ -66,6 +66,16 @@ def _device(f: Facts) -> str:
     return f"config device {f.cfg.device}; host {cpu}" + (f"; torch {torch}" if torch else "")
 
 
+def refit_text(r: dict) -> str:
+    """One refit in words: what it timed, the ratio, and the epochs before and after."""
+    which = "full-size epochs" if r.get("on_full_size") else "epochs"
+    return (
+        f"after {r['after_epochs']} epochs, its {which} took {r['ratio']:.2f}x the probe's "
+        f"estimate -> {r['epochs'] + r.get('stage2_epochs', 0)} epochs "
+        f"(planned {r['planned_epochs']})"
+    )
+
+
 def plan_text(plan: dict, budget_minutes: float) -> str:
     """plan.json in a line: budget, measured epoch time, epochs chosen."""
     stage2 = plan.get("stage2_epochs") or 0
@@ -111,16 +121,8 @@ def glance(ctx: Context) -> str:
     ]
     if f.plan:
         items.append(("budget plan", plan_text(f.plan, f.cfg.budget_minutes)))
-    for fold in (x for x in f.folds if x.replan):
-        r = fold.replan
-        items.append(
-            (
-                f"fold {fold.k} refit",
-                f"its first {r['after_epochs']} epochs took {r['ratio']:.2f}x the probe's "
-                f"estimate -> {r['epochs'] + r.get('stage2_epochs', 0)} epochs "
-                f"(planned {r['planned_epochs']})",
-            )
-        )
+    for fold in f.folds:
+        items += [(f"fold {fold.k} refit", refit_text(r)) for r in fold.refits]
     diff = f.config_diff()
     ctx.numbers["train_seconds"] = wall
     return (
