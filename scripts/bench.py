@@ -348,29 +348,36 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
 
 
 # One training-throughput child of `threads`: seed_unet 16 filters at SIZE px (configs/cpu.yaml's
-# net), fp32 on the CPU, channels_last or NCHW; writes its images/s to the JSON file. With WORLD
-# > 1 it is one rank of a DistributedDataParallel model (gloo; gradients all-reduced every step).
+# net, classifier head and deep supervision), fp32 on the CPU, channels_last or NCHW; writes its
+# images/s to the JSON file. With WORLD > 1 it is one rank of a DistributedDataParallel model
+# (gloo; gradients all-reduced every step).
 # argv: threads, steps, out.json, size, layout (cl | nchw), batch, rank, world, port
 _THREADS_CHILD = """
 import json, os, sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
 from tgs.losses import create_loss
 from tgs.models import create_model
+from tgs.train import Criterion
 torch.manual_seed(0)
 batch, rank, world = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 fmt = torch.channels_last if sys.argv[5] == "cl" else torch.contiguous_format
-m = create_model("seed_unet", geometry="resize", size=int(sys.argv[4]), n_filters=16, cls_head=True)
+m = create_model(
+    "seed_unet", geometry="resize", size=int(sys.argv[4]), n_filters=16, cls_head=True,
+    deep_supervision=True,
+)
 m = m.to(memory_format=fmt)
 if world > 1:
     import torch.distributed as dist
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[9])
     dist.init_process_group("gloo", rank=rank, world_size=world)
     m = torch.nn.parallel.DistributedDataParallel(m)
-opt, loss_fn = torch.optim.AdamW(m.parameters(), 1e-3), create_loss("bce+dice")
+opt = torch.optim.AdamW(m.parameters(), 1e-3)
+crit = Criterion(create_loss("bce+dice"), 0.2, 0.2)  # as configs/cpu.yaml: cls head, deep sup.
 x = torch.randn(batch, 1, 101, 101).contiguous(memory_format=fmt)
 y = (torch.rand(batch, 1, 101, 101) > 0.5).float()
 def step():
-    loss = loss_fn(m(x), y)
+    mask, cls, aux = m(x, with_cls=True, with_aux=True)
+    loss = crit(mask, cls, y, aux)
     opt.zero_grad()
     loss.backward()
     opt.step()
