@@ -240,7 +240,7 @@ def test_budget_plan_sets_the_epochs_shown(tmp_path, synth_dir, data):
     assert "fold 1: still training or stopped (1/10 epochs" in html
     one = html.index("after 2 epochs, its epochs took 0.90x the probe")
     two = html.index("after 6 epochs, its full-size epochs took 0.80x the probe")
-    assert "estimate -&gt; 9 epochs (planned 8)" in html and "-&gt; 10 epochs (planned 9)" in html
+    assert "estimate -&gt; 9 epochs (was 8)" in html and "-&gt; 10 epochs (was 9)" in html
     assert one < two
 
 

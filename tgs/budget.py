@@ -276,7 +276,8 @@ def apply_plan(cfg: Config, plan: dict | None) -> Config:
     low-resolution share (unchanged without a budget or plan)."""
     if not cfg.budget_minutes or not plan:
         return cfg
-    return replace(cfg, **{k: plan[k] for k in (*LAYOUT_KEYS, "low_share") if k in plan})
+    refit = {"low_share": plan["low_share"]} if "low_share" in plan else {}
+    return replace(cfg, **{k: plan[k] for k in LAYOUT_KEYS}, **refit)
 
 
 def ensure_plan(

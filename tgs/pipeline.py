@@ -227,17 +227,18 @@ def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool)
 
 
 def _train_in_children(
-    run: Run, data_dir: Path, todo: list[int], opts: RunOptions, cores: int = 0
+    run: Run, data_dir: Path, todo: list[int], opts: RunOptions, cores: int = 0, ranks: int = 1
 ) -> None:
     """Folds in child processes: waves of one fold per GPU (--gpus) or per CPU job (--jobs),
     each fold on torchrun with --nproc. A failed fold stops the run with its log named.
     `cores` (CPU jobs whose threads were split automatically): a last wave with fewer folds
-    than jobs splits them between its own folds, so no core idles."""
+    than jobs splits them between its own folds (and their `ranks` CPU processes each), so no
+    core idles."""
     slots = opts.gpus or [None] * max(1, opts.jobs or 1)
     logged = len(slots) > 1
     for s in range(0, len(todo), len(slots)):
         wave, procs = todo[s : s + len(slots)], []
-        split = cores // (len(wave) * _cpu_ranks(opts))
+        split = cores // (len(wave) * ranks)
         extra = [f"threads={max(1, split)}"] if cores and not opts.gpus else []
         for gpu, k in zip(slots, wave, strict=False):
             cmd = _train_command(run, data_dir, k, opts.resume and run.started(k), opts) + extra
@@ -282,17 +283,15 @@ def run_pipeline(opts: RunOptions) -> RunResult:
         os.environ["CUDA_VISIBLE_DEVICES"] = opts.gpus[0]
     data_dir, config = resolve_data(opts.data, opts.config)
     config = config or default_config()
-    cfg = load_config(config, opts.overrides)
-    opts.jobs, opts.nproc = opts.jobs or cfg.jobs, opts.nproc or cfg.nproc
-    if opts.jobs < 1 or opts.nproc < 1:
-        raise TGSError(f"--jobs and --nproc must be >= 1 (got {opts.jobs}, {opts.nproc})")
-    folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
-    at_once = min(opts.jobs, len(folds))
-    procs = at_once * _cpu_ranks(opts)  # CPU processes training at once
-    cores = (os.cpu_count() or 1) if procs > 1 and not cfg.threads else 0
-    if cores:  # split the cores between the folds (and their DDP ranks) trained at once
-        cfg = replace(cfg, threads=max(1, cores // procs))
+    cfg = load_config(config, opts.overrides)  # + the launch flags, saved with the run:
+    cfg = replace(cfg, jobs=opts.jobs or cfg.jobs, nproc=opts.nproc or cfg.nproc)
     validate_config(cfg)
+    opts.jobs, opts.nproc = cfg.jobs, cfg.nproc
+    folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
+    at_once, ranks = min(opts.jobs, len(folds)), _cpu_ranks(opts)
+    cores = (os.cpu_count() or 1) if at_once * ranks > 1 and not cfg.threads else 0
+    if cores:  # split the cores between the folds (and their DDP ranks) trained at once
+        cfg = replace(cfg, threads=max(1, cores // (at_once * ranks)))
     main_node = _check_launch(opts, cfg)
     run = Run(opts.run or Run.default_root(cfg))
     if not opts.resume and any(run.started(k) for k in run.folds()):
@@ -321,9 +320,9 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     for k in sorted(set(folds) - set(todo)):
         log.info("== fold %d already finished (%s): skipped", k, run.summary_path(k))
     if todo and cfg.budget_minutes:
-        _plan(run, cfg, data, folds_df, todo, opts, data_dir, time.time() - t0)
+        _plan(run, cfg, data, folds_df, todo, opts, data_dir, time.time() - t0, ranks)
     if opts.nproc > 1 or len(opts.gpus) > 1 or opts.jobs > 1:
-        _train_in_children(run, data_dir, todo, opts, cores)
+        _train_in_children(run, data_dir, todo, opts, cores, ranks)
     else:
         for k in todo:
             log.info("== fold %d", k)
@@ -346,7 +345,9 @@ def default_folds_csv(data_dir: Path, cfg: Config) -> Path:
     return Path("folds") / f"{Path(data_dir).name}-{cfg.n_folds}f-s{cfg.fold_seed}.csv"
 
 
-def _plan(run, cfg, data, folds_df, todo, opts: RunOptions, data_dir: Path, spent: float) -> None:
+def _plan(
+    run, cfg, data, folds_df, todo, opts: RunOptions, data_dir: Path, spent: float, ranks: int
+) -> None:
     """The budget plan for the folds to train: folds at once (GPUs or CPU jobs) make waves; CPU
     processes (jobs x their DDP ranks) are probed as many at once; DDP ranks split each epoch's
     steps (their gradient all-reduce is not probed: the per-fold refit measures it)."""
@@ -364,7 +365,7 @@ def _plan(run, cfg, data, folds_df, todo, opts: RunOptions, data_dir: Path, spen
         n_models=len(todo),
         n_test=len(test_ids(data_dir)),
         spent=spent,
-        parallel=1 if opts.gpus else at_once * _cpu_ranks(opts),
+        parallel=1 if opts.gpus else at_once * ranks,
         world=max(1, opts.nproc),
     )
 

@@ -314,9 +314,17 @@ class Run:
         """Fold `k`'s refits, oldest first (foldK/plan.json keeps the earlier under "previous")."""
         out, r = [], self.fold_refit(k)
         while r:
-            out.insert(0, r)
+            out.insert(0, {key: v for key, v in r.items() if key != "previous"})
             r = r.get("previous")
         return out
+
+    def write_fold_refits(self, k: int, refits: list[dict]) -> None:
+        """Save fold `k`'s refits (oldest first) as foldK/plan.json: the latest, which sets the
+        fold's schedule, with the earlier ones nested under "previous"."""
+        nested = None
+        for r in refits:
+            nested = {**r, "previous": nested} if nested else dict(r)
+        self.write_fold_plan(k, nested)
 
     def fold_plan(self, k: int) -> dict | None:
         """The fold's refit schedule, else the run's plan (None without a budget)."""

@@ -140,12 +140,14 @@ class Stretched:
     updates, so the learning rate goes on from where it is and still ends where it did."""
 
     def __init__(self, inner, at: int, old_end: int, new_end: int):
+        if new_end <= at:
+            raise ValueError(f"a stretched schedule must go on past update {at} (to {new_end})")
         self.inner, self.at, self.old_end, self.new_end = inner, at, old_end, new_end
 
     def step_update(self, num_updates: int) -> None:
         t = num_updates
         if t > self.at:
-            t = self.at + (t - self.at) * (self.old_end - self.at) / max(1, self.new_end - self.at)
+            t = self.at + (t - self.at) * (self.old_end - self.at) / (self.new_end - self.at)
         self.inner.step_update(t)
 
     def step(self, epoch: int, metric: float | None = None) -> None:
@@ -161,8 +163,9 @@ class Stretched:
 def stage1_scheduler(cfg: Config, opt: torch.optim.Optimizer, steps: int, refits: list[dict]):
     """Stage 1's schedule for `cfg`, whose epochs budget refits (`tgs.budget.replan` records,
     oldest first) have changed: one cosine, as planned before the first refit, stretched at
-    each refit over the new length. Other schedulers (and records without the planned layout)
-    are laid out over `cfg` as they are."""
+    each refit over the new length (a warm-up not over at a refit is stretched with it, so the
+    refit's `warmup_epochs` is only what `layout` would give). Other schedulers (and records
+    without the planned layout) are laid out over `cfg` as they are."""
     if cfg.scheduler != "cosine" or not refits or "from_epochs" not in refits[0]:
         return build_scheduler(cfg, opt, steps)
     planned = {"epochs": refits[0]["from_epochs"], "warmup_epochs": refits[0]["from_warmup"]}

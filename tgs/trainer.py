@@ -329,35 +329,42 @@ class FoldTrainer:
             )
 
     def _replan(self, epoch: int) -> None:
-        """Budgeted runs: once `replan_after` epochs have run, refit the fold's epochs to the
-        time they took (`tgs.budget.replan`), and with progressive resizing once more after
-        `replan_after` full-size epochs; saved as foldK/plan.json (a resumed fold keeps it,
-        and the first refit under "previous"). Rank 0's refit is every rank's; the cosine goes
-        on from this step's learning rate, stretched over the new length (`stage1_scheduler`)."""
+        """Budgeted runs: refit the fold's epochs to the time its epochs took
+        (`tgs.budget.replan`) when `_refit_due`; saved as foldK/plan.json (a resumed fold keeps
+        it). Rank 0's refit is every rank's; a cosine goes on from this step's learning rate,
+        stretched over the new length (`stage1_scheduler`), other schedules are laid out again."""
         from tgs.budget import apply_plan, replan
 
-        cfg, k, n = self.cfg, self.fold, epoch + 1
-        if not (cfg.budget_minutes and cfg.replan_after) or n >= cfg.epochs:
-            return  # no budget, or stage 1 is over: nothing left to lay out
-        if not self.refits:
-            due = n >= cfg.replan_after
-        else:  # the second refit, on full-size epochs, unless the first already was
-            low = low_epochs(cfg)
-            due = bool(low) and n >= low + cfg.replan_after
-            due = due and len(self.refits) == 1 and not self.refits[0].get("on_full_size")
-        plan = self.run.plan() if due else None
+        plan = self.run.plan() if self._refit_due(epoch + 1) else None
         if plan is None:
             return
         seconds = [h["seconds"] for h in self.history]
-        new = gather_objects(self.dist, replan(cfg, plan, seconds))[0]
-        self.cfg, self.refits = apply_plan(cfg, new), [*self.refits, new]
+        new = gather_objects(self.dist, replan(self.cfg, plan, seconds))[0]
+        self.cfg, self.refits = apply_plan(self.cfg, new), [*self.refits, new]
         if self.dist.main:
-            nested = {**new, "previous": self.refits[0]} if len(self.refits) > 1 else new
-            self.run.write_fold_plan(k, nested)
-            _log_refit(k, new, self.run.fold_plan_path(k))
+            self.run.write_fold_refits(self.fold, self.refits)
+            _log_refit(self.fold, new, self.run.fold_plan_path(self.fold))
         if self.cfg.scheduler.startswith("cosine"):  # plateau and none have no length
             self.sched = stage1_scheduler(self.cfg, self.opt, self.steps, self.refits)
-            self.sched.step_update(n * self.steps)
+            self.sched.step_update((epoch + 1) * self.steps)
+
+    def _refit_due(self, n: int) -> bool:
+        """After `n` epochs of a budgeted stage 1: the first refit once `replan_after` epochs
+        have run; with progressive resizing a second once `replan_after` full-size epochs have
+        (unless the first was already on full-size epochs, or predates the second refit)."""
+        cfg = self.cfg
+        if not (cfg.budget_minutes and cfg.replan_after) or n >= cfg.epochs:
+            return False  # no budget, or stage 1 is over: nothing left to lay out
+        if not self.refits:
+            return n >= cfg.replan_after
+        first, low = self.refits[0], low_epochs(cfg)
+        return (
+            len(self.refits) == 1
+            and bool(low)
+            and n >= low + cfg.replan_after
+            and "from_epochs" in first  # older records: refit once, as then
+            and not first.get("on_full_size")
+        )
 
     def validates(self, epoch: int) -> bool:
         """Validate after `epoch` (0-based)? Every `val_every` epochs and at each stage's end."""

@@ -72,7 +72,7 @@ def refit_text(r: dict) -> str:
     return (
         f"after {r['after_epochs']} epochs, its {which} took {r['ratio']:.2f}x the probe's "
         f"estimate -> {r['epochs'] + r.get('stage2_epochs', 0)} epochs "
-        f"(planned {r['planned_epochs']})"
+        f"(was {r['planned_epochs']})"
     )
 
 
