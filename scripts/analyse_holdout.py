@@ -64,7 +64,8 @@ def analyse(a: dict) -> list[tuple[str, str]]:
     ):
         rows.append((f"lost: {what}", f"{(1 - scores[sel]).sum() / n:.4f} ({sel.sum()} images)"))
     small = salt & (a["truth"].mean((1, 2)) < 0.1)
-    rows.append(("score of salt under 10% of the image", f"{scores[small].mean():.3f}"))
+    small_text = f"{scores[small].mean():.3f} ({small.sum()} images)" if small.any() else "none"
+    rows.append(("score of salt under 10% of the image", small_text))
     rows.append(("AUC, mask max probability", f"{roc_auc_score(salt, a['probs'].max((1, 2))):.4f}"))
     if a["cls"] is not None:
         rows.append(("AUC, salt-present head", f"{roc_auc_score(salt, a['cls']):.4f}"))

@@ -126,6 +126,17 @@ def test_train_folds_script(synth_dir, tiny_config, tmp_path):
     assert validate_file(subs[0], synth_dir / "sample_submission.csv") == 20
     assert list((tmp_path / "folds").glob("*.csv"))
     assert "score against" in proc.stdout  # synthetic data carries truth.csv
+    scored = float(re.search(r"score against the held-out truth.csv: ([\d.]+)", proc.stdout)[1])
+    # where that score is lost: scripts/analyse_holdout.py on the same run and holdout
+    cmd = [sys.executable, str(ROOT / "scripts" / "analyse_holdout.py"), "runs/tiny"]
+    out = subprocess.run(
+        [*cmd, "--data", str(synth_dir)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    values = dict(re.findall(r"^(.+?)\s{2,}([\d.]+)", out.stdout, re.M))
+    assert float(values["holdout score"]) == pytest.approx(scored, abs=6e-5)
+    lost = [float(v) for k, v in values.items() if k.startswith("lost: ")]
+    assert len(lost) == 3 and sum(lost) == pytest.approx(1 - scored, abs=2e-4)
 
 
 def test_torchrun_command_carries_rendezvous_options(tmp_path):
@@ -186,3 +197,31 @@ def test_run_jobs_with_one_fold_to_train_keeps_every_core(
     assert main([*args, "--jobs", "2", "--no-report", "max_train_batches=1", "folds=[0]"]) == 0
     assert "threads: 0" in (run / "config.yaml").read_text()  # not split: one fold at a time
     assert json.loads((run / "thresholds.json").read_text())["folds"] == [0]
+
+
+def test_analyse_holdout_splits_the_lost_score_by_kind_of_error():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ah", ROOT / "scripts" / "analyse_holdout.py")
+    ah = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ah)
+    truth = np.zeros((4, 101, 101), bool)
+    truth[2:, 20:60, 20:60] = True  # two empty images, two with salt
+    masks = truth.copy()
+    masks[1, 0:10, 0:10] = True  # empty image predicted with salt: scores 0
+    masks[2] = False  # salt image predicted empty: scores 0
+    probs = np.where(masks, 0.9, 0.1).astype(np.float32)
+    th = {"threshold": 0.5, "min_area": 0, "empty_threshold": 0.0, "blank_rule": False}
+    rows = dict(
+        ah.analyse(
+            {"th": th, "probs": probs, "cls": None, "masks": masks, "images": None, "truth": truth}
+        )
+    )
+    assert rows["holdout score"].startswith("0.5000 (4 images, 2 with salt)")
+    assert rows["lost: salt images predicted empty"] == "0.2500 (1 images)"
+    assert rows["lost: IoU missed on the salt images found"] == "0.0000 (1 images)"
+    assert rows["lost: empty images predicted with salt"] == "0.2500 (1 images)"
+    assert rows["score of salt under 10% of the image"] == "none"  # both cover 16%
+    assert rows["post-processing searched on OOF"].endswith("-> 0.5000")
+    # the holdout's own best post-processing drops the 100-pixel false positive by min-area
+    assert rows["the holdout's own best"].endswith("-> 0.7500")
