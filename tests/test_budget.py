@@ -215,11 +215,39 @@ class _Clock:
         return self.now
 
 
+def _killed_and_resumed(tmp_path, data, folds, monkeypatch, killed_in: int, *extra, seen=None):
+    """A fresh copy of `_fold_with_plan`'s fold whose process dies at the start of epoch
+    `killed_in` (0-based), then resumed to its end; `seen(trainer, epoch)` is called before each
+    resumed epoch. Returns the run."""
+    from tgs.pipeline import train_fold
+    from tgs.trainer import FoldTrainer
+
+    real_epoch = FoldTrainer.run_epoch
+
+    def killed(self, epoch):
+        if epoch == killed_in:
+            raise KeyboardInterrupt
+        real_epoch(self, epoch)
+
+    def resumed(self, epoch):
+        if seen is not None:
+            seen(self, epoch)
+        real_epoch(self, epoch)
+
+    again, cfg = _fold_with_plan(tmp_path, data, folds, "killed", *extra)
+    monkeypatch.setattr(FoldTrainer, "run_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(again, cfg, data, folds, 0)
+    monkeypatch.setattr(FoldTrainer, "run_epoch", resumed)
+    train_fold(again, cfg, data, folds, 0, resume=True)
+    monkeypatch.setattr(FoldTrainer, "run_epoch", real_epoch)
+    return again
+
+
 def test_budgeted_fold_refits_after_two_epochs_and_a_resumed_fold_keeps_the_refit(
     tmp_path, data, folds, monkeypatch
 ):
     from tgs.pipeline import train_fold
-    from tgs.trainer import FoldTrainer
 
     monkeypatch.setattr("tgs.trainer.time", _Clock())
     run, cfg = _fold_with_plan(tmp_path, data, folds, "whole")
@@ -232,19 +260,8 @@ def test_budgeted_fold_refits_after_two_epochs_and_a_resumed_fold_keeps_the_refi
     assert whole["lr"].iloc[-1] < 0.02 * whole["lr"].max()  # ... its cosine stretched over it
     assert whole["lr"].is_monotonic_decreasing  # the learning rate never jumps at the refit
 
-    real_epoch = FoldTrainer.run_epoch
-
-    def killed_in_epoch_3(self, epoch):  # the process dies in the first epoch after the refit
-        if epoch == 2:
-            raise KeyboardInterrupt
-        real_epoch(self, epoch)
-
-    again, _ = _fold_with_plan(tmp_path, data, folds, "killed")
-    monkeypatch.setattr(FoldTrainer, "run_epoch", killed_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        train_fold(again, cfg, data, folds, 0)
-    monkeypatch.setattr(FoldTrainer, "run_epoch", real_epoch)
-    train_fold(again, cfg, data, folds, 0, resume=True)
+    # the process dies in the first epoch after the refit
+    again = _killed_and_resumed(tmp_path, data, folds, monkeypatch, 2)
     resumed = pd.read_csv(again.root / "fold0" / "log.csv")
     assert resumed["lr"].tolist() == whole["lr"].tolist()  # same epochs, same schedule
     assert resumed["loss"].tolist() == pytest.approx(whole["loss"].tolist())
@@ -255,7 +272,6 @@ def test_progressive_fold_refits_again_on_its_full_size_epochs_and_resumes_there
     tmp_path, data, folds, monkeypatch, killed_in
 ):
     from tgs.pipeline import train_fold
-    from tgs.trainer import FoldTrainer
 
     monkeypatch.setattr("tgs.trainer.time", _Clock())
     extra = ("low_size=16", "low_share=0.5")
@@ -272,24 +288,14 @@ def test_progressive_fold_refits_again_on_its_full_size_epochs_and_resumes_there
     assert len(whole) == 19
     assert whole["lr"].iloc[-1] < 0.02 * whole["lr"].max()
     assert whole["lr"].is_monotonic_decreasing  # no jump at either refit
-    real_epoch = FoldTrainer.run_epoch
     sizes = []
 
-    def killed(self, epoch):
-        if epoch == killed_in:
-            raise KeyboardInterrupt
-        real_epoch(self, epoch)
+    def record_size(trainer, epoch):
+        sizes.append(epoch < low_epochs(trainer.cfg))
 
-    def record_size(self, epoch):
-        sizes.append(epoch < low_epochs(self.cfg))
-        real_epoch(self, epoch)
-
-    again, _ = _fold_with_plan(tmp_path, data, folds, "killed", *extra)
-    monkeypatch.setattr(FoldTrainer, "run_epoch", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train_fold(again, cfg, data, folds, 0)
-    monkeypatch.setattr(FoldTrainer, "run_epoch", record_size)
-    train_fold(again, cfg, data, folds, 0, resume=True)
+    again = _killed_and_resumed(
+        tmp_path, data, folds, monkeypatch, killed_in, *extra, seen=record_size
+    )
     # the epochs after the kill at their sizes: the 6 low-res epochs stay 6
     assert sizes == [e < 6 for e in range(killed_in, 19)]
     assert json.loads((again.root / "fold0" / "plan.json").read_text()) == second
