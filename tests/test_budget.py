@@ -173,6 +173,18 @@ def test_replan_keeps_what_it_cannot_move():
     assert kept["epochs"] == 3 and kept["kept"] == "no full-size epoch timed yet"
 
 
+def test_replan_counts_the_time_outside_epochs():
+    cfg = load_config(None, ["budget_minutes=10", "epochs=40"])
+    plan = {"measured": MEASURED, "world": 1, "fold_seconds": 1000.0}  # 14 s epochs probed
+    plain = replan(cfg, plan, [14.0, 14.0])
+    assert plain["epochs"] == 2 + 63  # 0.92 x 972 s / 14 s = 63.9
+    # saves take 4 s after each epoch, the fold's process took 50 s before its first one:
+    # 0.92 x (1000 - 28 - 8 - 50) s = 840.9 s at 14 + 4 s per epoch = 46 more
+    slow = replan(cfg, plan, [14.0, 14.0], overhead=4.0, startup=50.0)
+    assert slow["epochs"] == 2 + 46 and slow["ratio"] == 1.0
+    assert (slow["overhead_seconds"], slow["startup_seconds"]) == (4.0, 50.0)
+
+
 def test_second_replan_prices_full_size_epochs_and_keeps_the_low_ones():
     cfg = load_config(None, ["budget_minutes=10", "epochs=40", "low_size=32", "low_share=0.75"])
     measured = {**MEASURED, "low_step_seconds": 0.2}  # probed: 8 s at low res, 14 s at full
@@ -205,14 +217,19 @@ def _fold_with_plan(tmp_path, data, folds, name: str, *extra: str):
 
 
 class _Clock:
-    """time.time() for the trainer: every call is 1 s later, so every epoch takes 1 s."""
+    """time.time() for the trainer: every call is 1 s later, so every epoch takes 1 s; each
+    perf_counter() call is `save` s later, so each checkpoint save takes `save` s (0: free)."""
 
-    def __init__(self):
-        self.now = 0.0
+    def __init__(self, save: float = 0.0):
+        self.now, self.perf, self.save = 0.0, 0.0, save
 
     def time(self) -> float:
         self.now += 1.0
         return self.now
+
+    def perf_counter(self) -> float:
+        self.perf += self.save
+        return self.perf
 
 
 def _killed_and_resumed(tmp_path, data, folds, monkeypatch, killed_in: int, *extra, seen=None):
@@ -302,3 +319,42 @@ def test_progressive_fold_refits_again_on_its_full_size_epochs_and_resumes_there
     resumed = pd.read_csv(again.root / "fold0" / "log.csv")
     assert resumed["lr"].tolist() == whole["lr"].tolist()
     assert resumed["loss"].tolist() == pytest.approx(whole["loss"].tolist())
+
+
+def test_fold_whose_checkpoints_take_as_long_as_its_epochs_still_fits_its_time(
+    tmp_path, data, folds, monkeypatch
+):
+    """On a GPU an epoch takes 2-4 s and saving last.pt 0.3-1 s: a refit on the epochs' own
+    time alone plans past the fold's time (measured: 5 folds at once on one H100 ran 23% over
+    a 2.5-minute budget). Here every save takes as long as an epoch (1 s)."""
+    from tgs.pipeline import train_fold
+
+    monkeypatch.setattr("tgs.trainer.time", _Clock(save=1.0))
+    run, cfg = _fold_with_plan(tmp_path, data, folds, "slow-saves")
+    train_fold(run, cfg, data, folds, 0)
+    refit = json.loads((run.root / "fold0" / "plan.json").read_text())
+    assert refit["overhead_seconds"] == 1.0  # the save after epoch 1, timed
+    # 2 epochs + 2 saves spent of 20 s; 0.92 x 16 s / (1 s epoch + 1 s save) = 7 more
+    assert (refit["ratio"], refit["epochs"]) == (0.5, 9)
+    log = pd.read_csv(run.root / "fold0" / "log.csv")
+    assert len(log) == 9 and log["seconds"].sum() + 9 * 1.0 <= 20.0  # saves included
+    # (without the saves counted: 18 epochs, 36 s of a 20 s fold)
+
+
+@pytest.mark.parametrize(
+    "gpus, jobs, waves, parallel",
+    [([], 5, 1, 5), (["0", "1", "2", "3"], 5, 2, 1), (["0", "1"], 1, 3, 1), ([], 2, 3, 2)],
+)
+def test_plan_counts_the_folds_that_train_at_once(
+    synth_dir, monkeypatch, gpus, jobs, waves, parallel
+):
+    """5 folds: `jobs` at once on one device (the probe runs as many at once), or one per GPU
+    with --gpus whatever `jobs` says (a GPU recipe's `jobs: 5` on a 4-GPU box: 2 waves)."""
+    import tgs.budget
+    from tgs.pipeline import RunOptions, _plan
+
+    seen = {}
+    monkeypatch.setattr(tgs.budget, "ensure_plan", lambda *a, **kw: seen.update(kw))
+    opts = RunOptions(gpus=gpus, jobs=jobs)
+    _plan(None, load_config(None), None, None, [0, 1, 2, 3, 4], opts, synth_dir, 0.0, 1)
+    assert (seen["waves"], seen["parallel"], seen["n_models"]) == (waves, parallel, 5)

@@ -46,3 +46,24 @@ def test_shipped_configs_load():
         cfg = load_config(root / "configs" / f"{name}.yaml")
         assert cfg.name == name  # run folders and submissions are named after it
         validate_config(cfg)  # every name in it resolves
+
+
+def test_overrides_anywhere_on_the_command_line(capsys):
+    """KEY=VALUE before, between and after options, as a user types them; anything else
+    stray is refused, and so are overrides to a command that takes none."""
+    from tgs.cli import main, parse_args
+
+    args = parse_args(["run", "seed=3", "--config", "configs/demo.yaml", "--jobs", "2", "lr=0.1"])
+    assert args.overrides == ["seed=3", "lr=0.1"]
+    assert (args.config, args.jobs) == ("configs/demo.yaml", 2)
+    assert main(["config", "seed=3", "--config", "configs/demo.yaml", "--get", "seed"]) == 0
+    assert capsys.readouterr().out.strip() == "3"
+    for argv in (
+        ["config", "seed=3", "--config", "c.yaml", "bogus"],
+        ["config", "--bogus=1"],
+        ["folds", "--data", "d", "--out", "f.csv", "seed=3"],
+    ):
+        with pytest.raises(SystemExit) as e:
+            parse_args(argv)
+        assert e.value.code == 2
+    assert "unrecognized arguments: bogus" in capsys.readouterr().err

@@ -211,7 +211,9 @@ def _planned_epoch_seconds(cfg: Config, plan: dict, epoch: int) -> float:
     return step_s * steps + m["val_seconds"] / max(1, cfg.val_every)
 
 
-def replan(cfg: Config, plan: dict, seconds: list[float]) -> dict:
+def replan(
+    cfg: Config, plan: dict, seconds: list[float], overhead: float = 0.0, startup: float = 0.0
+) -> dict:
     """Refit one fold's schedule to the wall times of the epochs it has run (`seconds`).
 
     The probe times a few steps while the run starts and is off by some percent either way;
@@ -219,11 +221,16 @@ def replan(cfg: Config, plan: dict, seconds: list[float]) -> dict:
     also starts the loader workers or a new input size, only when it is the only one). The fold
     keeps the epochs it has trained and gets as many more as fit SAFETY x what is left of its
     `fold_seconds`, at the probe's relative costs (low vs full resolution) scaled by the ratio.
+    What an epoch's own time leaves out counts too: `overhead`, seconds per epoch outside it
+    (the checkpoint saved after each epoch: 0.3-1 s on a GPU, where epochs take 2-4 s), and
+    `startup`, the fold's one-off seconds before its first epoch (a child process's imports,
+    data, model); both are spent already for the epochs done, and `overhead` again per epoch.
     With progressive resizing a fold is refit twice: on its first epochs (low resolution), and
     on its first full-size ones, which run at another ratio (`on_full_size`; the low-resolution
     epochs then stay as many as were trained). `cfg` is the planned config now training;
     returns its new layout plus what the decision was made on."""
-    done, spent = len(seconds), float(sum(seconds))
+    done = len(seconds)
+    spent = float(sum(seconds)) + overhead * done + startup
     low = low_epochs(cfg)
     on_full = bool(cfg.low_size) and low < done
     start = low if on_full else 0  # the ratio is taken on epochs of one resolution
@@ -235,6 +242,8 @@ def replan(cfg: Config, plan: dict, seconds: list[float]) -> dict:
         "on_full_size": on_full,
         "seconds_so_far": round(spent, 1),
         "ratio": round(ratio, 4),
+        "overhead_seconds": round(overhead, 3),
+        "startup_seconds": round(startup, 1),
         "fold_seconds": plan["fold_seconds"],
         "planned_epochs": cfg.epochs + cfg.stage2_epochs,
         "from_epochs": cfg.epochs,  # the stage-1 schedule it continues (`stage1_scheduler`)
@@ -246,7 +255,7 @@ def replan(cfg: Config, plan: dict, seconds: list[float]) -> dict:
     keep_low = low if on_full else None
     room, total = SAFETY * (plan["fold_seconds"] - spent), done + 1  # one more at least
     limit = 10 * max(cfg.epochs + cfg.stage2_epochs, total)  # a probe 10x off is broken
-    while total < limit and ratio * _seconds_after(cfg, plan, done, total + 1, keep_low) <= room:
+    while total < limit and _cost(cfg, plan, done, total + 1, keep_low, ratio, overhead) <= room:
         total += 1
     return {**_refit_layout(cfg, total, done, keep_low), **record}
 
@@ -261,6 +270,12 @@ def _refit_layout(cfg: Config, total: int, done: int, keep_low: int | None = Non
     if keep_low is not None:
         new["low_share"] = keep_low / new["epochs"]
     return new
+
+
+def _cost(cfg: Config, plan: dict, done: int, total: int, keep_low, ratio, overhead) -> float:
+    """Wall seconds of epochs done..total-1 after a refit to `total`: probed x ratio, plus the
+    per-epoch overhead."""
+    return ratio * _seconds_after(cfg, plan, done, total, keep_low) + overhead * (total - done)
 
 
 def _seconds_after(
@@ -300,7 +315,7 @@ def ensure_plan(
     plan = run.plan()
     if plan is not None:
         return plan
-    from tgs.meta import cpu_name
+    from tgs.meta import cpu_name, gpu_name
 
     t0 = time.time()
     if parallel > 1:
@@ -309,13 +324,13 @@ def ensure_plan(
         measured = probe(cfg, data, folds, fold, run)
     left = 60 * cfg.budget_minutes - spent - (time.time() - t0)
     plan = plan_epochs(cfg, measured, left, waves, n_test, n_models, world)
-    plan["cpu"] = cpu_name()
+    plan["cpu"], plan["gpu"] = cpu_name(), gpu_name()
     run.write_plan(plan)
     log.info(
         "budget %.1f min on %s: %.1f s/epoch measured -> %d epochs (+%d stage 2) per fold "
         "in %d round(s) of folds (plan in %s)",
         cfg.budget_minutes,
-        plan["cpu"],
+        plan["gpu"] or plan["cpu"],
         plan["epoch_seconds"],
         plan["epochs"],
         plan["stage2_epochs"],

@@ -79,6 +79,7 @@ def _train(a: argparse.Namespace) -> None:
     from tgs.run import Run
     from tgs.train import validate_config
 
+    started = time.perf_counter()  # a fold's process: its data and model count to its budget
     cfg = load_config(a.config, a.overrides)
     validate_config(cfg)
     run = Run(a.run or Run.default_root(cfg))
@@ -96,7 +97,7 @@ def _train(a: argparse.Namespace) -> None:
 
             n = len(cfg.folds or range(cfg.n_folds))
             ensure_plan(run, cfg, data, folds, a.fold, n, len(test_ids(a.data)), 0.0)
-        summary = train_fold(run, cfg, data, folds, a.fold, resume=a.resume, dist=dist)
+        summary = train_fold(run, cfg, data, folds, a.fold, a.resume, dist, started)
     finally:
         shutdown_distributed(dist)
     if not summary:  # a non-zero rank of a distributed run
@@ -448,10 +449,23 @@ def setup_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; KEY=VALUE overrides may come before, between or after the options
+    (`run budget_minutes=5 --jobs 2 seed=1`), not only in one block."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     setup_logging()
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         args.fn(args)
     except TGSError as e:

@@ -36,6 +36,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpu_name() -> str | None:
+    """The first visible CUDA device's name (e.g. "NVIDIA H100 80GB HBM3"); None without one."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages a run's numbers depend on (those importable here)."""
     from importlib import metadata
@@ -58,4 +65,5 @@ def environment() -> dict:
         "versions": versions(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        "gpu": gpu_name(),
     }

@@ -44,9 +44,11 @@ def train_fold(
     fold: int,
     resume: bool = False,
     dist=None,
+    started: float | None = None,
 ) -> dict:
     """Train fold `fold` of `folds` (DataFrame id, fold) into the run; returns its summary
-    ({} on a non-zero rank). Seeds the RNGs with seed + fold and sets the thread count."""
+    ({} on a non-zero rank). Seeds the RNGs with seed + fold and sets the thread count.
+    `started`: `time.perf_counter()` when this fold's process started (see `FoldTrainer`)."""
     import torch
 
     from tgs.budget import apply_plan
@@ -58,7 +60,7 @@ def train_fold(
         torch.set_num_threads(cfg.threads)
     log.info("fold %d: %d CPU threads", fold, torch.get_num_threads())
     seed_everything(cfg.seed + fold)
-    return FoldTrainer(cfg, data, folds, fold, run, dist).fit(resume)
+    return FoldTrainer(cfg, data, folds, fold, run, dist, started).fit(resume)
 
 
 def search(
@@ -288,7 +290,7 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     validate_config(cfg)
     opts.jobs, opts.nproc = cfg.jobs, cfg.nproc
     folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
-    at_once, ranks = min(opts.jobs, len(folds)), _cpu_ranks(opts)
+    at_once, ranks = min(len(opts.gpus) or opts.jobs, len(folds)), _cpu_ranks(opts)
     cores = (os.cpu_count() or 1) if at_once * ranks > 1 and not cfg.threads else 0
     if cores:  # split the cores between the folds (and their DDP ranks) trained at once
         cfg = replace(cfg, threads=max(1, cores // (at_once * ranks)))
@@ -354,7 +356,7 @@ def _plan(
     from tgs.budget import ensure_plan
     from tgs.data.io import test_ids
 
-    at_once = min(len(todo), max(1, len(opts.gpus), opts.jobs))
+    at_once = min(len(todo), len(opts.gpus) or max(1, opts.jobs))  # --gpus: one fold per GPU
     ensure_plan(
         run,
         cfg,

@@ -107,8 +107,12 @@ class FoldTrainer:
         fold: int,
         run: Run,
         dist: Dist | None = None,
+        started: float | None = None,
     ):
+        """`started`: `time.perf_counter()` when the fold's process began its work (a child
+        fold's imports and data count toward its budget); default: when `fit` starts."""
         self.cfg, self.data, self.fold, self.run = cfg, data, fold, run
+        self.started, self.startup, self.save_seconds = started, 0.0, []
         self.dir = run.fold_dir(fold)
         self.dist = dist or Dist()
         self.rt = Runtime.from_config(cfg, self.dist.local_rank if self.dist.enabled else None)
@@ -321,7 +325,9 @@ class FoldTrainer:
         self.best = max(self.best, score)
         self._replan(epoch)  # before last.pt, so a resumed fold finds the refit schedule
         if self.dist.main:
+            t_save = time.perf_counter()
             self._save(epoch, score, improved)
+            self.save_seconds.append(time.perf_counter() - t_save)
             mark = " *" if improved else ""
             log.info(
                 f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
@@ -339,7 +345,10 @@ class FoldTrainer:
         if plan is None:
             return
         seconds = [h["seconds"] for h in self.history]
-        new = gather_objects(self.dist, replan(self.cfg, plan, seconds))[0]
+        saves = self.save_seconds  # this process's saves (so far: all but this epoch's)
+        overhead = sum(saves) / len(saves) if saves else 0.0
+        new = replan(self.cfg, plan, seconds, overhead, self.startup)
+        new = gather_objects(self.dist, new)[0]
         self.cfg, self.refits = apply_plan(self.cfg, new), [*self.refits, new]
         if self.dist.main:
             self.run.write_fold_refits(self.fold, self.refits)
@@ -410,6 +419,8 @@ class FoldTrainer:
         self.dir.mkdir(parents=True, exist_ok=True)
         if resume and last.exists():
             self.restore()
+        if self.started is not None:  # the fold's own one-off seconds before its first epoch
+            self.startup = time.perf_counter() - self.started
         t0, epoch = time.time(), self.start
         while epoch < total_epochs(self.cfg):  # a budget refit may change the total on the way
             self.run_epoch(epoch)

@@ -63,7 +63,8 @@ def _device(f: Facts) -> str:
     meta = f.meta
     cpu = f"{meta.get('cpu', '?')} x {meta.get('cpu_count', '?')} cores" if meta else "?"
     torch = (meta.get("versions") or {}).get("torch")
-    return f"config device {f.cfg.device}; host {cpu}" + (f"; torch {torch}" if torch else "")
+    gpu = f"; GPU {meta['gpu']}" if meta and meta.get("gpu") else ""
+    return f"config device {f.cfg.device}; host {cpu}{gpu}" + (f"; torch {torch}" if torch else "")
 
 
 def refit_text(r: dict) -> str:
@@ -81,7 +82,7 @@ def plan_text(plan: dict, budget_minutes: float) -> str:
     stage2 = plan.get("stage2_epochs") or 0
     return (
         f"{budget_minutes:g} min budget: {plan.get('epoch_seconds')} s/epoch measured on "
-        f"{plan.get('cpu', '?')} -> {plan.get('epochs')} epochs"
+        f"{plan.get('gpu') or plan.get('cpu', '?')} -> {plan.get('epochs')} epochs"
         + (f" + {stage2} stage 2" if stage2 else "")
         + f" per fold (config: {plan.get('config_epochs', '?')})"
     )
