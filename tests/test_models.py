@@ -76,7 +76,7 @@ def test_losses_from_names():
     bce, dice = create_loss("bce")(logits, target), create_loss("dice")(logits, target)
     combo = create_loss("0.5*bce+2*dice")(logits, target)
     assert torch.allclose(combo, 0.5 * bce + 2 * dice)
-    assert create_loss("lovasz").losses[0].per_image is True  # TGS scores per image
+    assert create_loss("lovasz").losses[0].symmetric is False  # TGS scores per image
     with pytest.raises(ConfigError, match="did you mean lovasz"):
         create_loss("bce+lovsz")
     with pytest.raises(ConfigError, match="cannot parse"):

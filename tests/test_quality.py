@@ -41,6 +41,32 @@ def test_lovasz_variants_differ_and_symmetric_helps_empty_masks():
     assert (grads["lovasz_symmetric"] != 0).sum() > 1000
 
 
+def test_batched_lovasz_equals_smp_per_image_loop_values_and_gradients():
+    """`lovasz` (all images in one sort) against smp's LovaszLoss(per_image=True) (a loop):
+    the same loss and gradient on masks with salt, empty and full, one-pixel, and 101 px."""
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    target = (torch.rand(6, 1, 101, 101) > 0.6).float()
+    target[1], target[2] = 0, 1  # empty, full
+    target[3] = 0
+    target[3, 0, 50, 50] = 1  # one pixel
+    logits = torch.randn(6, 1, 101, 101, requires_grad=True)
+    grads = []
+    for loss in (smp.losses.LovaszLoss("binary", per_image=True), create_loss("lovasz")):
+        logits.grad = None
+        value = loss(logits, target)
+        value.backward()
+        grads.append((value.detach(), logits.grad.clone()))
+    (ref, ref_grad), (got, got_grad) = grads
+    assert torch.allclose(got, ref, atol=1e-6)
+    assert torch.allclose(got_grad, ref_grad, atol=1e-7)
+    # per image, not over the batch: one image's loss does not depend on the others
+    alone = create_loss("lovasz")(logits[:1], target[:1])
+    per_image = [create_loss("lovasz")(logits[i : i + 1], target[i : i + 1]) for i in range(6)]
+    assert torch.allclose(torch.stack(per_image).mean(), got) and alone == per_image[0]
+
+
 @pytest.mark.parametrize("name,kw", [("seed_unet", {}), ("unet", {"encoder": "resnet18"})])
 def test_hypercolumn_alone_feeds_every_decoder_block_to_the_head(name, kw):
     torch.manual_seed(0)

@@ -19,12 +19,31 @@ def _smp():
     return smp.losses
 
 
+def lovasz_hinge_per_image(
+    logits: torch.Tensor, target: torch.Tensor, activation: str = "relu"
+) -> torch.Tensor:
+    """Lovasz hinge of each image at once: logits and binary targets (N, P) -> (N,) losses.
+
+    The same values (and, without tied errors, gradients) as smp's per-image loop
+    (`_lovasz_hinge_flat` on each image), in one batched sort instead of N small ones: the loop
+    costs ~10 s of a 30 s epoch on a 2-core CPU, this a fraction of a second."""
+    signs = 2.0 * target - 1.0
+    errors = 1.0 - logits * signs
+    errors_sorted, perm = torch.sort(errors, dim=1, descending=True)
+    gt = target.gather(1, perm)
+    gts = gt.sum(1, keepdim=True)
+    jaccard = 1.0 - (gts - gt.cumsum(1)) / (gts + (1.0 - gt).cumsum(1))
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    act = F.relu(errors_sorted) if activation == "relu" else F.elu(errors_sorted) + 1
+    return (act * grad).sum(1)
+
+
 class LovaszHinge(nn.Module):
     """Lovasz hinge per image on logits (N, 1, H, W), with a choice of error activation.
 
-    activation "relu" is the standard hinge (as smp); "elu" uses elu(e) + 1, the smooth variant
-    top TGS teams used late in training. `symmetric` averages the loss on (logits, y) and on
-    (-logits, 1 - y), so empty masks also give a useful gradient.
+    activation "relu" is the standard hinge (smp's `LovaszLoss(per_image=True)`); "elu" uses
+    elu(e) + 1, the smooth variant top TGS teams used late in training. `symmetric` averages
+    the loss on (logits, y) and on (-logits, 1 - y), so empty masks also give a useful gradient.
     """
 
     def __init__(self, activation: str = "relu", symmetric: bool = False):
@@ -33,22 +52,13 @@ class LovaszHinge(nn.Module):
             raise ConfigError(f"unknown Lovasz activation {activation!r} (valid: relu, elu)")
         self.activation, self.symmetric = activation, symmetric
 
-    def _one(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from segmentation_models_pytorch.losses.lovasz import _lovasz_grad
-
-        signs = 2.0 * labels - 1.0
-        errors = 1.0 - logits * signs
-        errors_sorted, perm = torch.sort(errors, dim=0, descending=True)
-        grad = _lovasz_grad(labels[perm])
-        act = F.relu(errors_sorted) if self.activation == "relu" else F.elu(errors_sorted) + 1
-        return torch.dot(act, grad)
-
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits, target = logits.flatten(1).float(), target.flatten(1).float()
-        losses = [self._one(lg, t) for lg, t in zip(logits, target, strict=True)]
+        losses = lovasz_hinge_per_image(logits, target, self.activation)
         if self.symmetric:
-            losses += [self._one(-lg, 1 - t) for lg, t in zip(logits, target, strict=True)]
-        return torch.stack(losses).mean()
+            flipped = lovasz_hinge_per_image(-logits, 1.0 - target, self.activation)
+            losses = torch.cat([losses, flipped])
+        return losses.mean()
 
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
@@ -57,8 +67,9 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "soft_bce": lambda: _smp().SoftBCEWithLogitsLoss(smooth_factor=0.05),
     "focal": lambda: _smp().FocalLoss("binary"),
     "jaccard": lambda: _smp().JaccardLoss("binary", from_logits=True),
-    # smp's default is per_image=False; TGS scores per image, so per image here
-    "lovasz": lambda: _smp().LovaszLoss("binary", per_image=True),
+    # smp's default is per_image=False; TGS scores per image, so per image here (smp's values,
+    # batched: `lovasz_hinge_per_image`)
+    "lovasz": lambda: LovaszHinge("relu"),
     "lovasz_batch": lambda: _smp().LovaszLoss("binary", per_image=False),
     "lovasz_elu": lambda: LovaszHinge("elu"),
     "lovasz_symmetric": lambda: LovaszHinge("relu", symmetric=True),
