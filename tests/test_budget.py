@@ -358,3 +358,20 @@ def test_plan_counts_the_folds_that_train_at_once(
     opts = RunOptions(gpus=gpus, jobs=jobs)
     _plan(None, load_config(None), None, None, [0, 1, 2, 3, 4], opts, synth_dir, 0.0, 1)
     assert (seen["waves"], seen["parallel"], seen["n_models"]) == (waves, parallel, 5)
+
+
+def test_a_resumed_fold_still_counts_the_saves_timed_before_it_was_killed(
+    tmp_path, data, folds, monkeypatch
+):
+    """Each epoch's save time travels in the next checkpoint's history: a fold killed before
+    its refit (here after 3 epochs, refit after 4) refits on the saves its first process timed."""
+    from tgs.pipeline import train_fold
+
+    monkeypatch.setattr("tgs.trainer.time", _Clock(save=1.0))
+    run, cfg = _fold_with_plan(tmp_path, data, folds, "whole", "replan_after=4")
+    train_fold(run, cfg, data, folds, 0)
+    refit = json.loads((run.root / "fold0" / "plan.json").read_text())
+    # 4 epochs + 4 saves spent of 20 s; 0.92 x 12 s / (1 s epoch + 1 s save) = 5 more
+    assert (refit["overhead_seconds"], refit["saves_timed"], refit["epochs"]) == (1.0, True, 9)
+    again = _killed_and_resumed(tmp_path, data, folds, monkeypatch, 3, "replan_after=4")
+    assert json.loads((again.root / "fold0" / "plan.json").read_text()) == refit

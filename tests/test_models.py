@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tgs.errors import ConfigError
-from tgs.losses import LOSSES, create_loss
+from tgs.losses import LOSSES, LovaszHinge, create_loss
 from tgs.models import MODELS, SMP_ARCHS, create_model, create_net
 from tgs.models.seed_unet import SeedUNet
 
@@ -76,7 +76,11 @@ def test_losses_from_names():
     bce, dice = create_loss("bce")(logits, target), create_loss("dice")(logits, target)
     combo = create_loss("0.5*bce+2*dice")(logits, target)
     assert torch.allclose(combo, 0.5 * bce + 2 * dice)
-    assert create_loss("lovasz").losses[0].symmetric is False  # TGS scores per image
+    lovasz = create_loss("lovasz").losses[0]  # TGS scores per image: the per-image hinge
+    assert isinstance(lovasz, LovaszHinge) and (lovasz.activation, lovasz.symmetric) == (
+        "relu",
+        False,
+    )
     with pytest.raises(ConfigError, match="did you mean lovasz"):
         create_loss("bce+lovsz")
     with pytest.raises(ConfigError, match="cannot parse"):

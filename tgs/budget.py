@@ -324,7 +324,7 @@ def ensure_plan(
         measured = probe(cfg, data, folds, fold, run)
     left = 60 * cfg.budget_minutes - spent - (time.time() - t0)
     plan = plan_epochs(cfg, measured, left, waves, n_test, n_models, world)
-    plan["cpu"], plan["gpu"] = cpu_name(), gpu_name()
+    plan["cpu"], plan["gpu"] = cpu_name(), gpu_name() if cfg.device != "cpu" else None
     run.write_plan(plan)
     log.info(
         "budget %.1f min on %s: %.1f s/epoch measured -> %d epochs (+%d stage 2) per fold "

@@ -71,6 +71,16 @@ def _config(a: argparse.Namespace) -> None:
         print(dump_config(cfg), end="")
 
 
+def _fold_started() -> float:
+    """When this fold's work began: when `tgs run` launched this process (its interpreter,
+    imports and data count toward the fold's budget), else now (a `tgs train` of its own: its
+    probe is already out of the plan)."""
+    from tgs.pipeline import FOLD_LAUNCHED
+
+    launched = os.environ.get(FOLD_LAUNCHED)
+    return float(launched) if launched else time.time()
+
+
 def _train(a: argparse.Namespace) -> None:
     from tgs.config import load_config
     from tgs.distributed import init_distributed, shutdown_distributed
@@ -79,7 +89,6 @@ def _train(a: argparse.Namespace) -> None:
     from tgs.run import Run
     from tgs.train import validate_config
 
-    started = time.perf_counter()  # a fold's process: its data and model count to its budget
     cfg = load_config(a.config, a.overrides)
     validate_config(cfg)
     run = Run(a.run or Run.default_root(cfg))
@@ -97,7 +106,7 @@ def _train(a: argparse.Namespace) -> None:
 
             n = len(cfg.folds or range(cfg.n_folds))
             ensure_plan(run, cfg, data, folds, a.fold, n, len(test_ids(a.data)), 0.0)
-        summary = train_fold(run, cfg, data, folds, a.fold, a.resume, dist, started)
+        summary = train_fold(run, cfg, data, folds, a.fold, a.resume, dist, _fold_started())
     finally:
         shutdown_distributed(dist)
     if not summary:  # a non-zero rank of a distributed run

@@ -75,7 +75,7 @@ class Config:
     channels_last: bool = True
     compile: bool = False  # torch.compile the training model (worth it for long GPU runs)
     threads: int = 0  # torch CPU threads (0: torch default)
-    jobs: int = 1  # `tgs run`: folds trained at once in CPU processes, the cores split between
+    jobs: int = 1  # `tgs run`: folds trained at once in processes (sharing one GPU, or the CPU)
     nproc: int = 1  # `tgs run`: processes training each fold as one DDP model (torchrun); on a
     # CPU each gets cores / (jobs x nproc) threads; batch_size is per process
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos

@@ -48,7 +48,7 @@ def train_fold(
 ) -> dict:
     """Train fold `fold` of `folds` (DataFrame id, fold) into the run; returns its summary
     ({} on a non-zero rank). Seeds the RNGs with seed + fold and sets the thread count.
-    `started`: `time.perf_counter()` when this fold's process started (see `FoldTrainer`)."""
+    `started`: `time.time()` when this fold's work began (see `FoldTrainer`)."""
     import torch
 
     from tgs.budget import apply_plan
@@ -209,9 +209,13 @@ def _cpu_ranks(opts: RunOptions) -> int:
     return max(1, opts.nproc) if on_cpu else 1
 
 
+FOLD_LAUNCHED = "TGS_FOLD_LAUNCHED"  # time.time() when `tgs run` launched a fold's process
+
+
 def _child_env(gpu: str | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env[FOLD_LAUNCHED] = repr(time.time())  # its imports and start count to the fold's budget
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     return env
@@ -267,6 +271,14 @@ def _check_launch(opts: RunOptions, cfg: Config) -> bool:
     node_rank, several_nodes = flags.get("--node_rank", "0"), flags.get("--nnodes", "1") != "1"
     if len(opts.gpus) > 1 and opts.nproc > 1:
         raise TGSError("--gpus runs one fold per GPU; --nproc runs one fold on several: pick one")
+    if opts.gpus and opts.jobs > len(opts.gpus):
+        log.warning(
+            "--gpus %s trains one fold per GPU: jobs %d is not used (without --gpus, %d folds "
+            "train at once on the one visible GPU)",
+            ",".join(opts.gpus),
+            opts.jobs,
+            opts.jobs,
+        )
     if several_nodes and cfg.budget_minutes:
         raise TGSError(
             "budget_minutes with several nodes: every node would plan its own epochs; set "
@@ -328,7 +340,8 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     else:
         for k in todo:
             log.info("== fold %d", k)
-            train_fold(run, cfg, data, folds_df, k, resume=opts.resume and run.started(k))
+            resume = opts.resume and run.started(k)
+            train_fold(run, cfg, data, folds_df, k, resume, started=time.time())
     if not main_node:
         return RunResult(run, math.nan, Path(), time.time() - t0)
     th = search(run, data_dir, data)

@@ -109,10 +109,10 @@ class FoldTrainer:
         dist: Dist | None = None,
         started: float | None = None,
     ):
-        """`started`: `time.perf_counter()` when the fold's process began its work (a child
-        fold's imports and data count toward its budget); default: when `fit` starts."""
+        """`started`: `time.time()` when the fold's work began (a child fold: when its process
+        was launched, so imports, data and model count toward its budget); None: not counted."""
         self.cfg, self.data, self.fold, self.run = cfg, data, fold, run
-        self.started, self.startup, self.save_seconds = started, 0.0, []
+        self.started, self.startup = started, 0.0
         self.dir = run.fold_dir(fold)
         self.dist = dist or Dist()
         self.rt = Runtime.from_config(cfg, self.dist.local_rank if self.dist.enabled else None)
@@ -326,8 +326,8 @@ class FoldTrainer:
         self._replan(epoch)  # before last.pt, so a resumed fold finds the refit schedule
         if self.dist.main:
             t_save = time.perf_counter()
-            self._save(epoch, score, improved)
-            self.save_seconds.append(time.perf_counter() - t_save)
+            self._save(epoch, score, improved)  # its time is saved with the next epoch's
+            self.history[-1]["save_seconds"] = time.perf_counter() - t_save
             mark = " *" if improved else ""
             log.info(
                 f"{desc}: loss {loss:.4f} val {score:.4f} best {self.best:.4f} lr {lr:.2e} "
@@ -345,9 +345,9 @@ class FoldTrainer:
         if plan is None:
             return
         seconds = [h["seconds"] for h in self.history]
-        saves = self.save_seconds  # this process's saves (so far: all but this epoch's)
-        overhead = sum(saves) / len(saves) if saves else 0.0
-        new = replan(self.cfg, plan, seconds, overhead, self.startup)
+        saves = [h["save_seconds"] for h in self.history if h.get("save_seconds") is not None]
+        new = replan(self.cfg, plan, seconds, _median(saves), self.startup)
+        new["saves_timed"] = bool(saves)  # False: no save timed yet (replan_after: 1)
         new = gather_objects(self.dist, new)[0]
         self.cfg, self.refits = apply_plan(self.cfg, new), [*self.refits, new]
         if self.dist.main:
@@ -420,7 +420,7 @@ class FoldTrainer:
         if resume and last.exists():
             self.restore()
         if self.started is not None:  # the fold's own one-off seconds before its first epoch
-            self.startup = time.perf_counter() - self.started
+            self.startup = time.time() - self.started
         t0, epoch = time.time(), self.start
         while epoch < total_epochs(self.cfg):  # a budget refit may change the total on the way
             self.run_epoch(epoch)
@@ -485,6 +485,11 @@ class FoldTrainer:
             self.data.z[vi],
             self.spec,
         )
+
+
+def _median(values: list[float]) -> float:
+    """The median of `values` (0.0 for none)."""
+    return float(np.median(values)) if values else 0.0
 
 
 def _log_refit(fold: int, new: dict, path: Path) -> None:
