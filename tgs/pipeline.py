@@ -201,6 +201,12 @@ def _train_command(run: Run, data: Path, fold: int, resume: bool, opts: RunOptio
     return launcher + args + (["--resume"] if resume else [])
 
 
+def _folds_at_once(opts: RunOptions, n: int) -> int:
+    """How many of `n` folds train at once: one per GPU with --gpus (whatever `jobs` says),
+    else `jobs`."""
+    return min(n, len(opts.gpus) or max(1, opts.jobs))
+
+
 def _cpu_ranks(opts: RunOptions) -> int:
     """DDP ranks per fold that train on CPU cores (`--nproc` without a GPU), else 1."""
     import torch
@@ -302,7 +308,7 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     validate_config(cfg)
     opts.jobs, opts.nproc = cfg.jobs, cfg.nproc
     folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
-    at_once, ranks = min(len(opts.gpus) or opts.jobs, len(folds)), _cpu_ranks(opts)
+    at_once, ranks = _folds_at_once(opts, len(folds)), _cpu_ranks(opts)
     cores = (os.cpu_count() or 1) if at_once * ranks > 1 and not cfg.threads else 0
     if cores:  # split the cores between the folds (and their DDP ranks) trained at once
         cfg = replace(cfg, threads=max(1, cores // (at_once * ranks)))
@@ -369,7 +375,7 @@ def _plan(
     from tgs.budget import ensure_plan
     from tgs.data.io import test_ids
 
-    at_once = min(len(todo), len(opts.gpus) or max(1, opts.jobs))  # --gpus: one fold per GPU
+    at_once = _folds_at_once(opts, len(todo))
     ensure_plan(
         run,
         cfg,
