@@ -111,3 +111,45 @@ def test_cpu_amp_is_bf16_only_where_native(monkeypatch):
         model, torch.zeros(3, 101, 101, dtype=torch.uint8).numpy(), rt
     )
     assert probs.dtype.name == "float32" and probs.shape == (3, 101, 101)
+
+
+def test_seed_unet_scse_is_smps_module_and_comes_from_the_attention_key():
+    from segmentation_models_pytorch.base.modules import SCSEModule
+
+    from tgs.models.heads import SCSE
+
+    torch.manual_seed(0)
+    ours, theirs = SCSE(32), SCSEModule(32)
+    theirs.load_state_dict(ours.state_dict())  # same layers, same keys
+    x = torch.randn(2, 32, 8, 8)
+    torch.testing.assert_close(ours(x), theirs(x))
+    net = create_net("seed_unet", n_filters=4, decoder_attention_type="scse")
+    assert sum(isinstance(m, SCSE) for m in net.modules()) == 4  # one per up-block
+    assert not any(isinstance(m, SCSE) for m in create_net("seed_unet", n_filters=4).modules())
+    with pytest.raises(ConfigError, match="'scse' or null"):
+        create_net("seed_unet", decoder_attention_type="cbam")
+
+
+def test_seed_unet_residual_blocks_add_their_shortcut():
+    from tgs.models.seed_unet import ResidualBlock
+
+    block = ResidualBlock(8, 8).eval()
+    for m in block.body:  # a body that outputs zeros leaves relu(x)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.zeros_(m.weight)
+    x = torch.randn(2, 8, 6, 6)
+    torch.testing.assert_close(block(x), torch.relu(x))
+    assert isinstance(ResidualBlock(8, 16).shortcut[0], torch.nn.Conv2d)  # 1x1 where width changes
+    plain, res = SeedUNet(n_filters=4), SeedUNet(n_filters=4, residual=True)
+    assert all(isinstance(b, ResidualBlock) for b in [*res.downs, res.bottleneck, *res.up_blocks])
+    x = torch.randn(2, 1, 32, 32)
+    assert res(x).shape == plain(x).shape == (2, 1, 32, 32)
+    # the same convolutions as the plain net, plus the shortcuts' 1x1 projections
+    n_plain = sum(p.numel() for p in plain.parameters())
+    n_proj = sum(
+        p.numel()
+        for b in res.modules()
+        if isinstance(b, ResidualBlock)
+        for p in b.shortcut.parameters()
+    )
+    assert sum(p.numel() for p in res.parameters()) == n_plain + n_proj > n_plain

@@ -21,6 +21,27 @@ def hypercolumn(features: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(ups, dim=1)
 
 
+class SCSE(nn.Module):
+    """Concurrent spatial and channel squeeze-and-excitation (Roy et al. 2018): x * cSE(x) +
+    x * sSE(x), the same layers and state-dict keys as smp's `SCSEModule`. Kept here because
+    seed_unet runs in Kaggle kernels, whose image has no segmentation-models-pytorch."""
+
+    def __init__(self, in_channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(1, in_channels // reduction)
+        self.cSE = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(in_channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, in_channels, 1),
+            nn.Sigmoid(),
+        )
+        self.sSE = nn.Sequential(nn.Conv2d(in_channels, 1, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.cSE(x) + x * self.sSE(x)
+
+
 class UnetHypercolumn(nn.Module):
     """smp Unet with a hypercolumn head: every decoder block's output, upsampled to the last
     one's size and concatenated (channels from the decoder's declared `out_channels`), feeds a

@@ -11,7 +11,11 @@ Options beyond the article: `hypercolumn` (all up-blocks' outputs upsampled and 
 before the 1x1 head) and `cls_head` (an empty/non-empty logit from the bottleneck; forward then
 returns (mask, class logit)) and `deep_supervision` (a 1x1 logit head on each up-block but the
 last; in training mode forward then also returns their logits, upsampled to the input size, for
-auxiliary losses; eval-mode outputs are unchanged).
+auxiliary losses; eval-mode outputs are unchanged). `residual` makes every block a ResNet basic
+block (the two convs plus a shortcut, 1x1 conv + BN where the width changes), as the popular
+"U-Net with ResNet blocks" TGS kernels did; `scse` adds concurrent spatial and channel
+squeeze-and-excitation (`heads.SCSE`, smp's `SCSEModule`) after each up-block, as many top TGS
+teams did in their decoders.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tgs.models.heads import ClassifierHead, hypercolumn
+from tgs.models.heads import SCSE, ClassifierHead, hypercolumn
 
 
 def conv2d_block(c_in: int, c_out: int, batchnorm: bool = True) -> nn.Sequential:
@@ -32,6 +36,30 @@ def conv2d_block(c_in: int, c_out: int, batchnorm: bool = True) -> nn.Sequential
             layers.append(nn.BatchNorm2d(c_out))
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """`conv2d_block` with a shortcut: relu(BN(conv(relu(BN(conv(x))))) + shortcut(x)); the
+    shortcut is the identity, or a 1x1 conv (+ BN) where the width changes."""
+
+    def __init__(self, c_in: int, c_out: int, batchnorm: bool = True):
+        super().__init__()
+        body = conv2d_block(c_in, c_out, batchnorm)
+        self.body = body[:-1]  # the last ReLU comes after the sum
+        self.shortcut: nn.Module = nn.Identity()
+        if c_in != c_out:
+            proj = [nn.Conv2d(c_in, c_out, 1, bias=not batchnorm)]
+            self.shortcut = nn.Sequential(*proj, *([nn.BatchNorm2d(c_out)] if batchnorm else []))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x), inplace=True)
+
+
+def make_block(c_in: int, c_out: int, batchnorm: bool, residual: bool) -> nn.Module:
+    """A plain `conv2d_block` or its residual version."""
+    return (
+        ResidualBlock(c_in, c_out, batchnorm) if residual else conv2d_block(c_in, c_out, batchnorm)
+    )
 
 
 class SeedUNet(nn.Module):
@@ -47,6 +75,8 @@ class SeedUNet(nn.Module):
         hypercolumn: bool = False,
         cls_head: bool = False,
         deep_supervision: bool = False,
+        residual: bool = False,
+        scse: bool = False,
     ):
         super().__init__()
         self.use_hypercolumn = hypercolumn
@@ -54,17 +84,18 @@ class SeedUNet(nn.Module):
         self.downs = nn.ModuleList()
         c = in_channels
         for w in widths:
-            self.downs.append(conv2d_block(c, w, batchnorm))
+            self.downs.append(make_block(c, w, batchnorm, residual))
             c = w
         self.pool = nn.MaxPool2d(2)
         self.drop_first = nn.Dropout2d(dropout * 0.5) if dropout else nn.Identity()
         self.drop = nn.Dropout2d(dropout) if dropout else nn.Identity()
-        self.bottleneck = conv2d_block(c, n_filters * 16, batchnorm)
+        self.bottleneck = make_block(c, n_filters * 16, batchnorm, residual)
         c = n_filters * 16
         self.ups, self.up_blocks = nn.ModuleList(), nn.ModuleList()
         for w in reversed(widths):
             self.ups.append(nn.ConvTranspose2d(c, w, 3, stride=2, padding=1, output_padding=1))
-            self.up_blocks.append(conv2d_block(2 * w, w, batchnorm))
+            block = make_block(2 * w, w, batchnorm, residual)
+            self.up_blocks.append(nn.Sequential(block, SCSE(w)) if scse else block)
             c = w
         head_in = sum(widths) if hypercolumn else c
         self.head = nn.Conv2d(head_in, classes, 1)
