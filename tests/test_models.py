@@ -113,7 +113,7 @@ def test_cpu_amp_is_bf16_only_where_native(monkeypatch):
     assert probs.dtype.name == "float32" and probs.shape == (3, 101, 101)
 
 
-def test_seed_unet_scse_is_smps_module_and_comes_from_the_attention_key():
+def test_seed_unet_scse_is_smps_module_applied_after_each_up_block():
     from segmentation_models_pytorch.base.modules import SCSEModule
 
     from tgs.models.heads import SCSE
@@ -123,33 +123,36 @@ def test_seed_unet_scse_is_smps_module_and_comes_from_the_attention_key():
     theirs.load_state_dict(ours.state_dict())  # same layers, same keys
     x = torch.randn(2, 32, 8, 8)
     torch.testing.assert_close(ours(x), theirs(x))
-    net = create_net("seed_unet", n_filters=4, decoder_attention_type="scse")
-    assert sum(isinstance(m, SCSE) for m in net.modules()) == 4  # one per up-block
-    assert not any(isinstance(m, SCSE) for m in create_net("seed_unet", n_filters=4).modules())
-    with pytest.raises(ConfigError, match="'scse' or null"):
-        create_net("seed_unet", decoder_attention_type="cbam")
+    net = create_net("seed_unet", n_filters=4, scse=True)
+    widths = []
+    for m in net.modules():
+        if isinstance(m, SCSE):
+            m.register_forward_hook(lambda mod, inp, out: widths.append(out.shape[1]))
+    net(torch.randn(2, 1, 32, 32)).mean().backward()
+    assert widths == [32, 16, 8, 4]  # run once per up-block, at its width
+    assert all(p.grad is not None for p in net.parameters())
+    plain = create_net("seed_unet", n_filters=4, decoder_attention_type="scse")  # smp's key:
+    assert not any(isinstance(m, SCSE) for m in plain.modules())  # old runs keep a plain net
 
 
 def test_seed_unet_residual_blocks_add_their_shortcut():
     from tgs.models.seed_unet import ResidualBlock
 
     block = ResidualBlock(8, 8).eval()
-    for m in block.body:  # a body that outputs zeros leaves relu(x)
-        if isinstance(m, torch.nn.BatchNorm2d):
-            torch.nn.init.zeros_(m.weight)
+    last_bn = [m for m in block.body if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    torch.nn.init.zeros_(last_bn.weight)  # the body outputs its last BN's bias: -1
+    torch.nn.init.constant_(last_bn.bias, -1.0)
     x = torch.randn(2, 8, 6, 6)
-    torch.testing.assert_close(block(x), torch.relu(x))
+    torch.testing.assert_close(block(x), torch.relu(x - 1))  # the ReLU comes after the sum
     assert isinstance(ResidualBlock(8, 16).shortcut[0], torch.nn.Conv2d)  # 1x1 where width changes
     plain, res = SeedUNet(n_filters=4), SeedUNet(n_filters=4, residual=True)
     assert all(isinstance(b, ResidualBlock) for b in [*res.downs, res.bottleneck, *res.up_blocks])
     x = torch.randn(2, 1, 32, 32)
-    assert res(x).shape == plain(x).shape == (2, 1, 32, 32)
+    out = res(x)
+    assert out.shape == plain(x).shape == (2, 1, 32, 32)
+    out.mean().backward()  # no in-place autograd error
     # the same convolutions as the plain net, plus the shortcuts' 1x1 projections
     n_plain = sum(p.numel() for p in plain.parameters())
-    n_proj = sum(
-        p.numel()
-        for b in res.modules()
-        if isinstance(b, ResidualBlock)
-        for p in b.shortcut.parameters()
-    )
+    shortcuts = [b.shortcut for b in res.modules() if isinstance(b, ResidualBlock)]
+    n_proj = sum(p.numel() for s in shortcuts for p in s.parameters())
     assert sum(p.numel() for p in res.parameters()) == n_plain + n_proj > n_plain

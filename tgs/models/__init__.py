@@ -43,15 +43,10 @@ def register(name: str) -> Callable:
 
 @register("seed_unet")
 def _seed_unet(in_channels: int = 1, **kw: Any) -> nn.Module:
-    for key in ("encoder", "encoder_weights"):
-        kw.pop(key, None)  # smp-only options do not apply
-    attention = kw.pop("decoder_attention_type", None)
-    if attention not in (None, "scse"):
-        raise ConfigError(
-            f"decoder_attention_type: seed_unet has 'scse' or null, not {attention!r}"
-        )
-    if attention == "scse":
-        kw["scse"] = True
+    # smp-only options do not apply; seed_unet's own scSE is `model_kwargs: {scse: true}`
+    # (runs saved before it existed may carry decoder_attention_type and a plain net)
+    for key in ("encoder", "encoder_weights", "decoder_attention_type"):
+        kw.pop(key, None)
     return SeedUNet(in_channels=in_channels, **kw)
 
 

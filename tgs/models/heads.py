@@ -23,8 +23,9 @@ def hypercolumn(features: list[torch.Tensor]) -> torch.Tensor:
 
 class SCSE(nn.Module):
     """Concurrent spatial and channel squeeze-and-excitation (Roy et al. 2018): x * cSE(x) +
-    x * sSE(x), the same layers and state-dict keys as smp's `SCSEModule`. Kept here because
-    seed_unet runs in Kaggle kernels, whose image has no segmentation-models-pytorch."""
+    x * sSE(x), the same layers and state-dict keys as smp's `SCSEModule` (which has no hidden
+    channel below 16 inputs; here at least one). Kept here because seed_unet runs in Kaggle
+    kernels, whose image has no segmentation-models-pytorch."""
 
     def __init__(self, in_channels: int, reduction: int = 16):
         super().__init__()

@@ -48,8 +48,8 @@ class ResidualBlock(nn.Module):
         self.body = body[:-1]  # the last ReLU comes after the sum
         self.shortcut: nn.Module = nn.Identity()
         if c_in != c_out:
-            proj = [nn.Conv2d(c_in, c_out, 1, bias=not batchnorm)]
-            self.shortcut = nn.Sequential(*proj, *([nn.BatchNorm2d(c_out)] if batchnorm else []))
+            layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 1, bias=not batchnorm)]
+            self.shortcut = nn.Sequential(*layers + ([nn.BatchNorm2d(c_out)] if batchnorm else []))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + self.shortcut(x), inplace=True)
