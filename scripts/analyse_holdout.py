@@ -51,7 +51,7 @@ def analyse(a: dict) -> list[tuple[str, str]]:
     from sklearn.metrics import roc_auc_score
 
     from tgs.metric import per_image_scores
-    from tgs.thresholds import is_blank, search
+    from tgs.thresholds import gate_score, is_blank, search
 
     scores = per_image_scores(a["masks"], a["truth"])
     salt, said_empty = a["truth"].any((1, 2)), ~a["masks"].any((1, 2))
@@ -69,10 +69,13 @@ def analyse(a: dict) -> list[tuple[str, str]]:
     rows.append(("AUC, mask max probability", f"{roc_auc_score(salt, a['probs'].max((1, 2))):.4f}"))
     if a["cls"] is not None:
         rows.append(("AUC, salt-present head", f"{roc_auc_score(salt, a['cls']):.4f}"))
+        mean = gate_score(a["probs"], a["cls"], "mean")
+        rows.append(("AUC, mean of head and mask max", f"{roc_auc_score(salt, mean):.4f}"))
     blank = is_blank(a["images"]) if th.get("blank_rule") else None
-    best = search(a["probs"], a["truth"], cls=a["cls"], blank=blank)
+    gate = th.get("gate") or "head"
+    best = search(a["probs"], a["truth"], cls=gate_score(a["probs"], a["cls"], gate), blank=blank)
     searched = f"t {th['threshold']:.2f}, min-area {th['min_area']}"
-    searched += f", gate {th.get('empty_threshold', 0.0):.2f}"
+    searched += f", gate ({gate}) {th.get('empty_threshold', 0.0):.2f}"
     rows.append(("post-processing searched on OOF", f"{searched} -> {scores.mean():.4f}"))
     oracle = f"t {best.threshold:.2f}, min-area {best.min_area}, gate {best.empty_threshold:.2f}"
     rows.append(("the holdout's own best", f"{oracle} -> {best.score:.4f}"))

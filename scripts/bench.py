@@ -74,6 +74,7 @@ def quality(a: argparse.Namespace) -> dict:
         "threshold": th["threshold"],
         "min_area": th["min_area"],
         "empty_threshold": th["empty_threshold"],
+        "gate": th.get("gate"),
         "minutes": round((time.time() - t0) / 60, 2),
         "plan": (run.plan() or {}).get("epochs"),
         "plan_stage2": (run.plan() or {}).get("stage2_epochs"),
@@ -87,7 +88,7 @@ def blend(a: argparse.Namespace) -> dict:
 
     from tgs.pipeline import load_data
     from tgs.run import Run
-    from tgs.thresholds import DEFAULT_THRESHOLDS, is_blank, search
+    from tgs.thresholds import DEFAULT_THRESHOLDS, gate_score, is_blank, search
 
     runs = [Run(r) for r in a.runs]
     oofs = [r.load_oof([a.fold]) for r in runs]
@@ -105,7 +106,7 @@ def blend(a: argparse.Namespace) -> dict:
         data.masks[rows],
         DEFAULT_THRESHOLDS,
         np.asarray(cfg.min_areas),
-        cls=cls,
+        cls=gate_score(probs, cls, cfg.gate),
         blank=is_blank(data.images[rows]) if cfg.blank_rule else None,
     )
     return {
@@ -116,6 +117,7 @@ def blend(a: argparse.Namespace) -> dict:
         "threshold": result.threshold,
         "min_area": result.min_area,
         "empty_threshold": result.empty_threshold,
+        "gate": cfg.gate if has_cls or cfg.gate != "head" else None,
     }
 
 

@@ -114,6 +114,12 @@ def test_lever_settings_are_checked():
     for bad in (["low_size=8"], ["low_size=64", "low_share=0"], ["aux_weight=-1"]):
         with pytest.raises(TGSError):
             validate_config(load_config(None, [*TINY, *bad]))
+    with pytest.raises(ConfigError, match="unknown gate 'max'.*head, mask_max, mean"):
+        validate_config(load_config(None, [*TINY, "gate=max"]))
+    with pytest.raises(TGSError, match="cls_weight > 0"):
+        validate_config(load_config(None, [*TINY, "gate=mean", "cls_weight=0"]))
+    validate_config(load_config(None, [*TINY, "gate=mean", "cls_weight=0.2"]))
+    validate_config(load_config(None, [*TINY, "gate=mask_max", "cls_weight=0"]))
     with pytest.raises(ConfigError, match="seed_unet"):
         validate_config(load_config(None, ["model=unet", "encoder=resnet18", "aux_weight=0.1"]))
     assert Geometry("resize", 16).model_size == 16

@@ -11,7 +11,7 @@ from tgs.config import load_config
 from tgs.errors import TGSError
 from tgs.folds import make_folds, save_folds
 from tgs.pipeline import load_data, search, train_fold
-from tgs.pseudo import Confidence
+from tgs.pseudo import Confidence, applied_post_processing
 from tgs.run import Run
 
 SMALL = ["model_kwargs.n_filters=4", "geometry=resize", "size=32"]
@@ -62,6 +62,14 @@ def test_pseudo_writes_the_submission_labels_of_confident_images(pseudo_run, syn
     assert info["rule"] == {"low": 0.3, "high": 0.7, "max_uncertain": 1.0}
     assert info["n_test"] == 20 and info["n_kept"] == 20
     assert info["n_kept"] == info["n_kept_empty"] + info["n_kept_salt"]
+    th = run.thresholds()  # the post-processing that made the labels (no head: no gate)
+    assert info["post_processing"] == {
+        "threshold": th["threshold"],
+        "min_area": th["min_area"],
+        "gate": None,
+        "empty_threshold": 0.0,
+        "blank_rule": True,
+    }
     pseudo = load_data(run.pseudo_dir)  # a labelled set in the competition layout
     assert not set(pseudo.ids) & set(data.ids)
     sub = tmp / "sub.csv"
@@ -117,3 +125,11 @@ def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, t
     )
     with pytest.raises(TGSError):
         train_fold(Run(tmp_path / "bad").create(bad), bad, data, folds, 0)
+
+
+def test_recorded_post_processing_is_what_predict_applies():
+    base = {"threshold": 0.4, "min_area": 20, "blank_rule": True}
+    assert applied_post_processing({**base, "empty_threshold": 0.3})["gate"] == "head"  # old run
+    got = applied_post_processing({**base, "gate": "mean", "empty_threshold": 0.55})
+    assert got == {**base, "gate": "mean", "empty_threshold": 0.55}
+    assert applied_post_processing({**base, "gate": "mean", "empty_threshold": 0.0})["gate"] is None

@@ -15,7 +15,7 @@ from tgs.losses import create_loss
 from tgs.metric import competition_score
 from tgs.models import create_model
 from tgs.run import Run
-from tgs.thresholds import is_blank, postprocess, search
+from tgs.thresholds import gate_score, is_blank, postprocess, search
 from tgs.trainer import FoldTrainer
 
 TINY = TINY_ARGS
@@ -248,3 +248,46 @@ def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp
         probs, out["threshold"], out["min_area"], cls, out["empty_threshold"], blank
     )
     assert competition_score(masks, data.masks[rows]) == pytest.approx(out["cv"], abs=1e-12)
+    # another gate score, searched alone: recorded, and every gate of the grid scored with it
+    mean = search(run, synth_dir, gate="mean")
+    assert mean["gate"] == run.thresholds()["gate"] == "mean"
+    t, a = mean["threshold"], mean["min_area"]
+    grid = np.load(run.search_path)
+    ti, ai = list(grid["thresholds"]).index(t), list(grid["min_areas"]).index(a)
+    differ = False
+    for k, g in enumerate(grid["empty_thresholds"]):
+        by_mean = postprocess(probs, t, a, gate_score(probs, cls, "mean"), g, blank)
+        want = competition_score(by_mean, data.masks[rows])
+        assert grid["grid"][ti, ai, k] == pytest.approx(want, abs=1e-6)
+        differ |= want != competition_score(
+            postprocess(probs, t, a, cls, g, blank), data.masks[rows]
+        )
+    assert differ  # the head alone would have scored some gate differently
+
+
+def test_predict_empties_by_the_recorded_gate_score(data, folds, tmp_path, synth_dir):
+    """thresholds.json's `gate` decides what predict thresholds: a mask_max gate set where the
+    mask max and the head disagree on the test set."""
+    from tgs.predict import predict_batches
+
+    cfg = load_config(None, [*TINY, "cls_weight=0.5", "n_folds=2", "folds=[0]"])
+    trainer(cfg, data, folds, tmp_path / "g").fit()
+    run = Run(tmp_path / "g")
+
+    def predicted():
+        parts = list(predict_batches(run, synth_dir, 16, "hflip", {}))
+        return [np.concatenate([getattr(b, k) for b in parts]) for k in ("probs", "cls", "masks")]
+
+    run.write_thresholds({"threshold": 0.5, "min_area": 0, "folds": [0], "tta": "hflip"})
+    probs, cls, _ = predicted()
+    peak = gate_score(probs, cls, "mask_max")
+    cut = float(np.median(peak))
+    assert ((peak < cut) != (cls < cut)).any()  # the two gates differ on these images
+    th = {"threshold": 0.0, "min_area": 0, "gate": "mask_max", "empty_threshold": cut}
+    run.write_thresholds({**th, "blank_rule": False, "folds": [0], "tta": "hflip"})
+    _, _, masks = predicted()
+    np.testing.assert_array_equal(masks.any(axis=(1, 2)), peak >= cut)
+    old = {"threshold": 0.0, "min_area": 0, "empty_threshold": cut}  # before `gate`: the head
+    run.write_thresholds({**old, "blank_rule": False, "folds": [0], "tta": "hflip"})
+    _, _, masks = predicted()
+    np.testing.assert_array_equal(masks.any(axis=(1, 2)), cls >= cut)

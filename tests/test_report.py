@@ -22,7 +22,7 @@ from tgs.pipeline import search
 from tgs.report import build_report
 from tgs.report.tiles import boundary
 from tgs.run import Run
-from tgs.thresholds import is_blank, postprocess
+from tgs.thresholds import gate_score, is_blank, postprocess
 
 N_FOLDS = 2
 EPOCHS = 3
@@ -130,7 +130,8 @@ def expected_classes(run: Run, data) -> tuple[list[dict], np.ndarray, np.ndarray
     th = run.thresholds()
     rows = [data.ids.index(i) for i in ids]
     blank = is_blank(data.images[rows]) if th["blank_rule"] else None
-    pred = postprocess(probs, th["threshold"], th["min_area"], cls, th["empty_threshold"], blank)
+    gated = gate_score(probs, cls, th.get("gate") or "head")
+    pred = postprocess(probs, th["threshold"], th["min_area"], gated, th["empty_threshold"], blank)
     truth = data.masks[rows]
     scores = per_image_scores(pred, truth)
     classes = coverage_class(coverage(truth))
@@ -202,6 +203,30 @@ def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypat
     assert np.allclose(hist[test_key], want)
     assert "0.8123" in html and "0.8345" in html  # Kaggle's public / private score
     assert "lr" in html and "<details>" in html  # config diff and the folded full config
+
+
+def test_report_empties_by_the_recorded_gate_score(tmp_path, synth_dir, data):
+    run = make_run(tmp_path, synth_dir, data, gate="mean")
+    assert run.thresholds()["gate"] == "mean"
+    # a gate that bites: the mean gate and the head alone empty different images
+    run.write_thresholds({**run.thresholds(), "empty_threshold": 0.75})
+    _, _, pred = expected_classes(run, data)
+    ids, probs, cls, _ = run.load_oof()
+    truth_salt = np.array([data.masks[data.ids.index(i)].any() for i in ids])
+    th = run.thresholds()
+    blank = is_blank(data.images[[data.ids.index(i) for i in ids]]) if th["blank_rule"] else None
+    by_head = postprocess(probs, th["threshold"], th["min_area"], cls, 0.75, blank)
+    by_head = by_head.any(axis=(1, 2))
+    pred_salt = pred.reshape(len(pred), -1).any(axis=1)
+    head_counts = ((truth_salt & ~by_head).sum(), (~truth_salt & by_head).sum())
+    assert head_counts != ((truth_salt & ~pred_salt).sum(), (~truth_salt & pred_salt).sum())
+    index = build_report(run)
+    conf = json.loads((index.parent / "report.json").read_text())["confusion"]
+    assert conf["salt_as_empty"] == int((truth_salt & ~pred_salt).sum())
+    assert conf["empty_as_salt"] == int((~truth_salt & pred_salt).sum())
+    html = index.read_text()
+    assert "empty when mean(P(salt), max p) &lt; 0.75" in html
+    assert "gates on mean(P(salt), max p)" in html
 
 
 def test_partial_run_renders_what_exists_and_says_what_is_missing(tmp_path, synth_dir, data):

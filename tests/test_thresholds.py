@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
+from tgs.errors import ConfigError
 from tgs.metric import competition_score
-from tgs.thresholds import binarize, postprocess, search, threshold_counts
+from tgs.thresholds import (
+    GATES,
+    binarize,
+    gate_score,
+    postprocess,
+    search,
+    threshold_counts,
+)
 
 
 def constructed(n=40, seed=0):
@@ -65,3 +73,40 @@ def test_postprocess_min_area_empties_small_masks():
     probs[1, :5, :5] = 0.9  # 25 px
     out = postprocess(probs, 0.5, 10)
     assert out[0].sum() == 0 and out[1].sum() == 25
+
+
+def test_gate_scores_known_values():
+    probs = np.zeros((3, 101, 101), np.float32)
+    probs[0, 5, 7] = 0.8
+    probs[1, 50:60, 50:60] = 0.30001  # rounded to float16 like binarize: 0.30004883
+    cls = np.array([0.2, 0.6, 0.9], np.float32)
+    np.testing.assert_array_equal(gate_score(probs, cls, "head"), cls)
+    peak = gate_score(probs, cls, "mask_max")
+    np.testing.assert_array_equal(peak, np.float16([0.8, 0.30001, 0.0]).astype(np.float32))
+    np.testing.assert_array_equal(gate_score(probs, cls, "mean"), (cls + peak) / 2)
+    assert gate_score(probs, None, "head") is None  # no head: no gate
+    np.testing.assert_array_equal(gate_score(probs, None, "mask_max"), peak)
+    assert gate_score(probs[:0], cls[:0], "mean").shape == (0,)
+    with pytest.raises(ConfigError, match="needs the classifier head"):
+        gate_score(probs, None, "mean")
+    with pytest.raises(ConfigError, match="valid: " + ", ".join(GATES)):
+        gate_score(probs, cls, "max")
+
+
+def test_mean_gate_empties_what_neither_score_alone_can():
+    """False salt is more confident than some true salt, so the pixel threshold cannot help; the
+    head is unsure of two salt images, the mask max is fooled by an empty one: only their mean
+    separates the four salt images from the four empty ones."""
+    masks = np.zeros((8, 101, 101), np.uint8)
+    masks[:4, 30:60, 30:60] = 1
+    probs = np.where(masks, 0.6, 0.0).astype(np.float32)
+    probs[:2] = np.where(masks[:2], 0.95, 0.0)  # confident masks, unsure head (cls 0.3)
+    probs[4:, 40:70, 40:70] = 0.7  # false salt on the empty images...
+    probs[4, 40:70, 40:70] = 0.9  # ...one of them confident
+    cls = np.array([0.3, 0.3, 0.9, 0.9, 0.1, 0.1, 0.1, 0.4], np.float32)
+    found = {g: search(probs, masks, min_areas=[0], cls=gate_score(probs, cls, g)) for g in GATES}
+    assert found["mean"].score == 1.0
+    assert found["head"].score < 1.0 and found["mask_max"].score < 1.0
+    best, mean = found["mean"], gate_score(probs, cls, "mean")
+    pred = postprocess(probs, best.threshold, 0, mean, best.empty_threshold)
+    assert competition_score(pred, masks) == 1.0

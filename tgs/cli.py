@@ -122,9 +122,10 @@ def _threshold(a: argparse.Namespace) -> None:
     from tgs.run import Run
 
     run = Run(a.run).require()
-    r = search(run, a.data)
+    r = search(run, a.data, gate=a.gate)
+    gate = f", empty when {r['gate']} < {r['empty_threshold']:.2f}" if r["empty_threshold"] else ""
     print(
-        f"CV {r['cv']:.4f} at threshold {r['threshold']:.2f}, min-area {r['min_area']} "
+        f"CV {r['cv']:.4f} at threshold {r['threshold']:.2f}, min-area {r['min_area']}{gate} "
         f"(CV at 0.5: {r['cv_at_0.5']:.4f}; all-empty: {r['all_empty']:.4f}; "
         f"{r['n_images']} OOF images, folds {r['folds']}) -> {run.thresholds_path}, "
         f"{run.cv_plot_path.name}"
@@ -420,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("threshold", _threshold, "search threshold x min-area on the run's OOF")
     sp.add_argument("--run", required=True)
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
+    sp.add_argument(
+        "--gate",
+        help="what the empty gate thresholds: head, mask_max or mean (default: the config's "
+        "`gate`; recorded in thresholds.json, which predict follows; `tgs run` searches with the "
+        "config's)",
+    )
 
     sp = cmd("predict", _predict, "fold ensemble x TTA on the test set -> submission")
     sp.add_argument("--run", required=True)

@@ -88,6 +88,7 @@ class Config:
     # post-processing search grid
     min_areas: list[int] = field(default_factory=lambda: list(range(0, 400, 20)))
     blank_rule: bool = True  # a constant (blank) image predicts an empty mask
+    gate: str = "head"  # the score the empty gate thresholds: head (P(salt)), mask_max, mean
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -64,28 +64,35 @@ def train_fold(
 
 
 def search(
-    run: Run, data_dir: str | os.PathLike | None = None, data: TrainData | None = None
+    run: Run,
+    data_dir: str | os.PathLike | None = None,
+    data: TrainData | None = None,
+    gate: str | None = None,
 ) -> dict:
     """Search threshold x min-area (x gate) on the run's merged OOF; write thresholds.json
-    (with how the OOF was made: TTA and model files) and cv.png. Returns the thresholds."""
+    (with the gate score, `gate` or the config's, and how the OOF was made: TTA and model
+    files) and cv.png. Returns the thresholds."""
     from tgs.plots import plot_threshold_search
-    from tgs.thresholds import DEFAULT_THRESHOLDS, is_blank
+    from tgs.thresholds import DEFAULT_THRESHOLDS, check_gate, gate_score, is_blank
     from tgs.thresholds import search as search_grid
 
     cfg = run.config()
+    gate = check_gate(gate or cfg.gate)
     data_dir = run.data_dir(data_dir)
     ids, probs, cls, folds = run.load_oof()
     data = data or load_data(data_dir)
     rows = data.rows(ids, data_dir)
     masks = data.masks[rows]
     blank = is_blank(data.images[rows]) if cfg.blank_rule else None
+    score = gate_score(probs, cls, gate)
     result = search_grid(
-        probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas), cls=cls, blank=blank
+        probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas), cls=score, blank=blank
     )
     out = {
         "threshold": result.threshold,
         "min_area": result.min_area,
         "empty_threshold": result.empty_threshold,
+        "gate": gate if score is not None else None,
         "blank_rule": cfg.blank_rule,
         "cv": result.score,
         "cv_at_0.5": result.score_at(0.5, 0, 0.0),

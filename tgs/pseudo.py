@@ -2,8 +2,8 @@
 become an extra training set for a second round (`pseudo: DIR` in its config).
 
 Confidence rule, per test image, on the run's ensemble (folds x snapshots x TTA):
-- the post-processed mask (threshold, min-area, gate, blank rule: exactly the submission's) is
-  the label;
+- the post-processed mask (threshold, min-area, gate, blank rule: exactly the submission's,
+  recorded in pseudo.json) is the label;
 - the image is kept when at most `max_uncertain` of its pixels have a probability inside
   (`low`, `high`): the ensemble is sure of almost every pixel;
 - an empty label also needs the classifier head (when the run has one) to say salt-absent with
@@ -45,6 +45,20 @@ class Confidence:
             empty = masks.reshape(len(masks), -1).max(axis=1) == 0
             keep &= np.where(empty, cls < self.low, cls > self.high)
         return keep
+
+
+def applied_post_processing(th: dict) -> dict:
+    """What predict applies for thresholds.json `th`: threshold, min-area, the gate (its score,
+    None when nothing is gated) and the blank rule; runs searched before `gate` existed gate on
+    the head."""
+    cut = th.get("empty_threshold") or 0.0
+    return {
+        "threshold": th["threshold"],
+        "min_area": th["min_area"],
+        "gate": (th.get("gate") or "head") if cut else None,
+        "empty_threshold": cut,
+        "blank_rule": bool(th.get("blank_rule")),
+    }
 
 
 def make_pseudo(
@@ -90,6 +104,7 @@ def make_pseudo(
             "run": str(run.root),
             "data": str(data_dir),
             "rule": asdict(rule),
+            "post_processing": applied_post_processing(run.thresholds()),
             "tta": tta,
             "models": [run.relative(f) for f in run.prediction_files()],
             "n_test": n_seen,

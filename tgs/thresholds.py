@@ -5,6 +5,9 @@ mask with fewer than `min_area` pixels becomes empty. The search visits every (t
 min_area) pair in one pass over the pixels: per image, a histogram of probability bins over all
 pixels and over true pixels gives predicted area and intersection at every threshold by
 cumulative sums.
+
+The empty gate thresholds one score per image (`gate_score`): the classifier head's salt-present
+probability (`head`), the mask's highest pixel probability (`mask_max`), or their mean (`mean`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,39 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tgs.errors import ConfigError
 from tgs.metric import score_from_counts
 
 DEFAULT_THRESHOLDS = np.arange(100) / 100  # 0.00 .. 0.99
 DEFAULT_MIN_AREAS = np.arange(20) * 20  # 0 .. 380 pixels
 DEFAULT_EMPTY_THRESHOLDS = np.arange(0, 20) / 20  # 0.00 (no gate) .. 0.95
+GATES = ("head", "mask_max", "mean")
+GATE_LABELS = {"head": "P(salt)", "mask_max": "max p", "mean": "mean(P(salt), max p)"}
+
+
+def check_gate(name: str) -> str:
+    """`name` if it is a gate score (GATES), else a ConfigError listing them."""
+    if name not in GATES:
+        raise ConfigError(f"unknown gate {name!r} (valid: {', '.join(GATES)})")
+    return name
+
+
+def gate_score(probs: np.ndarray, cls: np.ndarray | None, gate: str = "head") -> np.ndarray | None:
+    """The per-image score (N,) in [0, 1] the empty gate compares with its threshold.
+
+    probs: (N, H, W) probabilities; cls: (N,) the head's salt-present probabilities or None.
+    `head`: cls (None without a head: no gate); `mask_max`: the highest pixel probability
+    (rounded to float16 like `binarize`); `mean`: (cls + mask_max) / 2, which needs the head.
+    """
+    check_gate(gate)
+    if gate == "head":
+        return None if cls is None else np.asarray(cls, dtype=np.float32)
+    peak = np.asarray(probs, dtype=np.float16).max(axis=(1, 2)).astype(np.float32)
+    if gate == "mask_max":
+        return peak
+    if cls is None:
+        raise ConfigError("gate 'mean' needs the classifier head (cls_weight > 0)")
+    return (np.asarray(cls, dtype=np.float32) + peak) / np.float32(2)
 
 
 def binarize(probs: np.ndarray, threshold: float) -> np.ndarray:
@@ -35,9 +66,9 @@ def postprocess(
 ) -> np.ndarray:
     """Probabilities (N, H, W) -> uint8 masks (N, H, W).
 
-    A mask becomes empty when it has fewer than `min_area` pixels, when the classifier's
-    salt-present probability `cls` (N,) is below `empty_threshold`, or when `blank` (N,) marks a
-    constant image.
+    A mask becomes empty when it has fewer than `min_area` pixels, when its gate score `cls` (N,)
+    (`gate_score`: the classifier's salt-present probability by default) is below
+    `empty_threshold`, or when `blank` (N,) marks a constant image.
     """
     masks = binarize(probs, threshold)
     masks[empty_rule(masks.sum(axis=(1, 2)), min_area, cls, empty_threshold, blank)] = False
@@ -45,7 +76,8 @@ def postprocess(
 
 
 def empty_rule(area, min_area, cls=None, empty_threshold=0.0, blank=None) -> np.ndarray:
-    """Which predictions are emptied: area < min_area, cls < empty_threshold, or blank."""
+    """Which predictions are emptied: area < min_area, gate score cls (N,) < empty_threshold,
+    or blank."""
     emptied = np.asarray(area) < min_area
     if cls is not None:
         cls = np.asarray(cls, dtype=np.float32)
@@ -138,8 +170,9 @@ def search(
     empty_thresholds: np.ndarray = DEFAULT_EMPTY_THRESHOLDS,
     blank: np.ndarray | None = None,
 ) -> SearchResult:
-    """Jointly search threshold x min_area (x classifier gate when `cls` is given) maximising the
-    competition score on (N, H, W) probability maps; `blank` (N,) images are always emptied."""
+    """Jointly search threshold x min_area (x empty gate when a gate score `cls` (N,) is given,
+    see `gate_score`) maximising the competition score on (N, H, W) probability maps; `blank`
+    (N,) images are always emptied."""
     thresholds = np.asarray(thresholds, dtype=np.float64)
     min_areas = np.asarray(min_areas, dtype=np.int64)
     gates = np.asarray(empty_thresholds if cls is not None else [0.0], dtype=np.float64)

@@ -14,10 +14,11 @@ from tqdm.auto import tqdm
 
 from tgs.config import Config
 from tgs.data.dataset import SaltDataset
-from tgs.errors import TGSError
+from tgs.errors import ConfigError, TGSError
 from tgs.inference import Runtime
 from tgs.losses import create_loss
 from tgs.models import model_from_config
+from tgs.thresholds import check_gate
 from tgs.tta import check_tta
 
 
@@ -62,6 +63,10 @@ def validate_config(cfg: Config) -> None:
         )
     create_loss(cfg.loss)
     check_tta(cfg.tta)
+    if check_gate(cfg.gate) == "mean" and cfg.cls_weight <= 0:
+        raise ConfigError(
+            "gate: mean averages the classifier head with the mask: set cls_weight > 0"
+        )
     model_from_config(cfg, pretrained=False)
 
 

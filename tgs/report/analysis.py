@@ -12,7 +12,7 @@ from tgs.data.io import TrainData
 from tgs.folds import coverage, coverage_class
 from tgs.metric import counts, per_image_scores
 from tgs.report.facts import Facts
-from tgs.thresholds import binarize, empty_rule, is_blank, postprocess
+from tgs.thresholds import binarize, check_gate, empty_rule, gate_score, is_blank, postprocess
 
 CLASS_LABELS = ["0 (empty)"] + [f"{10 * c - 10}-{10 * c}%" for c in range(1, 11)]
 
@@ -26,7 +26,7 @@ class OOF:
     truth: np.ndarray  # uint8 0/1 (N, 101, 101)
     probs: np.ndarray  # float16 probabilities (N, 101, 101)
     cls: np.ndarray | None  # salt-present probabilities (N,)
-    post: dict  # threshold, min_area, empty_threshold, blank_rule
+    post: dict  # threshold, min_area, empty_threshold, gate, blank_rule
     post_source: str  # where `post` comes from
     pred: np.ndarray  # uint8 0/1 (N, 101, 101) after post-processing
     scores: np.ndarray  # per-image competition score (N,)
@@ -55,11 +55,14 @@ def post_processing(facts: Facts) -> tuple[dict, str]:
             "threshold": 0.5,
             "min_area": 0,
             "empty_threshold": 0.0,
+            "gate": "head",
             "blank_rule": False,
         }, "p > 0.5 (no thresholds.json yet)"
-    keys = ("threshold", "min_area", "empty_threshold", "blank_rule")
+    keys = ("threshold", "min_area", "empty_threshold", "gate", "blank_rule")
     defaults = {"empty_threshold": 0.0, "blank_rule": False}
-    return {k: th.get(k, defaults.get(k)) for k in keys}, "thresholds.json"
+    post = {k: th.get(k, defaults.get(k)) for k in keys}
+    post["gate"] = check_gate(post["gate"] or "head")  # runs searched before it had a choice
+    return post, "thresholds.json"
 
 
 def _stored_scores(facts: Facts, ids: list[str]) -> np.ndarray | None:
@@ -82,7 +85,7 @@ def analyse_oof(facts: Facts, data: TrainData) -> OOF:
         probs,
         post["threshold"],
         post["min_area"],
-        cls,
+        gate_score(probs, cls, post["gate"]),
         post["empty_threshold"],
         blank if post["blank_rule"] else None,
     )
@@ -133,15 +136,17 @@ def class_table(oof: OOF) -> list[dict]:
 
 def empty_confusion(oof: OOF) -> dict:
     """The empty/salt decision: counts of truth x prediction, and why salt images were emptied
-    (no pixel above threshold, area < min-area, classifier gate, blank rule)."""
+    (no pixel above threshold, area < min-area, empty gate, blank rule)."""
     true_salt, pred_salt = oof.true_area > 0, oof.pred_area > 0
     missed = np.flatnonzero(true_salt & ~pred_salt)
     post = oof.post
     raw = binarize(oof.probs[missed], post["threshold"]).sum(axis=(1, 2))
     by_area = (raw > 0) & empty_rule(raw, post["min_area"])
     by_gate = np.zeros(len(missed), bool)
-    if oof.cls is not None:
-        by_gate = (raw > 0) & empty_rule(raw, 0, oof.cls[missed], post["empty_threshold"])
+    cls = None if oof.cls is None else oof.cls[missed]
+    gated = gate_score(oof.probs[missed], cls, post["gate"])
+    if gated is not None:
+        by_gate = (raw > 0) & empty_rule(raw, 0, gated, post["empty_threshold"])
     by_blank = oof.blank[missed] & bool(post["blank_rule"])
     return {
         "empty_as_empty": int((~true_salt & ~pred_salt).sum()),

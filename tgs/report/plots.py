@@ -9,6 +9,7 @@ import numpy as np
 
 from tgs.report.analysis import CLASS_LABELS
 from tgs.report.facts import FoldFacts
+from tgs.thresholds import GATE_LABELS, check_gate
 
 DPI = 90
 MARGINS = {"left": 0.06, "right": 0.985, "bottom": 0.15, "top": 0.91, "wspace": 0.25}
@@ -104,7 +105,7 @@ def class_scores(path: str | os.PathLike, rows: list[dict]) -> None:
 
 def search_figure(path: str | os.PathLike, search: dict, chosen: dict) -> None:
     """Score over threshold x min-area at the chosen gate (heatmap), score against threshold,
-    and the classifier gate curve when there is one; the chosen point marked on each."""
+    and the empty gate curve when there is one; the chosen point marked on each."""
     grid, t, a, g = (search[k] for k in ("grid", "thresholds", "min_areas", "empty_thresholds"))
     ti = int(np.argmin(np.abs(t - chosen["threshold"])))
     ai = int(np.argmin(np.abs(a - chosen["min_area"])))
@@ -142,9 +143,10 @@ def search_figure(path: str | os.PathLike, search: dict, chosen: dict) -> None:
         axes[2].plot(g, grid[ti, ai, :], label=f"t={t[ti]:.2f}, min-area {a[ai]}")
         axes[2].plot(g, grid.max(axis=(0, 1)), ":", label="best t and min-area per gate")
         axes[2].plot(g[gi], best, "r*", ms=12)
-        axes[2].set_xlabel("gate: empty when P(salt) < g")
+        score = GATE_LABELS[check_gate(chosen.get("gate") or "head")]
+        axes[2].set_xlabel(f"gate: empty when {score} < g")
         axes[2].set_ylabel("CV score")
-        axes[2].set_title("classifier gate", fontsize=10)
+        axes[2].set_title("empty gate", fontsize=10)
         axes[2].legend(fontsize=8, loc="lower center")
     for ax in axes[1:]:
         ax.grid(alpha=0.3)

@@ -13,6 +13,7 @@ from tgs.report import plots
 from tgs.report.analysis import OOF, class_table, empty_confusion
 from tgs.report.facts import Facts
 from tgs.report.html import code_spans, duration, esc, fmt, img, kv_table, pct, table
+from tgs.thresholds import GATE_LABELS, check_gate
 
 
 @dataclass
@@ -94,11 +95,12 @@ def glance(ctx: Context) -> str:
     items: list[tuple[str, object]] = []
     if th is not None:
         gate = th.get("empty_threshold", 0.0)
+        score = GATE_LABELS[check_gate(th.get("gate") or "head")]
         items += [
             (
                 "post-processing",
                 f"p > {th['threshold']:.2f}, min-area {th['min_area']} px"
-                + (f", empty when P(salt) < {gate:.2f}" if gate else "")
+                + (f", empty when {score} < {gate:.2f}" if gate else "")
                 + (", blank images empty" if th.get("blank_rule") else ""),
             ),
             (
@@ -214,7 +216,7 @@ def where_cv(ctx: Context) -> str:
     src = (
         f"p &gt; {post['threshold']:.2f}, min-area {post['min_area']}"
         + (
-            f", empty when P(salt) &lt; {post['empty_threshold']:.2f}"
+            f", empty when {esc(GATE_LABELS[post['gate']])} &lt; {post['empty_threshold']:.2f}"
             if post["empty_threshold"]
             else ""
         )
@@ -254,7 +256,7 @@ def missed_reasons(conf: dict) -> str:
         f"of the {conf['salt_as_empty']} salt images predicted empty: "
         f"{conf['missed_no_pixel']} had no pixel above the threshold, "
         f"{conf['missed_min_area']} fell under the min-area, "
-        f"{conf['missed_gate']} were gated by the classifier, "
+        f"{conf['missed_gate']} were emptied by the gate, "
         f"{conf['missed_blank']} by the blank rule (a mask can have several reasons)"
     )
 
@@ -277,10 +279,15 @@ def search(ctx: Context) -> str:
     )
     return (
         "<h2>Post-processing search</h2>"
-        + img("search.png", "CV over threshold and min-area; classifier gate curve")
+        + img("search.png", "CV over threshold and min-area; empty gate curve")
         + f'<p class="note">Grid stored in search.npz: {len(f.search["thresholds"])} thresholds x '
         f"{len(f.search['min_areas'])} min-areas"
-        + (f" x {len(f.search['empty_thresholds'])} gates" if gated else "")
+        + (
+            f" x {len(f.search['empty_thresholds'])} gates on "
+            + esc(GATE_LABELS[check_gate(f.thresholds.get("gate") or "head")])
+            if gated
+            else ""
+        )
         + "; the red star is the chosen point.</p>"
         + warn
     )
