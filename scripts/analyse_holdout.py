@@ -51,7 +51,7 @@ def analyse(a: dict) -> list[tuple[str, str]]:
     from sklearn.metrics import roc_auc_score
 
     from tgs.metric import per_image_scores
-    from tgs.thresholds import gate_score, is_blank, search
+    from tgs.thresholds import gate_score, is_blank, recorded_gate, search
 
     scores = per_image_scores(a["masks"], a["truth"])
     salt, said_empty = a["truth"].any((1, 2)), ~a["masks"].any((1, 2))
@@ -72,7 +72,7 @@ def analyse(a: dict) -> list[tuple[str, str]]:
         mean = gate_score(a["probs"], a["cls"], "mean")
         rows.append(("AUC, mean of head and mask max", f"{roc_auc_score(salt, mean):.4f}"))
     blank = is_blank(a["images"]) if th.get("blank_rule") else None
-    gate = th.get("gate") or "head"
+    gate = recorded_gate(th)
     best = search(a["probs"], a["truth"], cls=gate_score(a["probs"], a["cls"], gate), blank=blank)
     searched = f"t {th['threshold']:.2f}, min-area {th['min_area']}"
     searched += f", gate ({gate}) {th.get('empty_threshold', 0.0):.2f}"

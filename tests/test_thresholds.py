@@ -8,6 +8,7 @@ from tgs.thresholds import (
     binarize,
     gate_score,
     postprocess,
+    recorded_gate,
     search,
     threshold_counts,
 )
@@ -91,6 +92,11 @@ def test_gate_scores_known_values():
         gate_score(probs, None, "mean")
     with pytest.raises(ConfigError, match="valid: " + ", ".join(GATES)):
         gate_score(probs, cls, "max")
+    # thresholds.json: runs searched before `gate` (or without a head) gate on the head
+    assert recorded_gate({}) == recorded_gate({"gate": None}) == "head"
+    assert recorded_gate({"gate": "mask_max"}) == "mask_max"
+    with pytest.raises(ConfigError, match="unknown gate"):
+        recorded_gate({"gate": "max"})
 
 
 def test_mean_gate_empties_what_neither_score_alone_can():

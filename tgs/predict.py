@@ -23,7 +23,7 @@ from tgs.inference import Runtime, load_models, predict_array
 from tgs.meta import git_commit
 from tgs.run import Run
 from tgs.submission import write_submission
-from tgs.thresholds import gate_score, is_blank, postprocess
+from tgs.thresholds import gate_score, is_blank, postprocess, recorded_gate
 from tgs.tta import check_tta
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def predict_batches(
             stats["model_seconds"] += time.time() - t_model
             done += len(images)
             blank = is_blank(images) if th.get("blank_rule") else None
-            gated = gate_score(probs, cls, th.get("gate") or "head")
+            gated = gate_score(probs, cls, recorded_gate(th))
             masks = postprocess(
                 probs, th["threshold"], th["min_area"], gated, th.get("empty_threshold", 0.0), blank
             )

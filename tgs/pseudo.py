@@ -25,6 +25,7 @@ from tgs import rle
 from tgs.errors import TGSError
 from tgs.fileio import atomic_dir, write_json
 from tgs.run import Run
+from tgs.thresholds import recorded_gate
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def applied_post_processing(th: dict) -> dict:
     return {
         "threshold": th["threshold"],
         "min_area": th["min_area"],
-        "gate": (th.get("gate") or "head") if cut else None,
+        "gate": recorded_gate(th) if cut else None,
         "empty_threshold": cut,
         "blank_rule": bool(th.get("blank_rule")),
     }

@@ -34,6 +34,11 @@ def check_gate(name: str) -> str:
     return name
 
 
+def recorded_gate(th: dict) -> str:
+    """The gate score a thresholds.json `th` applies (`head` for runs searched before `gate`)."""
+    return check_gate(th.get("gate") or "head")
+
+
 def gate_score(probs: np.ndarray, cls: np.ndarray | None, gate: str = "head") -> np.ndarray | None:
     """The per-image score (N,) in [0, 1] the empty gate compares with its threshold.
 

@@ -12,7 +12,7 @@ from tgs.data.io import TrainData
 from tgs.folds import coverage, coverage_class
 from tgs.metric import counts, per_image_scores
 from tgs.report.facts import Facts
-from tgs.thresholds import binarize, check_gate, empty_rule, gate_score, is_blank, postprocess
+from tgs.thresholds import binarize, empty_rule, gate_score, is_blank, postprocess, recorded_gate
 
 CLASS_LABELS = ["0 (empty)"] + [f"{10 * c - 10}-{10 * c}%" for c in range(1, 11)]
 
@@ -61,7 +61,7 @@ def post_processing(facts: Facts) -> tuple[dict, str]:
     keys = ("threshold", "min_area", "empty_threshold", "gate", "blank_rule")
     defaults = {"empty_threshold": 0.0, "blank_rule": False}
     post = {k: th.get(k, defaults.get(k)) for k in keys}
-    post["gate"] = check_gate(post["gate"] or "head")  # runs searched before it had a choice
+    post["gate"] = recorded_gate(th)
     return post, "thresholds.json"
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from tgs.report.analysis import CLASS_LABELS
 from tgs.report.facts import FoldFacts
-from tgs.thresholds import GATE_LABELS, check_gate
+from tgs.thresholds import GATE_LABELS, recorded_gate
 
 DPI = 90
 MARGINS = {"left": 0.06, "right": 0.985, "bottom": 0.15, "top": 0.91, "wspace": 0.25}
@@ -143,7 +143,7 @@ def search_figure(path: str | os.PathLike, search: dict, chosen: dict) -> None:
         axes[2].plot(g, grid[ti, ai, :], label=f"t={t[ti]:.2f}, min-area {a[ai]}")
         axes[2].plot(g, grid.max(axis=(0, 1)), ":", label="best t and min-area per gate")
         axes[2].plot(g[gi], best, "r*", ms=12)
-        score = GATE_LABELS[check_gate(chosen.get("gate") or "head")]
+        score = GATE_LABELS[recorded_gate(chosen)]
         axes[2].set_xlabel(f"gate: empty when {score} < g")
         axes[2].set_ylabel("CV score")
         axes[2].set_title("empty gate", fontsize=10)

@@ -13,7 +13,7 @@ from tgs.report import plots
 from tgs.report.analysis import OOF, class_table, empty_confusion
 from tgs.report.facts import Facts
 from tgs.report.html import code_spans, duration, esc, fmt, img, kv_table, pct, table
-from tgs.thresholds import GATE_LABELS, check_gate
+from tgs.thresholds import GATE_LABELS, recorded_gate
 
 
 @dataclass
@@ -95,7 +95,7 @@ def glance(ctx: Context) -> str:
     items: list[tuple[str, object]] = []
     if th is not None:
         gate = th.get("empty_threshold", 0.0)
-        score = GATE_LABELS[check_gate(th.get("gate") or "head")]
+        score = GATE_LABELS[recorded_gate(th)]
         items += [
             (
                 "post-processing",
@@ -284,7 +284,7 @@ def search(ctx: Context) -> str:
         f"{len(f.search['min_areas'])} min-areas"
         + (
             f" x {len(f.search['empty_thresholds'])} gates on "
-            + esc(GATE_LABELS[check_gate(f.thresholds.get("gate") or "head")])
+            + esc(GATE_LABELS[recorded_gate(f.thresholds)])
             if gated
             else ""
         )
