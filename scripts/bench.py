@@ -101,12 +101,13 @@ def blend(a: argparse.Namespace) -> dict:
     data = load_data(a.data)
     rows = data.rows(ids, a.data)
     cfg = runs[0].config()
+    gated = gate_score(probs, cls, cfg.gate)
     result = search(
         probs,
         data.masks[rows],
         DEFAULT_THRESHOLDS,
         np.asarray(cfg.min_areas),
-        cls=gate_score(probs, cls, cfg.gate),
+        cls=gated,
         blank=is_blank(data.images[rows]) if cfg.blank_rule else None,
     )
     return {
@@ -117,7 +118,7 @@ def blend(a: argparse.Namespace) -> dict:
         "threshold": result.threshold,
         "min_area": result.min_area,
         "empty_threshold": result.empty_threshold,
-        "gate": cfg.gate if has_cls or cfg.gate != "head" else None,
+        "gate": cfg.gate if gated is not None else None,
     }
 
 

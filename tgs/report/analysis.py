@@ -26,6 +26,7 @@ class OOF:
     truth: np.ndarray  # uint8 0/1 (N, 101, 101)
     probs: np.ndarray  # float16 probabilities (N, 101, 101)
     cls: np.ndarray | None  # salt-present probabilities (N,)
+    gated: np.ndarray | None  # the scores (N,) the empty gate thresholded (`post["gate"]`)
     post: dict  # threshold, min_area, empty_threshold, gate, blank_rule
     post_source: str  # where `post` comes from
     pred: np.ndarray  # uint8 0/1 (N, 101, 101) after post-processing
@@ -58,11 +59,10 @@ def post_processing(facts: Facts) -> tuple[dict, str]:
             "gate": "head",
             "blank_rule": False,
         }, "p > 0.5 (no thresholds.json yet)"
-    keys = ("threshold", "min_area", "empty_threshold", "gate", "blank_rule")
+    keys = ("threshold", "min_area", "empty_threshold", "blank_rule")
     defaults = {"empty_threshold": 0.0, "blank_rule": False}
     post = {k: th.get(k, defaults.get(k)) for k in keys}
-    post["gate"] = recorded_gate(th)
-    return post, "thresholds.json"
+    return {**post, "gate": recorded_gate(th)}, "thresholds.json"
 
 
 def _stored_scores(facts: Facts, ids: list[str]) -> np.ndarray | None:
@@ -81,11 +81,12 @@ def analyse_oof(facts: Facts, data: TrainData) -> OOF:
     images, truth = data.images[rows], data.masks[rows]
     post, source = post_processing(facts)
     blank = is_blank(images)
+    gated = gate_score(probs, cls, post["gate"])
     pred = postprocess(
         probs,
         post["threshold"],
         post["min_area"],
-        gate_score(probs, cls, post["gate"]),
+        gated,
         post["empty_threshold"],
         blank if post["blank_rule"] else None,
     )
@@ -99,6 +100,7 @@ def analyse_oof(facts: Facts, data: TrainData) -> OOF:
         truth=truth,
         probs=probs,
         cls=cls,
+        gated=gated,
         post=post,
         post_source=source,
         pred=pred,
@@ -143,10 +145,8 @@ def empty_confusion(oof: OOF) -> dict:
     raw = binarize(oof.probs[missed], post["threshold"]).sum(axis=(1, 2))
     by_area = (raw > 0) & empty_rule(raw, post["min_area"])
     by_gate = np.zeros(len(missed), bool)
-    cls = None if oof.cls is None else oof.cls[missed]
-    gated = gate_score(oof.probs[missed], cls, post["gate"])
-    if gated is not None:
-        by_gate = (raw > 0) & empty_rule(raw, 0, gated, post["empty_threshold"])
+    if oof.gated is not None:
+        by_gate = (raw > 0) & empty_rule(raw, 0, oof.gated[missed], post["empty_threshold"])
     by_blank = oof.blank[missed] & bool(post["blank_rule"])
     return {
         "empty_as_empty": int((~true_salt & ~pred_salt).sum()),
