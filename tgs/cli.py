@@ -338,7 +338,10 @@ def _add_run(cmd) -> None:
         "--nproc", type=int, default=0, help="processes per fold (DDP; default: config nproc)"
     )
     sp.add_argument(
-        "--jobs", type=int, help="folds trained at once in CPU processes (default: config jobs)"
+        "--jobs",
+        type=int,
+        help="folds trained at once, each in its own process: they share the one GPU, or split "
+        "the CPU cores (default: config jobs)",
     )
     for flag in (
         "nnodes",

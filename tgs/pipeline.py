@@ -144,7 +144,7 @@ class RunOptions:
     resume: bool = False
     overrides: list[str] = field(default_factory=list)
     gpus: list[str] = field(default_factory=list)  # folds in parallel waves, one per GPU
-    jobs: int | None = None  # folds in parallel CPU processes (default: the config's `jobs`)
+    jobs: int | None = None  # folds at once in their own processes (default: the config's `jobs`)
     nproc: int = 0  # processes per fold (torchrun, DDP); 0: the config's `nproc`
     torchrun: list[str] = field(default_factory=list)  # rendezvous options for several nodes
     report: bool = True
@@ -239,7 +239,7 @@ def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool)
     if not logged:
         log.info("== fold %d", k)
         return subprocess.Popen(cmd, env=_child_env(gpu))
-    where = f"GPU {gpu}" if gpu is not None else "a CPU process"
+    where = f"GPU {gpu}" if gpu is not None else "its own process"
     log.info("== fold %d on %s (log %s)", k, where, run.fold_log(k))
     with open(run.fold_log(k), "w") as out:
         return subprocess.Popen(cmd, env=_child_env(gpu), stdout=out, stderr=subprocess.STDOUT)
