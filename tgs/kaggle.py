@@ -156,11 +156,12 @@ def local_manifests(folder: str | os.PathLike = "submissions") -> pd.DataFrame:
             m = json.loads(p.read_text())
         except ValueError:
             continue
+        config = (m.get("config") or {}).get("name") or ("blend" if "blend" in m else None)
         rows.append(
             {
                 "file": m.get("submission", p.with_suffix(".csv").name),
-                "run": m.get("run"),
-                "config": (m.get("config") or {}).get("name"),
+                "run": m.get("run") or m.get("blend"),  # a blend's manifest names its folder
+                "config": config,
                 "cv": m.get("cv"),
                 "made": "kernel" if m.get("kernel") else "local",
             }

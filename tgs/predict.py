@@ -61,26 +61,54 @@ class TestBatch:
     masks: np.ndarray
 
 
-def predict_batches(
-    run: Run, data_dir: Path, batch_size: int, tta: str, stats: dict
+@dataclass
+class RunEnsemble:
+    """A run's prediction models, loaded once: test images -> its fold ensemble x `tta`."""
+
+    models: list[torch.nn.Module]
+    rt: Runtime
+    spec: InputSpec
+    batch_size: int
+    tta: str
+    depths: np.ndarray | None
+
+    @classmethod
+    def load(cls, run: Run, data_dir: Path, ids: list[str], tta: str) -> RunEnsemble:
+        cfg = run.config()
+        rt, spec = Runtime.from_config(cfg), InputSpec.from_config(cfg)
+        models = load_models(run.prediction_files(), rt)
+        return cls(models, rt, spec, cfg.val_batch_size, tta, test_depths(data_dir, ids, spec))
+
+    def __call__(self, images: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 images (B, 101, 101), the index of the first in the test ids -> (probabilities
+        (B, 101, 101), salt-present probabilities (B,) or None)."""
+        z = None if self.depths is None else self.depths[start : start + len(images)]
+        return predict_array(self.models, images, self.rt, self.batch_size, self.tta, z, self.spec)
+
+
+def ensemble_batches(
+    members: list[RunEnsemble],
+    weights: list[float],
+    th: dict,
+    data_dir: Path,
+    ids: list[str],
+    batch_size: int,
+    stats: dict,
 ) -> Iterator[TestBatch]:
-    """The run's ensemble (its prediction files x `tta`) over the test set in batches, with the
-    searched post-processing; `stats` gets n_models and model_seconds."""
-    cfg, th = run.config(), run.thresholds()
-    rt = Runtime.from_config(cfg)
-    models = load_models(run.prediction_files(), rt)
-    ids = test_ids(data_dir)
-    spec = InputSpec.from_config(cfg)
-    z_all = test_depths(data_dir, ids, spec)
-    done, stats["model_seconds"], stats["n_models"] = 0, 0.0, len(models)
-    bar = tqdm(total=len(ids), desc=f"predict {len(models)} models x {tta}", unit="img")
+    """The weighted mean of `members`' probabilities over the test set in batches (the head's
+    only where every member has one), post-processed by thresholds `th`; `stats` gets n_models
+    and model_seconds."""
+    n_models = sum(len(m.models) for m in members)
+    done, stats["model_seconds"], stats["n_models"] = 0, 0.0, n_models
+    desc = f"predict {n_models} models x {'/'.join(sorted({m.tta for m in members}))}"
+    bar = tqdm(total=len(ids), desc=desc, unit="img")
     with torch.inference_mode():
         for chunk, images in iter_test_images(data_dir, ids, batch_size):
-            z = None if z_all is None else z_all[done : done + len(images)]
             t_model = time.time()
-            probs, cls = predict_array(models, images, rt, cfg.val_batch_size, tta, z, spec)
+            outs = [m(images, done) for m in members]
             stats["model_seconds"] += time.time() - t_model
             done += len(images)
+            probs, cls = weighted_mean(outs, weights)
             blank = is_blank(images) if th.get("blank_rule") else None
             gated = gate_score(probs, cls, recorded_gate(th))
             masks = postprocess(
@@ -89,6 +117,30 @@ def predict_batches(
             yield TestBatch(chunk, images, probs, cls, masks)
             bar.update(len(images))
     bar.close()
+
+
+def weighted_mean(
+    outs: list[tuple[np.ndarray, np.ndarray | None]], weights: list[float]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """[(probabilities (N, ...), salt-present probabilities (N,) or None)] -> their weighted
+    means; the salt-present one only where every member has it, else None."""
+    w = np.asarray(weights, dtype=np.float32) / np.float32(sum(weights))
+    if len(outs) == 1:
+        return outs[0]
+    probs = sum(wi * p.astype(np.float32) for wi, (p, _) in zip(w, outs, strict=True))
+    has_cls = all(c is not None for _, c in outs)
+    cls = sum(wi * c for wi, (_, c) in zip(w, outs, strict=True)) if has_cls else None
+    return probs, cls
+
+
+def predict_batches(
+    run: Run, data_dir: Path, batch_size: int, tta: str, stats: dict
+) -> Iterator[TestBatch]:
+    """The run's ensemble (its prediction files x `tta`) over the test set in batches, with the
+    searched post-processing; `stats` gets n_models and model_seconds."""
+    ids = test_ids(data_dir)
+    member = RunEnsemble.load(run, data_dir, ids, tta)
+    yield from ensemble_batches([member], [1.0], run.thresholds(), data_dir, ids, batch_size, stats)
 
 
 def run_tta(run: Run, tta: str | None) -> tuple[str, str | None]:
