@@ -83,21 +83,17 @@ def quality(a: argparse.Namespace) -> dict:
 
 def blend(a: argparse.Namespace) -> dict:
     """Score the average of several runs' OOF probabilities (same fold, same ids) after the
-    post-processing search: what a blend of those models would score on that fold."""
+    post-processing search: what a blend of those models would score on that fold (`tgs blend`
+    without the submission, gated by the first run's config)."""
     import numpy as np
 
+    from tgs.blend import blend_oof
     from tgs.pipeline import load_data
     from tgs.run import Run
     from tgs.thresholds import DEFAULT_THRESHOLDS, gate_score, is_blank, search
 
     runs = [Run(r) for r in a.runs]
-    oofs = [r.load_oof([a.fold]) for r in runs]
-    ids = oofs[0][0]
-    if any(o[0] != ids for o in oofs):
-        raise SystemExit("the runs' OOF ids differ: blend runs of the same folds file only")
-    probs = np.mean([o[1].astype(np.float32) for o in oofs], axis=0)
-    has_cls = all(o[2] is not None for o in oofs)
-    cls = np.mean([o[2] for o in oofs], axis=0) if has_cls else None
+    ids, probs, cls = blend_oof(runs, [1.0] * len(runs), [a.fold])
     data = load_data(a.data)
     rows = data.rows(ids, a.data)
     cfg = runs[0].config()

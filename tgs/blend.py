@@ -40,14 +40,14 @@ def check_weights(runs: list[Run], weights: list[float] | None) -> list[float]:
 
 
 def blend_oof(
-    runs: list[Run], weights: list[float]
+    runs: list[Run], weights: list[float], folds: list[int] | None = None
 ) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """The members' merged OOF, averaged with `weights` on the first member's id order ->
-    (ids, float32 probabilities (N, 101, 101), salt-present probabilities (N,) or None unless
-    every member has a head)."""
+    """The members' merged OOF (of `folds`, default every trained fold), averaged with
+    `weights` on the first member's id order -> (ids, float32 probabilities (N, 101, 101),
+    salt-present probabilities (N,) or None unless every member has a head)."""
     from tgs.predict import weighted_mean
 
-    loaded = [r.load_oof() for r in runs]
+    loaded = [r.load_oof(folds) for r in runs]
     ids = loaded[0][0]
     outs = []
     for run, (other, probs, cls, _) in zip(runs, loaded, strict=True):
