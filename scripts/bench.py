@@ -84,37 +84,25 @@ def quality(a: argparse.Namespace) -> dict:
 def blend(a: argparse.Namespace) -> dict:
     """Score the average of several runs' OOF probabilities (same fold, same ids) after the
     post-processing search: what a blend of those models would score on that fold (`tgs blend`
-    without the submission, gated by the first run's config)."""
-    import numpy as np
-
+    without files or submission; gated as the first run's thresholds were)."""
     from tgs.blend import blend_oof
-    from tgs.pipeline import load_data
+    from tgs.pipeline import load_data, search_oof
     from tgs.run import Run
-    from tgs.thresholds import DEFAULT_THRESHOLDS, gate_score, is_blank, search
+    from tgs.thresholds import recorded_gate
 
     runs = [Run(r) for r in a.runs]
-    ids, probs, cls = blend_oof(runs, [1.0] * len(runs), [a.fold])
-    data = load_data(a.data)
-    rows = data.rows(ids, a.data)
-    cfg = runs[0].config()
-    gated = gate_score(probs, cls, cfg.gate)
-    result = search(
-        probs,
-        data.masks[rows],
-        DEFAULT_THRESHOLDS,
-        np.asarray(cfg.min_areas),
-        cls=gated,
-        blank=is_blank(data.images[rows]) if cfg.blank_rule else None,
-    )
+    ids, probs, cls = blend_oof(runs, [1.0] * len(runs), [[a.fold]] * len(runs))
+    gate = recorded_gate(runs[0].thresholds())
+    result, th = search_oof(ids, probs, cls, load_data(a.data), a.data, runs[0].config(), gate)
     return {
         "name": a.name or "+".join(r.root.name for r in runs),
         "fold": a.fold,
-        "oof_0.5": round(result.score_at(0.5, 0, 0.0), 4),
-        "oof_tuned": round(result.score, 4),
-        "threshold": result.threshold,
-        "min_area": result.min_area,
-        "empty_threshold": result.empty_threshold,
-        "gate": cfg.gate if gated is not None else None,
+        "oof_0.5": round(th["cv_at_0.5"], 4),
+        "oof_tuned": round(th["cv"], 4),
+        "threshold": th["threshold"],
+        "min_area": th["min_area"],
+        "empty_threshold": th["empty_threshold"],
+        "gate": th["gate"],
     }
 
 

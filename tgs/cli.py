@@ -142,14 +142,19 @@ def _predict(a: argparse.Namespace) -> None:
 def _blend(a: argparse.Namespace) -> None:
     from tgs.blend import predict_blend, search_blend
 
-    weights = [float(w) for w in a.weights.split(",")] if a.weights else None
-    r = search_blend(a.runs, a.out, a.data, weights, a.gate)
-    members = ", ".join(f"{c:.4f}" for c in r["members_cv"])
-    print(
-        f"blend CV {r['cv']:.4f} (members {members}) at threshold {r['threshold']:.2f}, "
-        f"min-area {r['min_area']}, gate {r['gate']} {r['empty_threshold']:.2f} on "
-        f"{r['n_images']} OOF images -> {a.out}/thresholds.json"
-    )
+    if a.runs:
+        try:
+            weights = [float(w) for w in a.weights.split(",")] if a.weights else None
+        except ValueError as e:
+            raise TGSError(f"--weights {a.weights!r}: numbers separated by commas, e.g. 2,1") from e
+        r = search_blend(a.runs, a.out, a.data, weights, a.gate)
+        members = ", ".join(f"{c:.4f}" for c in r["members_cv"])
+        gate = f"gate {r['gate']} {r['empty_threshold']:.2f}" if r["gate"] else "no gate"
+        print(
+            f"blend CV {r['cv']:.4f} (members {members}) at threshold {r['threshold']:.2f}, "
+            f"min-area {r['min_area']}, {gate} on {r['n_images']} OOF images -> "
+            f"{a.out}/thresholds.json"
+        )
     if not a.no_predict:
         path = predict_blend(a.out, a.data, a.batch_size)
         print(f"wrote {path} (manifest {path.with_suffix('.json')})")
@@ -454,9 +459,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=256)
     sp.add_argument("--tta", help="TTA views (default: the one the thresholds were searched with)")
     sp = cmd("blend", _blend, "average finished runs (same folds) -> search -> one submission")
-    sp.add_argument("runs", nargs="+", metavar="RUN", help="finished runs made on one folds file")
+    sp.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="finished runs made on one folds file (none: predict the blend in --out again)",
+    )
     sp.add_argument("--out", required=True, help="blend folder (blend.json, thresholds.json)")
-    sp.add_argument("--data", help="data folder (default: the one the first run trained on)")
+    sp.add_argument("--data", help="data folder, test set too (default: the first run's)")
     sp.add_argument("--weights", help="e.g. 2,1: one per run (default: equal)")
     sp.add_argument("--gate", help="head, mask_max or mean (default: the first run's)")
     sp.add_argument("--no-predict", action="store_true", help="search only, no submission")

@@ -63,6 +63,54 @@ def train_fold(
     return FoldTrainer(cfg, data, folds, fold, run, dist, started).fit(resume)
 
 
+def search_oof(
+    ids: list[str],
+    probs: np.ndarray,
+    cls: np.ndarray | None,
+    data: TrainData,
+    data_dir: str | os.PathLike,
+    cfg: Config,
+    gate: str,
+):
+    """Threshold x min-area (x gate) search on OOF probabilities (N, 101, 101) of `ids`, with
+    salt-present probabilities `cls` (N,) or None, the config's min-areas and blank rule ->
+    (SearchResult, the thresholds.json fields it decides)."""
+    from tgs.thresholds import DEFAULT_THRESHOLDS, gate_score, is_blank
+    from tgs.thresholds import search as search_grid
+
+    rows = data.rows(ids, data_dir)
+    masks = data.masks[rows]
+    blank = is_blank(data.images[rows]) if cfg.blank_rule else None
+    score = gate_score(probs, cls, gate)
+    result = search_grid(
+        probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas), cls=score, blank=blank
+    )
+    return result, {
+        "threshold": result.threshold,
+        "min_area": result.min_area,
+        "empty_threshold": result.empty_threshold,
+        "gate": gate if score is not None else None,
+        "blank_rule": cfg.blank_rule,
+        "cv": result.score,
+        "cv_at_0.5": result.score_at(0.5, 0, 0.0),
+        "all_empty": float(np.mean(masks.reshape(len(masks), -1).max(axis=1) == 0)),
+        "n_images": len(ids),
+    }
+
+
+def save_search(path: Path, result, ids: list[str]) -> None:
+    """The whole search grid and per-image scores (RUN/search.npz), for the report."""
+    np.savez_compressed(
+        path,
+        grid=result.grid.astype(np.float32),
+        thresholds=result.thresholds,
+        min_areas=result.min_areas,
+        empty_thresholds=result.empty_thresholds,
+        ids=np.array(ids),
+        per_image=result.per_image.astype(np.float32),
+    )
+
+
 def search(
     run: Run,
     data_dir: str | os.PathLike | None = None,
@@ -73,45 +121,22 @@ def search(
     (with the gate score, `gate` or the config's, and how the OOF was made: TTA and model
     files) and cv.png. Returns the thresholds."""
     from tgs.plots import plot_threshold_search
-    from tgs.thresholds import DEFAULT_THRESHOLDS, check_gate, gate_score, is_blank
-    from tgs.thresholds import search as search_grid
+    from tgs.thresholds import check_gate
 
     cfg = run.config()
     gate = check_gate(gate or cfg.gate)
     data_dir = run.data_dir(data_dir)
     ids, probs, cls, folds = run.load_oof()
     data = data or load_data(data_dir)
-    rows = data.rows(ids, data_dir)
-    masks = data.masks[rows]
-    blank = is_blank(data.images[rows]) if cfg.blank_rule else None
-    score = gate_score(probs, cls, gate)
-    result = search_grid(
-        probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas), cls=score, blank=blank
-    )
+    result, found = search_oof(ids, probs, cls, data, data_dir, cfg, gate)
     out = {
-        "threshold": result.threshold,
-        "min_area": result.min_area,
-        "empty_threshold": result.empty_threshold,
-        "gate": gate if score is not None else None,
-        "blank_rule": cfg.blank_rule,
-        "cv": result.score,
-        "cv_at_0.5": result.score_at(0.5, 0, 0.0),
-        "all_empty": float(np.mean(masks.reshape(len(masks), -1).max(axis=1) == 0)),
-        "n_images": len(ids),
+        **found,
         "folds": folds,
         "complete": len(ids) == len(data.ids),
         **run.oof_provenance(folds),
     }
     run.write_thresholds(out)
-    np.savez_compressed(
-        run.search_path,
-        grid=result.grid.astype(np.float32),
-        thresholds=result.thresholds,
-        min_areas=result.min_areas,
-        empty_thresholds=result.empty_thresholds,
-        ids=np.array(ids),
-        per_image=result.per_image.astype(np.float32),
-    )
+    save_search(run.search_path, result, ids)
     title = f"{cfg.name}: CV {result.score:.4f} on {len(ids)} OOF images, folds {folds}"
     plot_threshold_search(run.cv_plot_path, result, title)
     return out

@@ -74,14 +74,16 @@ class RunEnsemble:
 
     @classmethod
     def load(cls, run: Run, data_dir: Path, ids: list[str], tta: str) -> RunEnsemble:
+        """`run`'s prediction files on its config's device, AMP and inputs, with the depths of
+        the test `ids` where its models take a depth channel."""
         cfg = run.config()
         rt, spec = Runtime.from_config(cfg), InputSpec.from_config(cfg)
         models = load_models(run.prediction_files(), rt)
         return cls(models, rt, spec, cfg.val_batch_size, tta, test_depths(data_dir, ids, spec))
 
     def __call__(self, images: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """uint8 images (B, 101, 101), the index of the first in the test ids -> (probabilities
-        (B, 101, 101), salt-present probabilities (B,) or None)."""
+        """uint8 images (B, 101, 101), the index of the first in the test ids (batches come in
+        `ids` order) -> (probabilities (B, 101, 101), salt-present probabilities (B,) or None)."""
         z = None if self.depths is None else self.depths[start : start + len(images)]
         return predict_array(self.models, images, self.rt, self.batch_size, self.tta, z, self.spec)
 
@@ -122,11 +124,12 @@ def ensemble_batches(
 def weighted_mean(
     outs: list[tuple[np.ndarray, np.ndarray | None]], weights: list[float]
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """[(probabilities (N, ...), salt-present probabilities (N,) or None)] -> their weighted
-    means; the salt-present one only where every member has it, else None."""
-    w = np.asarray(weights, dtype=np.float32) / np.float32(sum(weights))
+    """[(probabilities (N, ...), salt-present probabilities (N,) or None)] -> their means with
+    `weights` normalised to sum 1 (float32); the salt-present one only where every member has
+    it, else None. One member comes back as it is."""
     if len(outs) == 1:
         return outs[0]
+    w = np.asarray(weights, dtype=np.float32) / np.float32(sum(weights))
     probs = sum(wi * p.astype(np.float32) for wi, (p, _) in zip(w, outs, strict=True))
     has_cls = all(c is not None for _, c in outs)
     cls = sum(wi * c for wi, (_, c) in zip(w, outs, strict=True)) if has_cls else None
