@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from tgs.config import Config, load_config
 from tgs.data.io import TrainData
 from tgs.errors import TGSError
 from tgs.run import Run
+
+if TYPE_CHECKING:
+    from tgs.thresholds import SearchResult
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +75,7 @@ def search_oof(
     data_dir: str | os.PathLike,
     cfg: Config,
     gate: str,
-):
+) -> tuple[SearchResult, dict]:
     """Threshold x min-area (x gate) search on OOF probabilities (N, 101, 101) of `ids`, with
     salt-present probabilities `cls` (N,) or None, the config's min-areas and blank rule ->
     (SearchResult, the thresholds.json fields it decides)."""
@@ -98,7 +102,7 @@ def search_oof(
     }
 
 
-def save_search(path: Path, result, ids: list[str]) -> None:
+def save_search(path: Path, result: SearchResult, ids: list[str]) -> None:
     """The whole search grid and per-image scores (RUN/search.npz), for the report."""
     np.savez_compressed(
         path,
