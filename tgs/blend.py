@@ -166,11 +166,8 @@ def predict_blend(
     """The blend's submission (and a .json manifest): every member's fold ensemble with its own
     TTA, averaged with the blend's weights, post-processed with the blend's thresholds. The test
     images come from `data_dir`, default the folder the blend was searched on."""
-    from tgs import rle
     from tgs.data.io import test_ids
-    from tgs.meta import git_commit
-    from tgs.predict import RunEnsemble, ensemble_batches
-    from tgs.submission import write_submission
+    from tgs.predict import RunEnsemble, ensemble_batches, write_predictions
 
     t0, out = time.time(), Path(out)
     blend, th = read_blend(out)
@@ -187,24 +184,8 @@ def predict_blend(
             )
         members.append(RunEnsemble.load(run, data_dir, ids, m["tta"]))
     weights = [m["weight"] for m in blend["members"]]
-    rles, stats = [], {}
-    for batch in ensemble_batches(members, weights, th, data_dir, ids, batch_size, stats):
-        rles.extend(rle.encode_batch(batch.masks))
+    stats: dict = {}
+    batches = ensemble_batches(members, weights, th, data_dir, ids, batch_size, stats)
     path = blend_submission_path(out, th["cv"], submissions_dir)
-    write_submission(path, ids, rles=rles, sample_ids=ids)
-    manifest = {
-        "submission": path.name,
-        "blend": str(out.resolve()),
-        "data": str(data_dir),
-        "cv": th["cv"],
-        "thresholds": th,
-        "members": blend["members"],
-        "n_images": len(ids),
-        "empty_predicted": float(np.mean([r == "" for r in rles])),
-        "commit": git_commit(),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "seconds": round(time.time() - t0, 2),
-        "model_seconds": round(stats["model_seconds"], 2),
-    }
-    write_json(path.with_suffix(".json"), manifest)
-    return path
+    about = {"blend": str(out.resolve()), "members": blend["members"]}
+    return write_predictions(path, batches, th, data_dir, about, t0, stats)

@@ -182,28 +182,48 @@ def predict_run(
             f"with {now}: run `python -m tgs threshold --run {run.root}` again"
         )
         log.warning("warning: %s", mismatch)
-    t0, ids, rles, stats = time.time(), [], [], {}
-    for batch in predict_batches(run, data_dir, batch_size, tta, stats):
+    t0, stats = time.time(), {}
+    batches = predict_batches(run, data_dir, batch_size, tta, stats)
+    path = Path(out) if out else run.submission_path(th["cv"], submissions_dir)
+    about = {
+        "run": str(run.root),
+        "folds": folds,
+        "models": now,
+        "tta": tta,
+        "warning": mismatch,
+        "config": cfg.to_dict(),
+    }
+    return write_predictions(path, batches, th, data_dir, about, t0, stats)
+
+
+def write_predictions(
+    path: Path,
+    batches: Iterator[TestBatch],
+    th: dict,
+    data_dir: Path,
+    about: dict,
+    t0: float,
+    stats: dict,
+) -> Path:
+    """The batches' masks as a validated submission at `path`, and its .json manifest: `about`
+    (what made it) and what every manifest records (data, thresholds, counts, commit, times;
+    `stats` as `ensemble_batches` fills it, `t0` the start). Returns `path`."""
+    ids, rles = [], []
+    for batch in batches:
         ids.extend(batch.ids)
         rles.extend(rle.encode_batch(batch.masks))
-    path = Path(out) if out else run.submission_path(th["cv"], submissions_dir)
     write_submission(path, ids, rles=rles, sample_ids=ids)
     write_json(
         path.with_suffix(".json"),
         {
             "submission": path.name,
-            "run": str(run.root),
+            **about,
             "data": str(data_dir),
             "cv": th["cv"],
             "thresholds": th,
-            "folds": folds,
-            "models": [run.relative(f) for f in files],
-            "tta": tta,
-            "warning": mismatch,
             "n_images": len(ids),
             "empty_predicted": float(np.mean([r == "" for r in rles])),
             "commit": git_commit(),
-            "config": cfg.to_dict(),
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "seconds": round(time.time() - t0, 2),
             "model_seconds": round(stats["model_seconds"], 2),
