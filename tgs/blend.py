@@ -79,7 +79,7 @@ def _members(paths: list[Run | str | os.PathLike], out: Path) -> list[Run]:
     if len({r.root.resolve() for r in runs}) < len(runs):
         log.warning("warning: a run is named twice in the blend: it counts twice")
     for r in runs:
-        th, now = r.thresholds(), [r.relative(f) for f in r.prediction_files()]
+        th, now = r.thresholds(), r.prediction_models()
         if th.get("models") and th["models"] != now:
             raise TGSError(
                 f"{r.thresholds_path} was searched on OOF of {th['models']}, but {r.root} now "
@@ -130,7 +130,7 @@ def search_blend(
                     "weight": w,
                     "tta": t.get("tta") or r.config().tta,
                     "folds": t.get("folds"),
-                    "models": [r.relative(f) for f in r.prediction_files()],
+                    "models": r.prediction_models(),
                     "cv": t["cv"],
                 }
                 for r, w, t in zip(members, weights, member_th, strict=True)
@@ -176,7 +176,7 @@ def predict_blend(
     members = []
     for m in blend["members"]:
         run = Run(m["run"]).require()
-        now = [run.relative(f) for f in run.prediction_files()]
+        now = run.prediction_models()
         if now != m["models"]:
             raise TGSError(
                 f"{run.root} now predicts with {now}, but the blend was searched on OOF of "

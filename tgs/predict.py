@@ -173,9 +173,8 @@ def predict_run(
     cfg, th = run.config(), run.thresholds()
     data_dir = run.data_dir(data_dir)
     tta, mismatch = run_tta(run, tta)
-    files = run.prediction_files()
     folds = th.get("folds") or run.trained_folds()
-    now = [run.relative(f) for f in files]
+    now = run.prediction_models()
     if th.get("models") and th["models"] != now:
         mismatch = (mismatch + "; " if mismatch else "") + (
             f"the thresholds were searched on OOF of {th['models']}, but the run now predicts "

@@ -107,7 +107,7 @@ def make_pseudo(
             "rule": asdict(rule),
             "post_processing": applied_post_processing(run.thresholds()),
             "tta": tta,
-            "models": [run.relative(f) for f in run.prediction_files()],
+            "models": run.prediction_models(),
             "n_test": n_seen,
             "n_kept": len(rows),
             "n_kept_empty": int((masks.reshape(len(masks), -1).max(axis=1) == 0).sum()),

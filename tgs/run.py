@@ -340,6 +340,10 @@ class Run:
         model files. A staged copy of the run holds exactly these."""
         return self.all_model_files(self.thresholds().get("folds") or self.trained_folds())
 
+    def prediction_models(self) -> list[str]:
+        """`prediction_files()` relative to the run, as thresholds.json's `models` names them."""
+        return [self.relative(f) for f in self.prediction_files()]
+
     def kernel_submission_path(self, cv: float, folder: str | os.PathLike = "submissions") -> Path:
         """submissions/<run>-kernel-cv<CV>.csv: the submission the run's Kaggle kernel made."""
         return Path(folder) / f"{self.name}-kernel-cv{cv:.4f}.csv"
