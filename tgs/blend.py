@@ -69,8 +69,9 @@ def blend_oof(
     return ids, probs.astype(np.float32), cls
 
 
-def _members(paths: list[Run | str | os.PathLike], out: Path) -> list[Run]:
-    """The member runs (finished, with current thresholds), refusing an `out` that is a run."""
+def _members(paths: list[Run | str | os.PathLike], out: Path) -> tuple[list[Run], list[dict]]:
+    """The member runs (finished, with current thresholds) and their thresholds, refusing an
+    `out` that is a run."""
     runs = [p if isinstance(p, Run) else Run(Path(p).resolve()).require() for p in paths]
     if len(runs) < 2:
         raise TGSError("a blend needs two runs or more")
@@ -78,14 +79,15 @@ def _members(paths: list[Run | str | os.PathLike], out: Path) -> list[Run]:
         raise TGSError(f"--out {out} is a run folder: give the blend a folder of its own")
     if len({r.root.resolve() for r in runs}) < len(runs):
         log.warning("warning: a run is named twice in the blend: it counts twice")
-    for r in runs:
-        th, now = r.thresholds(), r.prediction_models()
+    member_th = [r.thresholds() for r in runs]
+    for r, th in zip(runs, member_th, strict=True):
+        now = r.prediction_models()
         if th.get("models") and th["models"] != now:
             raise TGSError(
                 f"{r.thresholds_path} was searched on OOF of {th['models']}, but {r.root} now "
                 f"predicts with {now}: run `python -m tgs threshold --run {r.root}` first"
             )
-    return runs
+    return runs, member_th
 
 
 def search_blend(
@@ -103,9 +105,8 @@ def search_blend(
     from tgs.thresholds import check_gate, recorded_gate
 
     out = Path(out)
-    members = _members(runs, out)
+    members, member_th = _members(runs, out)
     weights = check_weights(len(members), weights)
-    member_th = [r.thresholds() for r in members]
     gate = check_gate(gate or recorded_gate(member_th[0]))
     data_dir = Path(members[0].data_dir(data_dir)).resolve()
     ids, probs, cls = blend_oof(members, weights, [th.get("folds") for th in member_th])
