@@ -7,7 +7,9 @@ Predicts the holdout with each run's ensemble (its models, TTA and searched post
 its submission) and prints: the holdout score, the share of it lost on salt images predicted
 empty, on empty images predicted with salt and on the IoU of the salt images found; how well the
 salt-present head and the mask's maximum probability rank salt images (ROC AUC); and the
-holdout's own best post-processing against the one searched on the run's OOF.
+holdout's own best post-processing against the one searched on the run's OOF; and how well the
+run's first trained fold fits its own training images against its validation fold (raw score at
+p > 0.5, no TTA, on up to 600 of each): a small gap with a low training score means underfit.
 """
 
 from __future__ import annotations
@@ -82,6 +84,31 @@ def analyse(a: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def fit_gap(run_dir: str, n: int = 600) -> tuple[str, str]:
+    """Row: raw score (p > 0.5, no TTA) of the run's first trained fold's best model on up to
+    `n` of its training images (a fixed sample) and on its validation fold."""
+    import pandas as pd
+
+    from tgs.data.inputs import InputSpec
+    from tgs.data.io import load_train
+    from tgs.inference import Runtime, load_models, predict_array
+    from tgs.metric import competition_score
+    from tgs.run import Run
+
+    run = Run(run_dir)
+    cfg, k = run.config(), run.trained_folds()[0]
+    rt, spec = Runtime.from_config(cfg), InputSpec.from_config(cfg)
+    folds, data = pd.read_csv(run.folds_path), load_train(run.data_dir())
+    model = load_models([run.best(k)], rt)
+    scores = []
+    for sel in (folds.fold != k, folds.fold == k):
+        ids = folds.id[sel].sample(min(n, int(sel.sum())), random_state=0)
+        part = data.subset(data.rows(list(ids), run.data_dir()))
+        probs, _ = predict_array(model, part.images, rt, tta="none", z=part.z, spec=spec)
+        scores.append(f"{competition_score(probs > 0.5, part.masks):.4f} ({len(ids)})")
+    return (f"fit of fold {k}, raw: train / validation", " / ".join(scores))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("runs", nargs="+", help="run folders with thresholds.json")
@@ -92,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{data / 'truth.csv'} not found: make the folder with `python -m tgs holdout`")
     for run in a.runs:
         print(f"== {run}")
-        for what, value in analyse(holdout_arrays(run, data)):
+        for what, value in [*analyse(holdout_arrays(run, data)), fit_gap(run)]:
             print(f"{what:<42} {value}")
     return 0
 

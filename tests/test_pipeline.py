@@ -112,6 +112,8 @@ def test_train_folds_script(synth_dir, tiny_config, tmp_path):
             str(synth_dir),
             "--run",
             str(tmp_path / "runs" / "tiny"),
+            "epochs=6",  # enough to score above 0, so the fit row below has something to check
+            "lr=0.01",
         ],
         cwd=tmp_path,
         env=env,
@@ -137,6 +139,15 @@ def test_train_folds_script(synth_dir, tiny_config, tmp_path):
     assert float(values["holdout score"]) == pytest.approx(scored, abs=6e-5)
     lost = [float(v) for k, v in values.items() if k.startswith("lost: ")]
     assert len(lost) == 3 and sum(lost) == pytest.approx(1 - scored, abs=2e-4)
+    # the fit row: the first fold's best model on its validation fold is the score it was kept for
+    fit = re.search(
+        r"^fit of fold (\d+).*?([\d.]+) \((\d+)\) / ([\d.]+) \((\d+)\)$", out.stdout, re.M
+    )
+    summary = json.loads(
+        (tmp_path / "runs" / "tiny" / f"fold{fit[1]}" / "summary.json").read_text()
+    )
+    assert float(fit[4]) == pytest.approx(summary["best_val_score"], abs=1e-4)
+    assert (int(fit[3]), int(fit[5])) == (min(600, summary["n_train"]), summary["n_val"])
 
 
 def test_torchrun_command_carries_rendezvous_options(tmp_path):
