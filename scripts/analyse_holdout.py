@@ -90,20 +90,21 @@ def fit_gap(run_dir: str, n: int = 600) -> tuple[str, str]:
     import pandas as pd
 
     from tgs.data.inputs import InputSpec
-    from tgs.data.io import load_train
     from tgs.inference import Runtime, load_models, predict_array
     from tgs.metric import competition_score
+    from tgs.pipeline import load_data
     from tgs.run import Run
 
     run = Run(run_dir)
     cfg, k = run.config(), run.trained_folds()[0]
     rt, spec = Runtime.from_config(cfg), InputSpec.from_config(cfg)
-    folds, data = pd.read_csv(run.folds_path), load_train(run.data_dir())
+    data_dir = run.data_dir()
+    folds, data = pd.read_csv(run.folds_path), load_data(data_dir)
     model = load_models([run.best(k)], rt)
     scores = []
     for sel in (folds.fold != k, folds.fold == k):
         ids = folds.id[sel].sample(min(n, int(sel.sum())), random_state=0)
-        part = data.subset(data.rows(list(ids), run.data_dir()))
+        part = data.subset(data.rows(list(ids), data_dir))
         probs, _ = predict_array(model, part.images, rt, tta="none", z=part.z, spec=spec)
         scores.append(f"{competition_score(probs > 0.5, part.masks):.4f} ({len(ids)})")
     return (f"fit of fold {k}, raw: train / validation", " / ".join(scores))
