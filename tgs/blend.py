@@ -81,12 +81,8 @@ def _members(paths: list[Run | str | os.PathLike], out: Path) -> tuple[list[Run]
         log.warning("warning: a run is named twice in the blend: it counts twice")
     member_th = [r.thresholds() for r in runs]
     for r, th in zip(runs, member_th, strict=True):
-        now = r.prediction_models()
-        if th.get("models") and th["models"] != now:
-            raise TGSError(
-                f"{r.thresholds_path} was searched on OOF of {th['models']}, but {r.root} now "
-                f"predicts with {now}: run `python -m tgs threshold --run {r.root}` first"
-            )
+        if stale := r.stale_thresholds(th):
+            raise TGSError(stale)
     return runs, member_th
 
 
@@ -131,7 +127,7 @@ def search_blend(
                     "weight": w,
                     "tta": t.get("tta") or r.config().tta,
                     "folds": t.get("folds"),
-                    "models": r.prediction_models(),
+                    "models": r.prediction_models(t),
                     "cv": t["cv"],
                 }
                 for r, w, t in zip(members, weights, member_th, strict=True)

@@ -196,7 +196,7 @@ def kernel_output(
     if kernel_log.is_file():
         line = re.search(r"^manifest: (.*)$", kernel_log.read_text(), re.M)
         made = json.loads(line.group(1)) if line else {}
-    expected = run.prediction_models()
+    expected = run.prediction_models(th)
     if made.get("models") and made["models"] != expected:
         log.warning("warning: the kernel predicted with %s, not %s", made["models"], expected)
     path = run.kernel_submission_path(th["cv"], folder)

@@ -174,12 +174,8 @@ def predict_run(
     data_dir = run.data_dir(data_dir)
     tta, mismatch = run_tta(run, tta)
     folds = th.get("folds") or run.trained_folds()
-    now = run.prediction_models()
-    if th.get("models") and th["models"] != now:
-        mismatch = (mismatch + "; " if mismatch else "") + (
-            f"the thresholds were searched on OOF of {th['models']}, but the run now predicts "
-            f"with {now}: run `python -m tgs threshold --run {run.root}` again"
-        )
+    if stale := run.stale_thresholds(th):
+        mismatch = (mismatch + "; " if mismatch else "") + stale
         log.warning("warning: %s", mismatch)
     t0, stats = time.time(), {}
     batches = predict_batches(run, data_dir, batch_size, tta, stats)
@@ -187,7 +183,7 @@ def predict_run(
     about = {
         "run": str(run.root),
         "folds": folds,
-        "models": now,
+        "models": run.prediction_models(th),
         "tta": tta,
         "warning": mismatch,
         "config": cfg.to_dict(),

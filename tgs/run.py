@@ -335,14 +335,27 @@ class Run:
         write_json(self.fold_plan_path(k), plan)
 
     # -- Kaggle ----------------------------------------------------------------------------
-    def prediction_files(self) -> list[Path]:
+    def prediction_files(self, th: dict | None = None) -> list[Path]:
         """The checkpoints `predict` uses: the thresholds' folds' (else every trained fold's)
-        model files. A staged copy of the run holds exactly these."""
-        return self.all_model_files(self.thresholds().get("folds") or self.trained_folds())
+        model files. A staged copy of the run holds exactly these. `th`: the run's thresholds,
+        when already read."""
+        th = self.thresholds() if th is None else th
+        return self.all_model_files(th.get("folds") or self.trained_folds())
 
-    def prediction_models(self) -> list[str]:
+    def prediction_models(self, th: dict | None = None) -> list[str]:
         """`prediction_files()` relative to the run, as thresholds.json's `models` names them."""
-        return [self.relative(f) for f in self.prediction_files()]
+        return [self.relative(f) for f in self.prediction_files(th)]
+
+    def stale_thresholds(self, th: dict) -> str | None:
+        """Why the run's thresholds `th` no longer fit the models it predicts with (they were
+        searched on OOF of other checkpoints), or None."""
+        now = self.prediction_models(th)
+        if not th.get("models") or th["models"] == now:
+            return None
+        return (
+            f"{self.thresholds_path} was searched on OOF of {th['models']}, but {self.root} now "
+            f"predicts with {now}: run `python -m tgs threshold --run {self.root}` first"
+        )
 
     def kernel_submission_path(self, cv: float, folder: str | os.PathLike = "submissions") -> Path:
         """submissions/<run>-kernel-cv<CV>.csv: the submission the run's Kaggle kernel made."""
