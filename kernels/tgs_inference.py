@@ -27,7 +27,7 @@ def find_staged_dataset(root: Path, depth: int = 3) -> Path:
 if __name__ == "__main__":
     staged = find_staged_dataset(INPUT)
     sys.path.insert(0, str(staged))  # "install" tgs (and smp) from the attached dataset, offline
-    from tgs.kernel import run_inference
+    from tgs.kaggle.inference_kernel import run_inference
 
     path = run_inference(staged / "run", INPUT, WORKING)
     print(f"wrote {path}")

@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 def holdout_arrays(run_dir: str, data: Path) -> dict:
     """The run's holdout probabilities (N, 101, 101), salt-present probabilities (N,) or None,
     post-processed masks, images and true masks, in the order of the holdout's ids."""
-    from tgs import rle
+    from tgs.data import rle
     from tgs.data.io import read_rle_csv
-    from tgs.predict import predict_batches
-    from tgs.run import Run
+    from tgs.predict.test_set import predict_batches
+    from tgs.run.folder import Run
 
     run = Run(run_dir)
     th = run.thresholds()
@@ -52,8 +52,9 @@ def analyse(a: dict) -> list[tuple[str, str]]:
     """Rows (what, value) for one run's holdout arrays."""
     from sklearn.metrics import roc_auc_score
 
-    from tgs.metric import per_image_scores
-    from tgs.thresholds import gate_score, is_blank, recorded_gate, search
+    from tgs.post.metric import per_image_scores
+    from tgs.post.rule import gate_score, is_blank, recorded_gate
+    from tgs.post.search import search
 
     scores = per_image_scores(a["masks"], a["truth"])
     salt, said_empty = a["truth"].any((1, 2)), ~a["masks"].any((1, 2))
@@ -90,10 +91,10 @@ def fit_gap(run_dir: str, n: int = 600) -> tuple[str, str]:
     import pandas as pd
 
     from tgs.data.inputs import InputSpec
-    from tgs.inference import Runtime, load_models, predict_array
-    from tgs.metric import competition_score
-    from tgs.pipeline import load_data
-    from tgs.run import Run
+    from tgs.pipeline.stages import load_data
+    from tgs.post.metric import competition_score
+    from tgs.predict.inference import Runtime, load_models, predict_array
+    from tgs.run.folder import Run
 
     run = Run(run_dir)
     cfg, k = run.config(), run.trained_folds()[0]

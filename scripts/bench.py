@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def quality(a: argparse.Namespace) -> dict:
-    from tgs.config import load_config
-    from tgs.folds import load_folds, make_folds, save_folds
-    from tgs.pipeline import load_data, search, train_fold
-    from tgs.run import Run
-    from tgs.train import validate_config
+    from tgs.core.config import load_config
+    from tgs.data.folds import load_folds, make_folds, save_folds
+    from tgs.pipeline.stages import load_data, search, train_fold
+    from tgs.run.folder import Run
+    from tgs.train.validate import validate_config
 
     overrides = list(a.overrides)
     if a.minutes:
@@ -58,7 +58,7 @@ def quality(a: argparse.Namespace) -> dict:
     run.create(cfg, a.data, folds_csv)
     t0 = time.time()
     if a.budget:  # the fold, its OOF and the search planned into `budget` minutes
-        from tgs.budget import ensure_plan
+        from tgs.budget.probe import ensure_plan
 
         ensure_plan(run, cfg, data, folds, a.fold, waves=1, n_test=0, spent=0.0)
     summary = train_fold(run, cfg, data, folds, a.fold)
@@ -85,10 +85,10 @@ def blend(a: argparse.Namespace) -> dict:
     """Score the average of several runs' OOF probabilities (same fold, same ids) after the
     post-processing search: what a blend of those models would score on that fold (`tgs blend`
     without files or submission; gated as the first run's thresholds were)."""
-    from tgs.blend import blend_oof
-    from tgs.pipeline import load_data, search_oof
-    from tgs.run import Run
-    from tgs.thresholds import recorded_gate
+    from tgs.pipeline.stages import load_data, search_oof
+    from tgs.post.rule import recorded_gate
+    from tgs.predict.blend import blend_oof
+    from tgs.run.folder import Run
 
     runs = [Run(r) for r in a.runs]
     ids, probs, cls = blend_oof(runs, [1.0] * len(runs), [[a.fold]] * len(runs))
@@ -115,8 +115,8 @@ def _timed(fn, repeat: int = 1) -> float:
 
 def _fast_amp(device):
     """The autocast dtype tgs trains with on `device` (Runtime's choice for `amp: true`)."""
-    from tgs.config import load_config
-    from tgs.inference import Runtime
+    from tgs.core.config import load_config
+    from tgs.predict.inference import Runtime
 
     return Runtime.from_config(load_config(None, [f"device={device}"])).amp_dtype
 
@@ -134,10 +134,10 @@ def _train_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
     import torch
     from torch.utils.data import DataLoader
 
-    from tgs.batch_aug import DeviceBatches
+    from tgs.data.batch_aug import DeviceBatches
     from tgs.data.dataset import SaltDataset, build_augment, normalize
-    from tgs.losses import create_loss
-    from tgs.models import create_model
+    from tgs.models.losses import create_loss
+    from tgs.models.registry import create_model
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -179,7 +179,7 @@ def _train_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
 def _infer_rate(name: str, kw: dict, fast: bool, steps: int, device) -> float:
     import torch
 
-    from tgs.models import create_model
+    from tgs.models.registry import create_model
 
     fmt = torch.channels_last if fast else torch.contiguous_format
     model = create_model(name, **kw).to(device).to(memory_format=fmt).eval()
@@ -222,9 +222,10 @@ def bench_cpu_paths(quick: bool) -> list[dict]:
     """RLE of 18000 masks and the threshold search on 4000 maps, each against a plain loop."""
     import numpy as np
 
-    from tgs import rle
-    from tgs.metric import competition_score
-    from tgs.thresholds import postprocess, search
+    from tgs.data import rle
+    from tgs.post.metric import competition_score
+    from tgs.post.rule import postprocess
+    from tgs.post.search import search
 
     rng = np.random.default_rng(0)
     masks = np.zeros((18000, 101, 101), np.uint8)
@@ -288,10 +289,10 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
     child process: wall time, peak RSS, and the share of time outside the model's forward."""
     import subprocess
 
-    from tgs.config import load_config
+    from tgs.core.config import load_config
     from tgs.data.synth import synth
-    from tgs.models import model_from_config
-    from tgs.run import Run
+    from tgs.models.registry import model_from_config
+    from tgs.run.folder import Run
 
     n_test = 2000 if quick else 18000
     data = out / f"predict-data-{n_test}"
@@ -305,7 +306,7 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
 
     shutil.rmtree(out / "predict-run", ignore_errors=True)
     run = Run(out / "predict-run").create(cfg, data)
-    from tgs.checkpoint import save_checkpoint
+    from tgs.models.checkpoint import save_checkpoint
 
     for k in range(5):
         state = {"model": model_from_config(cfg).state_dict(), "config": cfg.to_dict(), "epoch": 0}

@@ -41,7 +41,7 @@ def real_zip() -> Path | None:
 @pytest.fixture(scope="session")
 def data(synth_dir):
     """The synthetic labelled set as arrays (60 images)."""
-    from tgs.pipeline import load_data
+    from tgs.pipeline.stages import load_data
 
     return load_data(synth_dir)
 
@@ -49,6 +49,6 @@ def data(synth_dir):
 @pytest.fixture(scope="session")
 def folds(data):
     """Two coverage-stratified folds of `data` (seed 0)."""
-    from tgs.folds import make_folds
+    from tgs.data.folds import make_folds
 
     return make_folds(data.ids, data.masks, data.z, 2, 0)

@@ -68,9 +68,9 @@ loss: bce+dice
 
 def fold_trainer(cfg, data, folds, run_dir: Path, fold: int = 0):
     """A FoldTrainer on a fresh run folder, seeded as `tgs.pipeline.train_fold` seeds it."""
-    from tgs.run import Run
-    from tgs.train import seed_everything
-    from tgs.trainer import FoldTrainer
+    from tgs.run.folder import Run
+    from tgs.train.loop import seed_everything
+    from tgs.train.trainer import FoldTrainer
 
     seed_everything(cfg.seed + fold)
     return FoldTrainer(cfg, data, folds, fold, Run(run_dir).create(cfg))

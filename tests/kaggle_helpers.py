@@ -17,7 +17,7 @@ from tgs import COMPETITION
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-key-value"
 TOKEN = "t0ken-value-1234"
-FORBIDDEN = ("tgs.train", "tgs.trainer", "tgs.losses", "albumentations")
+FORBIDDEN = ("tgs.train", "tgs.models.losses", "albumentations")
 _made: dict[str, Path] = {}
 
 SITECUSTOMIZE = r'''
@@ -82,10 +82,10 @@ def _made_run(root: Path, data: Path, settings: dict, checkpoints) -> Path:
     weights made here: random, built without downloading anything."""
     import torch
 
-    from tgs.checkpoint import save_checkpoint
-    from tgs.config import config_from_dict
-    from tgs.models import model_from_config
-    from tgs.run import Run
+    from tgs.core.config import config_from_dict
+    from tgs.models.checkpoint import save_checkpoint
+    from tgs.models.registry import model_from_config
+    from tgs.run.folder import Run
 
     cfg = config_from_dict(settings)
     run = Run(root).create(cfg, data_dir=data)

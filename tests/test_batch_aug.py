@@ -2,12 +2,12 @@
 
 import torch
 
-from tgs.batch_aug import DeviceBatches, batch_augment
-from tgs.config import load_config
+from tgs.core.config import load_config
+from tgs.data.batch_aug import DeviceBatches, batch_augment
+from tgs.data.folds import make_folds
 from tgs.data.io import load_train
-from tgs.folds import make_folds
-from tgs.pipeline import train_fold
-from tgs.run import Run
+from tgs.pipeline.stages import train_fold
+from tgs.run.folder import Run
 
 
 def test_flip_moves_image_and_mask_together():
@@ -47,7 +47,6 @@ def test_data_on_device_path_trains(synth_dir, tmp_path, monkeypatch):
             "data_on_device=true",
         ],
     )
-    import tgs.trainer
 
     used = []
     real_epoch = DeviceBatches.epoch
@@ -59,7 +58,9 @@ def test_data_on_device_path_trains(synth_dir, tmp_path, monkeypatch):
         used.append(seed)
         return real_epoch(self, seed)
 
-    monkeypatch.setattr(tgs.trainer, "epoch_loader", no_loader)
+    import tgs.train.trainer
+
+    monkeypatch.setattr(tgs.train.trainer, "epoch_loader", no_loader)
     monkeypatch.setattr(DeviceBatches, "epoch", recorded)
     summary = train_fold(Run(tmp_path / "r").create(cfg), cfg, data, folds, 0)
     assert used == [42000, 42001]  # one on-device epoch per epoch, seeded by (seed, epoch)

@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 
 from tests.helpers import TINY_ARGS, fold_trainer
-from tgs import rle
-from tgs.blend import blend_oof, predict_blend, search_blend
-from tgs.cli import main
-from tgs.config import load_config
-from tgs.errors import TGSError
-from tgs.kaggle import local_manifests
-from tgs.pipeline import search
-from tgs.predict import predict_batches, predict_run
-from tgs.run import Run
-from tgs.thresholds import gate_score, postprocess
+from tgs.cli.main import main
+from tgs.core.config import load_config
+from tgs.core.errors import TGSError
+from tgs.data import rle
+from tgs.kaggle.competition import local_manifests
+from tgs.pipeline.stages import search
+from tgs.post.rule import gate_score, postprocess
+from tgs.predict.blend import blend_oof, predict_blend, search_blend
+from tgs.predict.test_set import predict_batches, predict_run
+from tgs.run.folder import Run
 
 
 @pytest.fixture(scope="module")

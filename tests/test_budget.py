@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from tests.helpers import TINY_ARGS
-from tgs.budget import apply_plan, plan_epochs, replan
-from tgs.cli import main
-from tgs.config import load_config
-from tgs.train import low_epochs
+from tgs.budget.plan import apply_plan, plan_epochs, replan
+from tgs.cli.main import main
+from tgs.core.config import load_config
+from tgs.train.schedule import low_epochs
 
 MEASURED = {"step_seconds": 0.5, "val_seconds": 4.0, "n_val": 200, "steps_per_epoch": 20}
 
@@ -44,16 +44,17 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
     synth_dir, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
-    import tgs.budget
 
-    real_probe = tgs.budget.probe
+    import tgs.budget.probe
+
+    real_probe = tgs.budget.probe.probe
     measured = {}
 
     def probe(*args, **kw):  # the real probe runs; its answer is pinned so the plan is known
         measured.update(real_probe(*args, **kw))
         return {**measured, "step_seconds": 0.5, "val_seconds": 1.0}
 
-    monkeypatch.setattr(tgs.budget, "probe", probe)
+    monkeypatch.setattr(tgs.budget.probe, "probe", probe)
     run = tmp_path / "runs" / "b"
     args = [
         "run",
@@ -115,15 +116,15 @@ def test_restart_cycles_stay_whole_and_ddp_ranks_split_the_steps():
 
 
 def test_stage2_has_no_warmup_of_its_own():
-    from tgs.train import stage2_config
+    from tgs.train.schedule import stage2_config
 
     cfg = load_config(None, ["warmup_epochs=3", "stage2_epochs=2"])
     assert stage2_config(cfg).warmup_epochs == 0
 
 
 def test_launch_combinations_that_cannot_work_are_refused(tmp_path):
-    from tgs.errors import TGSError
-    from tgs.pipeline import RunOptions, _check_launch
+    from tgs.core.errors import TGSError
+    from tgs.pipeline.job import RunOptions, _check_launch
 
     cfg = load_config(None, ["budget_minutes=5"])
     with pytest.raises(TGSError, match="pick one"):
@@ -203,8 +204,8 @@ def test_second_replan_prices_full_size_epochs_and_keeps_the_low_ones():
 def _fold_with_plan(tmp_path, data, folds, name: str, *extra: str):
     """A budgeted fold-0 run whose plan says an epoch costs 2 s (val included; 1 s at low
     resolution), 8 epochs, 20 s."""
-    from tgs.run import Run
-    from tgs.train import steps_per_epoch
+    from tgs.run.folder import Run
+    from tgs.train.schedule import steps_per_epoch
 
     cfg = load_config(None, [*TINY_ARGS, "epochs=8", "budget_minutes=1", "lr=0.01", *extra])
     run = Run(tmp_path / name).create(cfg)
@@ -236,8 +237,8 @@ def _killed_and_resumed(tmp_path, data, folds, monkeypatch, killed_in: int, *ext
     """A fresh copy of `_fold_with_plan`'s fold whose process dies at the start of epoch
     `killed_in` (0-based), then resumed to its end; `seen(trainer, epoch)` is called before each
     resumed epoch. Returns the run."""
-    from tgs.pipeline import train_fold
-    from tgs.trainer import FoldTrainer
+    from tgs.pipeline.stages import train_fold
+    from tgs.train.trainer import FoldTrainer
 
     real_epoch = FoldTrainer.run_epoch
 
@@ -264,9 +265,9 @@ def _killed_and_resumed(tmp_path, data, folds, monkeypatch, killed_in: int, *ext
 def test_budgeted_fold_refits_after_two_epochs_and_a_resumed_fold_keeps_the_refit(
     tmp_path, data, folds, monkeypatch
 ):
-    from tgs.pipeline import train_fold
+    from tgs.pipeline.stages import train_fold
 
-    monkeypatch.setattr("tgs.trainer.time", _Clock())
+    monkeypatch.setattr("tgs.train.trainer.time", _Clock())
     run, cfg = _fold_with_plan(tmp_path, data, folds, "whole")
     train_fold(run, cfg, data, folds, 0)
     refit = json.loads((run.root / "fold0" / "plan.json").read_text())
@@ -288,9 +289,9 @@ def test_budgeted_fold_refits_after_two_epochs_and_a_resumed_fold_keeps_the_refi
 def test_progressive_fold_refits_again_on_its_full_size_epochs_and_resumes_there(
     tmp_path, data, folds, monkeypatch, killed_in
 ):
-    from tgs.pipeline import train_fold
+    from tgs.pipeline.stages import train_fold
 
-    monkeypatch.setattr("tgs.trainer.time", _Clock())
+    monkeypatch.setattr("tgs.train.trainer.time", _Clock())
     extra = ("low_size=16", "low_share=0.5")
     run, cfg = _fold_with_plan(tmp_path, data, folds, "whole", *extra)
     train_fold(run, cfg, data, folds, 0)
@@ -327,9 +328,9 @@ def test_fold_whose_checkpoints_take_as_long_as_its_epochs_still_fits_its_time(
     """On a GPU an epoch takes 2-4 s and saving last.pt 0.3-1 s: a refit on the epochs' own
     time alone plans past the fold's time (measured: 5 folds at once on one H100 ran 23% over
     a 2.5-minute budget). Here every save takes as long as an epoch (1 s)."""
-    from tgs.pipeline import train_fold
+    from tgs.pipeline.stages import train_fold
 
-    monkeypatch.setattr("tgs.trainer.time", _Clock(save=1.0))
+    monkeypatch.setattr("tgs.train.trainer.time", _Clock(save=1.0))
     run, cfg = _fold_with_plan(tmp_path, data, folds, "slow-saves")
     train_fold(run, cfg, data, folds, 0)
     refit = json.loads((run.root / "fold0" / "plan.json").read_text())
@@ -350,11 +351,12 @@ def test_plan_counts_the_folds_that_train_at_once(
 ):
     """5 folds: `jobs` at once on one device (the probe runs as many at once), or one per GPU
     with --gpus whatever `jobs` says (a GPU recipe's `jobs: 5` on a 4-GPU box: 2 waves)."""
-    import tgs.budget
-    from tgs.pipeline import RunOptions, _plan
+    from tgs.pipeline.job import RunOptions, _plan
 
     seen = {}
-    monkeypatch.setattr(tgs.budget, "ensure_plan", lambda *a, **kw: seen.update(kw))
+    import tgs.budget.probe
+
+    monkeypatch.setattr(tgs.budget.probe, "ensure_plan", lambda *a, **kw: seen.update(kw))
     opts = RunOptions(gpus=gpus, jobs=jobs)
     _plan(None, load_config(None), None, None, [0, 1, 2, 3, 4], opts, synth_dir, 0.0, 1)
     assert (seen["waves"], seen["parallel"], seen["n_models"]) == (waves, parallel, 5)
@@ -365,9 +367,9 @@ def test_a_resumed_fold_still_counts_the_saves_timed_before_it_was_killed(
 ):
     """Each epoch's save time travels in the next checkpoint's history: a fold killed before
     its refit (here after 3 epochs, refit after 4) refits on the saves its first process timed."""
-    from tgs.pipeline import train_fold
+    from tgs.pipeline.stages import train_fold
 
-    monkeypatch.setattr("tgs.trainer.time", _Clock(save=1.0))
+    monkeypatch.setattr("tgs.train.trainer.time", _Clock(save=1.0))
     run, cfg = _fold_with_plan(tmp_path, data, folds, "whole", "replan_after=4")
     train_fold(run, cfg, data, folds, 0)
     refit = json.loads((run.root / "fold0" / "plan.json").read_text())

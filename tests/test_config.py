@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from tgs.config import Config, config_from_dict, dump_config, load_config
-from tgs.errors import ConfigError
+from tgs.core.config import Config, config_from_dict, dump_config, load_config
+from tgs.core.errors import ConfigError
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -38,7 +38,7 @@ def test_bad_types_and_forms():
 
 def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[1]
-    from tgs.train import validate_config
+    from tgs.train.validate import validate_config
 
     names = sorted(p.stem for p in (root / "configs").glob("*.yaml"))
     assert {"demo", "cpu", "resnet34"} <= set(names)
@@ -51,7 +51,7 @@ def test_shipped_configs_load():
 def test_overrides_anywhere_on_the_command_line(capsys):
     """KEY=VALUE before, between and after options, as a user types them; anything else
     stray is refused, and so are overrides to a command that takes none."""
-    from tgs.cli import main, parse_args
+    from tgs.cli.main import main, parse_args
 
     args = parse_args(["run", "seed=3", "--config", "configs/demo.yaml", "--jobs", "2", "lr=0.1"])
     assert args.overrides == ["seed=3", "lr=0.1"]

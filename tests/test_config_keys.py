@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from tests.helpers import fold_trainer
-from tgs.config import load_config
+from tgs.core.config import load_config
 from tgs.data.dataset import SaltDataset
-from tgs.inference import Runtime
-from tgs.pipeline import train_fold
-from tgs.run import Run
-from tgs.train import build_optimizer, build_scheduler, epoch_loader
-from tgs.trainer import FoldTrainer
+from tgs.pipeline.stages import train_fold
+from tgs.predict.inference import Runtime
+from tgs.run.folder import Run
+from tgs.train.loop import epoch_loader
+from tgs.train.schedule import build_optimizer, build_scheduler
+from tgs.train.trainer import FoldTrainer
 
 TINY = [
     "model_kwargs.n_filters=4",
@@ -131,7 +132,7 @@ def test_compile_trains_the_same_model(data, folds, tmp_path):
 
 
 def test_renamed_key_maps_with_a_warning(tmp_path, monkeypatch, caplog):
-    from tgs import config
+    from tgs.core import config
 
     monkeypatch.setitem(config.RENAMED, "max_epochs", ("epochs", int))
     path = tmp_path / "old.yaml"

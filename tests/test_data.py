@@ -8,11 +8,10 @@ import pytest
 
 from tests.conftest import real_zip
 from tests.helpers import pack_competition_zip
-from tgs import rle
-from tgs.data import io
+from tgs.core.errors import DataError
+from tgs.data import io, rle
 from tgs.data.prepare import prepare
 from tgs.data.synth import make_synthetic
-from tgs.errors import DataError
 
 
 def test_synth_layout_and_formats(synth_dir):

@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgs.batch_aug import DeviceBatches
-from tgs.checkpoint import load_model
-from tgs.config import load_config
+from tgs.core.config import load_config
+from tgs.data.batch_aug import DeviceBatches
 from tgs.data.dataset import SaltDataset
+from tgs.data.folds import make_folds, save_folds
 from tgs.data.io import load_train
-from tgs.distributed import Dist
-from tgs.folds import make_folds, save_folds
-from tgs.inference import Runtime, predict_array
-from tgs.metric import competition_score
-from tgs.models import create_model
-from tgs.train import epoch_loader, fold_indices
-from tgs.trainer import has_unused_parameters
+from tgs.models.checkpoint import load_model
+from tgs.models.registry import create_model
+from tgs.post.metric import competition_score
+from tgs.predict.inference import Runtime, predict_array
+from tgs.train.distributed import Dist
+from tgs.train.loop import epoch_loader, fold_indices
+from tgs.train.trainer import has_unused_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def test_run_nproc_from_the_config_trains_a_budgeted_fold_on_cpu_ranks(
     import pandas as pd
 
     from tests.helpers import TINY
-    from tgs.cli import main
+    from tgs.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     cfg = tmp_path / "c.yaml"

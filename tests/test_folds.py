@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgs.errors import DataError
-from tgs.folds import coverage_class, load_folds, make_folds, save_folds
+from tgs.core.errors import DataError
+from tgs.data.folds import coverage_class, load_folds, make_folds, save_folds
 
 
 def toy(n=300, seed=0):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from tgs.errors import ConfigError
-from tgs.geometry import Geometry
-from tgs.tta import TTAS, VIEWS, hflip, predict_proba
+from tgs.core.errors import ConfigError
+from tgs.models.geometry import Geometry
+from tgs.predict.tta import TTAS, VIEWS, hflip, predict_proba
 
 
 def test_pad_round_trip_exact():

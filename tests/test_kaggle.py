@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from tests.kaggle_helpers import SECRET, install_kaggle, snapshot_run
-from tgs import kaggle_cli
-from tgs.cli import main
-from tgs.kaggle_cli import KaggleError, classify, find_credentials, poll
+from tgs.cli.main import main
+from tgs.kaggle import client as kaggle_cli
+from tgs.kaggle.client import KaggleError, classify, find_credentials, poll
 
 COMP = "tgs-salt-identification-challenge"
 

@@ -12,10 +12,10 @@ from tests.kaggle_helpers import (
     smp_imagenet_run,
     snapshot_run,
 )
-from tgs.cli import main
-from tgs.errors import TGSError
-from tgs.kernel import SMP, kaggle_names, slugify, stage_dataset, stage_kernel
-from tgs.run import Run
+from tgs.cli.main import main
+from tgs.core.errors import TGSError
+from tgs.kaggle.stage import SMP, kaggle_names, slugify, stage_dataset, stage_kernel
+from tgs.run.folder import Run
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_local_pth_encoder_path_loads_offline(smp_run, tmp_path):
     """Item 4 (local .pth): a checkpoint whose config names an encoder file absent here loads."""
     import torch
 
-    from tgs.checkpoint import load_model
+    from tgs.models.checkpoint import load_model
 
     state = torch.load(Run(smp_run).best(0), weights_only=True)
     state["config"]["encoder_weights"] = "/nowhere/resnet18-imagenet.pth"

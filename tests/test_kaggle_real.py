@@ -18,8 +18,8 @@ from tests.kaggle_helpers import (
     run_kernel_offline,
     snapshot_run,
 )
-from tgs import kaggle_cli
-from tgs.cli import main
+from tgs.cli.main import main
+from tgs.kaggle import client as kaggle_cli
 
 COMP = "tgs-salt-identification-challenge"
 PIPES = {"capture_output": True, "text": True, "stdin": subprocess.DEVNULL}

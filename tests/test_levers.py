@@ -5,14 +5,16 @@ import pytest
 import torch
 
 from tests.helpers import TINY_ARGS, fold_trainer
-from tgs.budget import plan_epochs
-from tgs.config import load_config
-from tgs.errors import ConfigError, TGSError
-from tgs.geometry import Geometry
-from tgs.losses import create_loss
-from tgs.models import create_model
-from tgs.train import Criterion, low_epochs, validate_config
-from tgs.trainer import train_size
+from tgs.budget.plan import plan_epochs
+from tgs.core.config import load_config
+from tgs.core.errors import ConfigError, TGSError
+from tgs.models.geometry import Geometry
+from tgs.models.losses import create_loss
+from tgs.models.registry import create_model
+from tgs.train.loop import Criterion
+from tgs.train.schedule import low_epochs
+from tgs.train.trainer import train_size
+from tgs.train.validate import validate_config
 
 TINY = TINY_ARGS  # epochs=1 unless a test sets more
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tgs.metric import competition_score, per_image_scores, score_from_counts
+from tgs.post.metric import competition_score, per_image_scores, score_from_counts
 
 
 def masks_with_iou(inter: int, union: int) -> tuple[np.ndarray, np.ndarray]:

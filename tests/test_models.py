@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from tgs.errors import ConfigError
-from tgs.losses import LOSSES, LovaszHinge, create_loss
-from tgs.models import MODELS, SMP_ARCHS, create_model, create_net
+from tgs.core.errors import ConfigError
+from tgs.models.losses import LOSSES, LovaszHinge, create_loss
+from tgs.models.registry import MODELS, SMP_ARCHS, create_model, create_net
 from tgs.models.seed_unet import SeedUNet
 
 SMALL = {"encoder": "resnet18"}
@@ -90,8 +90,8 @@ def test_losses_from_names():
 def test_cpu_amp_is_bf16_only_where_native(monkeypatch):
     """amp on CPU autocasts convolutions to bf16 when the CPU has AMX/AVX512-BF16, never when it
     is emulated, and never with amp off; the loss and probabilities stay float32."""
-    from tgs import inference
-    from tgs.config import load_config
+    from tgs.core.config import load_config
+    from tgs.predict import inference
 
     cfg_on = load_config(None, ["device=cpu"])
     cfg_off = load_config(None, ["device=cpu", "amp=false"])

@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 
 from tests.helpers import TINY, train_args
-from tgs import rle
-from tgs.cli import main
+from tgs.cli.main import main
+from tgs.data import rle
 from tgs.data.io import read_image, read_rle_csv
-from tgs.inference import Runtime, load_models, predict_array
-from tgs.metric import competition_score
-from tgs.pipeline import load_data
-from tgs.run import Run
-from tgs.submission import score_file, validate_file
-from tgs.thresholds import is_blank, postprocess
+from tgs.pipeline.stages import load_data
+from tgs.post.metric import competition_score
+from tgs.post.rule import is_blank, postprocess
+from tgs.predict.inference import Runtime, load_models, predict_array
+from tgs.predict.submission import score_file, validate_file
+from tgs.run.folder import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +151,8 @@ def test_train_folds_script(synth_dir, tiny_config, tmp_path):
 
 
 def test_torchrun_command_carries_rendezvous_options(tmp_path):
-    from tgs.pipeline import RunOptions, _train_command
+    from tgs.pipeline.job import RunOptions
+    from tgs.pipeline.launch import _train_command
 
     run = Run(tmp_path / "r")
     opts = RunOptions(nproc=4, torchrun=["--nnodes", "2", "--rdzv_endpoint", "host:29400"])

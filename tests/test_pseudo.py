@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgs.cli import main
-from tgs.config import load_config
-from tgs.errors import TGSError
-from tgs.folds import make_folds, save_folds
-from tgs.pipeline import load_data, search, train_fold
-from tgs.pseudo import Confidence, applied_post_processing
-from tgs.run import Run
+from tgs.cli.main import main
+from tgs.core.config import load_config
+from tgs.core.errors import TGSError
+from tgs.data.folds import make_folds, save_folds
+from tgs.pipeline.stages import load_data, search, train_fold
+from tgs.predict.pseudo import Confidence, applied_post_processing
+from tgs.run.folder import Run
 
 SMALL = ["model_kwargs.n_filters=4", "geometry=resize", "size=32"]
 

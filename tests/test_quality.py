@@ -6,17 +6,18 @@ import pytest
 import torch
 
 from tests.helpers import TINY_ARGS, fold_trainer
-from tgs.checkpoint import load_model, read_checkpoint
-from tgs.config import load_config
+from tgs.core.config import load_config
+from tgs.core.errors import ConfigError, DataError
 from tgs.data.dataset import InputSpec
-from tgs.errors import ConfigError, DataError
-from tgs.inference import Runtime, load_models, predict_array
-from tgs.losses import create_loss
-from tgs.metric import competition_score
-from tgs.models import create_model
-from tgs.run import Run
-from tgs.thresholds import gate_score, is_blank, postprocess, search
-from tgs.trainer import FoldTrainer
+from tgs.models.checkpoint import load_model, read_checkpoint
+from tgs.models.losses import create_loss
+from tgs.models.registry import create_model
+from tgs.post.metric import competition_score
+from tgs.post.rule import gate_score, is_blank, postprocess
+from tgs.post.search import search
+from tgs.predict.inference import Runtime, load_models, predict_array
+from tgs.run.folder import Run
+from tgs.train.trainer import FoldTrainer
 
 TINY = TINY_ARGS
 
@@ -225,7 +226,7 @@ def test_stage2_in_one_run_switches_loss_and_lr_and_resumes_exactly(data, folds,
 
 
 def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp_path, synth_dir):
-    from tgs.pipeline import search
+    from tgs.pipeline.stages import search
 
     cfg = load_config(None, [*TINY, "cls_weight=0.5", "n_folds=2"])
     for k in (0, 1):
@@ -268,7 +269,7 @@ def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp
 def test_predict_empties_by_the_recorded_gate_score(data, folds, tmp_path, synth_dir):
     """thresholds.json's `gate` decides what predict thresholds: a mask_max gate set where the
     mask max and the head disagree on the test set."""
-    from tgs.predict import predict_batches
+    from tgs.predict.test_set import predict_batches
 
     cfg = load_config(None, [*TINY, "cls_weight=0.5", "n_folds=2", "folds=[0]"])
     trainer(cfg, data, folds, tmp_path / "g").fit()

@@ -13,16 +13,16 @@ import pytest
 import torch
 
 from tests.helpers import train_args
-from tgs.checkpoint import load_model, save_checkpoint
-from tgs.cli import main
-from tgs.config import load_config
+from tgs.cli.main import main
+from tgs.core.config import load_config
+from tgs.core.errors import ConfigError, TGSError
+from tgs.core.fileio import atomic_path
+from tgs.data.folds import make_folds, save_folds
 from tgs.data.io import load_train
-from tgs.errors import ConfigError, TGSError
-from tgs.fileio import atomic_path
-from tgs.folds import make_folds, save_folds
-from tgs.pipeline import train_fold
-from tgs.run import Run
-from tgs.train import validate_config
+from tgs.models.checkpoint import load_model, save_checkpoint
+from tgs.pipeline.stages import train_fold
+from tgs.run.folder import Run
+from tgs.train.validate import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW_TINY = """
@@ -119,7 +119,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
 ):
     import pandas as pd
 
-    import tgs.trainer as train_mod
+    import tgs.train.trainer as train_mod
 
     cfg_path, folds = setup
     cfg = load_config(cfg_path, ["epochs=3"])
@@ -158,7 +158,7 @@ class _Wrap(torch.nn.Module):
 
 def test_checkpoint_from_other_architecture(tmp_path):
     cfg = load_config(None, ["model=seed_unet", "model_kwargs.n_filters=4"])
-    from tgs.models import model_from_config
+    from tgs.models.registry import model_from_config
 
     model = model_from_config(cfg)
     other = load_config(None, ["model=unet", "encoder=resnet18"]).to_dict()
@@ -239,8 +239,8 @@ def test_empty_folder_and_missing_test_images(tmp_path, synth_dir):
     assert not (tmp_path / "f.csv").exists()
     import shutil
 
+    from tgs.core.errors import DataError
     from tgs.data.io import test_ids
-    from tgs.errors import DataError
 
     d = tmp_path / "d"
     shutil.copytree(synth_dir, d)

@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 
 from tests.helpers import TINY
-from tgs import rle
-from tgs.cli import main
-from tgs.config import Config
+from tgs.cli.main import main
+from tgs.core.config import Config
+from tgs.core.errors import TGSError
+from tgs.data import rle
+from tgs.data.folds import coverage, coverage_class, make_folds, save_folds
 from tgs.data.io import load_train
-from tgs.errors import TGSError
-from tgs.folds import coverage, coverage_class, make_folds, save_folds
-from tgs.metric import per_image_scores
-from tgs.pipeline import search
+from tgs.pipeline.stages import search
+from tgs.post.metric import per_image_scores
+from tgs.post.rule import gate_score, is_blank, postprocess
 from tgs.report import build_report
 from tgs.report.tiles import boundary
-from tgs.run import Run
-from tgs.thresholds import gate_score, is_blank, postprocess
+from tgs.run.folder import Run
 
 N_FOLDS = 2
 EPOCHS = 3
@@ -327,7 +327,7 @@ TINY_RUN = TINY + "max_train_batches: 2\nthreads: 1\n"
 
 
 def test_tgs_run_writes_the_report_at_the_end(tmp_path, synth_dir, monkeypatch):
-    from tgs.pipeline import RunOptions, run_pipeline
+    from tgs.pipeline.job import RunOptions, run_pipeline
 
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "tiny.yaml"

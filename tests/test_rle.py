@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tgs import rle
-from tgs.errors import RLEError
+from tgs.core.errors import RLEError
+from tgs.data import rle
 
 
 def test_known_strings_column_major_one_indexed():

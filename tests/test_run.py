@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from tgs.checkpoint import load_model, read_checkpoint, save_checkpoint
-from tgs.config import load_config
+from tgs.core.config import load_config
+from tgs.core.errors import TGSError
 from tgs.data import cache
-from tgs.errors import TGSError
-from tgs.models import model_from_config
-from tgs.run import Run
+from tgs.models.checkpoint import load_model, read_checkpoint, save_checkpoint
+from tgs.models.registry import model_from_config
+from tgs.run.folder import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model_kwargs.n_filters=4", "geometry=resize", "size=32"]
@@ -175,9 +175,9 @@ def test_missing_depths_are_reported_with_ids(synth_dir, tmp_path, caplog):
 # -- inference does not import training -------------------------------------------------------
 def test_predict_path_imports_nothing_from_training():
     code = (
-        "import sys, tgs.predict, tgs.kernel, tgs.inference;"
-        "bad = [m for m in sys.modules if m in ('tgs.train', 'tgs.trainer', 'tgs.losses',"
-        " 'tgs.batch_aug', 'tgs.pipeline', 'albumentations')];"
+        "import sys, tgs.predict.test_set, tgs.kaggle.inference_kernel, tgs.predict.inference;"
+        "bad = [m for m in sys.modules if m.startswith(('tgs.train', 'tgs.models.losses',"
+        " 'tgs.data.batch_aug', 'tgs.pipeline', 'tgs.budget')) or m == 'albumentations'];"
         "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -188,9 +188,9 @@ def test_predict_path_imports_nothing_from_training():
 def test_thresholds_record_how_the_oof_was_made_and_predict_warns_on_other_tta(
     synth_dir, tmp_path, caplog
 ):
-    from tgs.cli import main
-    from tgs.folds import make_folds, save_folds
-    from tgs.pipeline import load_data, search, train_fold
+    from tgs.cli.main import main
+    from tgs.data.folds import make_folds, save_folds
+    from tgs.pipeline.stages import load_data, search, train_fold
 
     data = load_data(synth_dir)
     folds = make_folds(data.ids, data.masks, data.z, 2, 0)

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgs import rle
-from tgs.cli import main
-from tgs.errors import SubmissionError
-from tgs.submission import score_file, validate_file, write_submission
+from tgs.cli.main import main
+from tgs.core.errors import SubmissionError
+from tgs.data import rle
+from tgs.predict.submission import score_file, validate_file, write_submission
 
 
 @pytest.fixture

@@ -1,17 +1,10 @@
 import numpy as np
 import pytest
 
-from tgs.errors import ConfigError
-from tgs.metric import competition_score
-from tgs.thresholds import (
-    GATES,
-    binarize,
-    gate_score,
-    postprocess,
-    recorded_gate,
-    search,
-    threshold_counts,
-)
+from tgs.core.errors import ConfigError
+from tgs.post.metric import competition_score
+from tgs.post.rule import GATES, binarize, gate_score, postprocess, recorded_gate
+from tgs.post.search import search, threshold_counts
 
 
 def constructed(n=40, seed=0):

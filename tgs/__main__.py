@@ -1,4 +1,4 @@
-from tgs.cli import main
+from tgs.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tgs.core.fileio import atomic_path
 from tgs.data.io import TrainData, load_train
-from tgs.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 CACHE_DIR = ".tgs-cache"

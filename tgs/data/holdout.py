@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 
+from tgs.core.fileio import atomic_dir
 from tgs.data.cache import load_train_cached
+from tgs.data.folds import make_folds
 from tgs.data.layout import write_layout
-from tgs.fileio import atomic_dir
-from tgs.folds import make_folds
 
 
 def make_holdout(

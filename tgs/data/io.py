@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from tgs import IMAGE_SIZE, rle
-from tgs.errors import DataError, RLEError
+from tgs import IMAGE_SIZE
+from tgs.core.errors import DataError, RLEError
+from tgs.data import rle
 
 CSV_FILES = ("train.csv", "depths.csv", "sample_submission.csv")
 MASK_VALUES = (0, 255, 65535)

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from tgs import rle
+from tgs.core.errors import DataError
+from tgs.data import rle
 from tgs.data.io import TrainData
-from tgs.errors import DataError
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

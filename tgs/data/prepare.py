@@ -7,9 +7,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from tgs.core.errors import DataError
+from tgs.core.fileio import atomic_dir
 from tgs.data import io
-from tgs.errors import DataError
-from tgs.fileio import atomic_dir
 
 INNER_ZIPS = {"train.zip": "train", "test.zip": "test"}
 REQUIRED = (*INNER_ZIPS, *io.CSV_FILES)

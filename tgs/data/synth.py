@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from tgs import IMAGE_SIZE
+from tgs.core.fileio import atomic_dir
 from tgs.data.io import TrainData
 from tgs.data.layout import write_layout
-from tgs.fileio import atomic_dir
 
 N = IMAGE_SIZE
 _Y, _X = np.mgrid[0:N, 0:N].astype(np.float32)

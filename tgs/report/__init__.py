@@ -13,14 +13,14 @@ import os
 import time
 from pathlib import Path
 
+from tgs.core.errors import TGSError
+from tgs.core.fileio import atomic_dir
 from tgs.data.io import TrainData
-from tgs.errors import TGSError
-from tgs.fileio import atomic_dir
 from tgs.report import gallery, sections
 from tgs.report.analysis import OOF, analyse_oof
 from tgs.report.facts import Facts, read_facts
 from tgs.report.html import GENERATOR, page
-from tgs.run import Run
+from tgs.run.folder import Run
 
 log = logging.getLogger(__name__)
 INDEX = "index.html"
@@ -40,7 +40,7 @@ def _replaceable(out: Path) -> None:
 
 def _load_data(run: Run, data_dir: str | os.PathLike | None) -> tuple[TrainData | None, str | None]:
     """(train data, None) or (None, why it could not be read)."""
-    from tgs.pipeline import load_data
+    from tgs.pipeline.stages import load_data
 
     try:
         folder = run.data_dir(data_dir)

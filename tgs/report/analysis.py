@@ -8,11 +8,11 @@ from functools import cached_property
 
 import numpy as np
 
+from tgs.data.folds import coverage, coverage_class
 from tgs.data.io import TrainData
-from tgs.folds import coverage, coverage_class
-from tgs.metric import counts, per_image_scores
+from tgs.post.metric import counts, per_image_scores
+from tgs.post.rule import binarize, empty_rule, gate_score, is_blank, postprocess, recorded_gate
 from tgs.report.facts import Facts
-from tgs.thresholds import binarize, empty_rule, gate_score, is_blank, postprocess, recorded_gate
 
 CLASS_LABELS = ["0 (empty)"] + [f"{10 * c - 10}-{10 * c}%" for c in range(1, 11)]
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tgs.config import Config, dump_config
-from tgs.run import Run
+from tgs.core.config import Config, dump_config
+from tgs.run.folder import Run
 
 log = logging.getLogger(__name__)
 

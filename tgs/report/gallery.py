@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tgs import rle
-from tgs.folds import coverage
+from tgs.data import rle
+from tgs.data.folds import coverage
 from tgs.report import plots
 from tgs.report.analysis import OOF, coverage_hist, pick_galleries
 from tgs.report.html import esc, img, pct

@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 
+from tgs.post.rule import GATE_LABELS, recorded_gate
 from tgs.report.analysis import CLASS_LABELS
 from tgs.report.facts import FoldFacts
-from tgs.thresholds import GATE_LABELS, recorded_gate
 
 DPI = 90
 MARGINS = {"left": 0.06, "right": 0.985, "bottom": 0.15, "top": 0.91, "wspace": 0.25}

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from tgs.data.io import TrainData
+from tgs.post.rule import GATE_LABELS, recorded_gate
 from tgs.report import plots
 from tgs.report.analysis import OOF, class_table, empty_confusion
 from tgs.report.facts import Facts
 from tgs.report.html import code_spans, duration, esc, fmt, img, kv_table, pct, table
-from tgs.thresholds import GATE_LABELS, recorded_gate
 
 
 @dataclass

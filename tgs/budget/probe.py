@@ -1,0 +1,185 @@
+"""Budgeted training: fit a whole run (every fold, the search and predict) into `budget_minutes`
+on the machine at hand.
+
+Before the first fold, a timed probe trains a few steps of the real model and validates once;
+from the measured seconds per epoch the plan fixes the number of epochs, and the schedule
+(warm-up, cosine, cycles, a second stage) is laid out over that length, so every fold finishes
+its schedule instead of being cut mid-way. The plan is saved as RUN/plan.json; resuming keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from tgs.budget.plan import plan_epochs
+from tgs.core.config import Config
+from tgs.core.errors import TGSError
+from tgs.run.folder import Run
+
+PROBE_STEPS = 9
+
+log = logging.getLogger(__name__)
+
+
+def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
+    """Seconds per training step (median) and per validation pass of fold `fold`, measured on
+    the real model and data (one warm-up step not counted). Leaves no file behind."""
+    from tgs.train.loop import seed_everything
+    from tgs.train.schedule import steps_per_epoch
+    from tgs.train.trainer import FoldTrainer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed + fold)
+    probe_cfg = replace(cfg, max_train_batches=PROBE_STEPS + 1, epochs=1, stage2_epochs=0)
+    t = FoldTrainer(probe_cfg, data, folds, fold, run)
+    warm, step_s = _timed_steps(t, probe_cfg)
+    extra = {}
+    if cfg.low_size:  # progressive resizing: its low-resolution steps cost less
+        from tgs.train.trainer import train_size
+
+        with train_size(t.model, cfg.low_size):
+            extra["low_step_seconds"] = _timed_steps(t, probe_cfg)[1]
+    return {
+        **extra,
+        "step_seconds": step_s,
+        "val_seconds": _timed_validation(t),
+        "warmup_step_seconds": warm,
+        "n_val": len(t.val_idx),
+        "steps_per_epoch": steps_per_epoch(len(t.train_set.ids), cfg, t.dist.world),
+    }
+
+
+def probe_in_processes(run: Run, fold: int, parallel: int) -> dict:
+    """`probe` in `parallel` processes at once (as `jobs` folds share the cores in the real
+    run), each on the run's resolved config, data and folds; the medians of their answers."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from tgs.pipeline.launch import _child_env
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [Path(tmp) / f"probe{i}.json" for i in range(parallel)]
+        cmd = [sys.executable, "-m", "tgs.budget.probe", str(run.root), str(fold)]
+        procs = [subprocess.Popen([*cmd, str(o)], env=_child_env()) for o in outs]
+        if any(p.wait() != 0 for p in procs):
+            raise TGSError(f"the budget probe of {run.root} failed (see above)")
+        found = [json.loads(o.read_text()) for o in outs]
+    out = dict(found[0])
+    for key in ("step_seconds", "val_seconds", "warmup_step_seconds", "low_step_seconds"):
+        if key in out:
+            out[key] = statistics.median(f[key] for f in found)
+    out["parallel"] = parallel
+    return out
+
+
+def _probe_main(argv: list[str]) -> None:
+    """`python -m tgs.budget.probe RUN FOLD OUT.json`: one probe process of `probe_in_processes`."""
+    from tgs.core.fileio import write_json
+    from tgs.data.folds import load_folds
+    from tgs.pipeline.stages import load_data
+
+    run, fold, out = Run(argv[0]), int(argv[1]), argv[2]
+    data = load_data(run.data_dir())
+    folds = load_folds(run.folds_path, ids=data.ids)
+    write_json(out, probe(run.config(), data, folds, fold, run))
+
+
+def _timed_steps(t, cfg: Config) -> tuple[float, float]:
+    """(seconds of a first, warm-up step; median seconds of the next PROBE_STEPS steps)."""
+    warm = _step_times(t, cfg, 1)[0]
+    return warm, statistics.median(_step_times(t, cfg, PROBE_STEPS))
+
+
+def _step_times(t, cfg: Config, n: int) -> list[float]:
+    """Seconds of each of `n` training steps of trainer `t` (loading the batch included)."""
+    from tgs.data.batch_aug import DeviceBatches
+    from tgs.train.loop import epoch_loader, take, train_one_epoch
+
+    if isinstance(t.batches, DeviceBatches):
+        loader = t.batches.epoch(0)
+    else:
+        loader = epoch_loader(t.batches, cfg, 0, t.rt, t.dist)
+
+    def ema_step() -> None:  # as a real step does
+        if t.ema is not None:
+            t.ema.update_parameters(t.model)
+
+    stamps = [time.perf_counter()]
+    train_one_epoch(
+        t.train_model,
+        take(loader, n),
+        t.criterion,
+        t.opt,
+        t.scaler,
+        t.rt,
+        "probe",
+        on_step=lambda: (ema_step(), stamps.append(time.perf_counter())),
+        quiet=True,
+    )
+    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+def _timed_validation(t) -> float:
+    t0 = time.perf_counter()
+    t.val_score()
+    return time.perf_counter() - t0
+
+
+def ensure_plan(
+    run: Run,
+    cfg: Config,
+    data,
+    folds,
+    fold: int,
+    waves: int,
+    n_test: int,
+    spent: float,
+    parallel: int = 1,
+    n_models: int | None = None,
+    world: int = 1,
+) -> dict | None:
+    """RUN/plan.json (made now by a probe on `fold` unless it exists); None without a budget.
+    `spent`: seconds of the budget already used (data loading, folds)."""
+    if not cfg.budget_minutes:
+        return None
+    plan = run.plan()
+    if plan is not None:
+        return plan
+    from tgs.core.meta import cpu_name, gpu_name
+
+    t0 = time.time()
+    if parallel > 1:
+        measured = probe_in_processes(run, fold, parallel)
+    else:
+        measured = probe(cfg, data, folds, fold, run)
+    left = 60 * cfg.budget_minutes - spent - (time.time() - t0)
+    plan = plan_epochs(cfg, measured, left, waves, n_test, n_models, world)
+    plan["cpu"], plan["gpu"] = cpu_name(), gpu_name() if cfg.device != "cpu" else None
+    run.write_plan(plan)
+    log.info(
+        "budget %.1f min on %s: %.1f s/epoch measured -> %d epochs (+%d stage 2) per fold "
+        "in %d round(s) of folds (plan in %s)",
+        cfg.budget_minutes,
+        plan["gpu"] or plan["cpu"],
+        plan["epoch_seconds"],
+        plan["epochs"],
+        plan["stage2_epochs"],
+        waves,
+        run.plan_path,
+    )
+    return plan
+
+
+if __name__ == "__main__":
+    import sys
+
+    _probe_main(sys.argv[1:])

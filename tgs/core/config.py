@@ -1,0 +1,183 @@
+"""One typed config per run: dataclass defaults <- YAML file <- `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tgs.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Config:
+    """Everything that defines a training run. Names are resolved through the registries."""
+
+    name: str = "run"
+    # model
+    model: str = "seed_unet"  # see tgs.models.MODELS
+    encoder: str = "resnet34"  # smp encoder or timm "tu-..." (smp models only)
+    encoder_weights: str | None = None  # None, "imagenet", or a local .pth file
+    decoder_attention_type: str | None = None  # e.g. "scse" (smp Unet/Unet++)
+    hypercolumn: bool = False  # concat upsampled decoder features before the head
+    cls_weight: float = 0.0  # > 0: add an empty/non-empty head, its BCE weighted by this
+    aux_weight: float = 0.0  # > 0: deep supervision (seed_unet): a logit head per decoder scale,
+    # each trained with the mask loss on images with salt only, weighted by this
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments
+    geometry: str = "pad"  # pad | resize | none: how 101x101 reaches the model size
+    size: int = 128
+    low_size: int = 0  # > 0: progressive resizing: the first `low_share` of the stage-1 epochs
+    low_share: float = 0.75  # train on inputs resized to low_size, the rest at geometry/size
+    depth_channel: bool = False  # add a plane of depth z (needs depths.csv for every id)
+    ramp_channel: bool = False  # add a row-position ramp plane
+    # data
+    n_folds: int = 5
+    folds: list[int] | None = None  # folds to train (None: all)
+    fold_seed: int = 42
+    augment: bool = True
+    hflip: float = 0.5
+    affine: float = 0.5  # probability of a small shift/scale/rotate
+    brightness_contrast: float = 0.3
+    # optimisation
+    loss: str = "bce+dice"  # "name", "a+b", "0.5*bce+lovasz" (see tgs.losses.LOSSES)
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"  # cosine | cosine_restarts | plateau | none
+    min_lr: float = 1e-5
+    warmup_epochs: int = 0  # linear lr warm-up from lr/100 (timm scheduler)
+    cycle_epochs: int = 0  # cosine_restarts: epochs per cycle (0: one cycle)
+    snapshots: bool = False  # save a snapshot per cycle; OOF and test average over them
+    ema: float = 0.0  # > 0: validate, save and predict with an EMA of the weights (decay)
+    pseudo: str | None = None  # folder from `tgs pseudo`: extra training images (never validated)
+    init_from: str | None = None  # run folder (or .pt with {fold}) to start from: staged training
+    stage2_epochs: int = 0  # > 0: a second stage in the same run after `epochs` (BCE -> Lovasz)
+    stage2_loss: str = "lovasz_symmetric"  # stage 2's loss, on stage 1's last weights
+    stage2_lr: float = 1e-3  # stage 2 restarts AdamW/SGD at this lr, cosine over stage2_epochs
+    epochs: int = 20
+    batch_size: int = 32
+    val_batch_size: int = 64
+    num_workers: int = 0
+    data_on_device: bool = False  # hold the train set on the device, augment whole batches there
+    # runtime
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision: CUDA bf16/fp16, CPU bf16 where native (AMX/AVX512-BF16)
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the training model (worth it for long GPU runs)
+    threads: int = 0  # torch CPU threads (0: torch default)
+    jobs: int = 1  # `tgs run`: folds trained at once in processes (sharing one GPU, or the CPU)
+    nproc: int = 1  # `tgs run`: processes training each fold as one DDP model (torchrun); on a
+    # CPU each gets cores / (jobs x nproc) threads; batch_size is per process
+    max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
+    val_every: int = 1  # validate every N epochs (and at each stage's end); plateau's patience
+    # counts validated epochs
+    max_minutes: float = 0.0  # hard guard per fold: stop before an epoch would pass it
+    budget_minutes: float = 0.0  # > 0: plan epochs so the whole run (folds+search+predict) fits
+    replan_after: int = 2  # budgeted: refit each fold's epochs to its first N real epochs (0: no)
+    tta: str = "hflip"  # views averaged for OOF and test (see tgs.tta.TTAS)
+    # post-processing search grid
+    min_areas: list[int] = field(default_factory=lambda: list(range(0, 400, 20)))
+    blank_rule: bool = True  # a constant (blank) image predicts an empty mask
+    gate: str = "head"  # the score the empty gate thresholds: head (P(salt)), mask_max, mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _unknown(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(FIELDS), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint} (valid: {', '.join(FIELDS)})")
+
+
+def _set(values: dict[str, Any], key: str, value: Any) -> None:
+    top, _, sub = key.partition(".")
+    if top not in FIELDS:
+        raise _unknown(top)
+    if sub:
+        if top != "model_kwargs":
+            raise ConfigError(f"{key!r}: only model_kwargs takes dotted keys")
+        values.setdefault(top, {})[sub] = value
+    else:
+        values[top] = value
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = FIELDS[name].default
+    if value is None or default is dataclasses.MISSING or default is None:
+        return value
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, bool, str) and not isinstance(value, kind):
+        raise ConfigError(f"config {name}: expected {kind.__name__}, got {value!r}")
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"config {name}: expected int, got {value!r}")
+    return value
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Config from defaults, then the YAML file at `path`, then `key=value` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        for key, value in _upgrade(loaded, str(path)).items():
+            _set(values, str(key), value)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not key=value")
+        _set(values, key.strip(), yaml.safe_load(raw))
+    coerced = {k: _coerce(k, v) for k, v in values.items()}
+    return Config(**coerced)
+
+
+# Keys that were renamed: old name -> (new name, how an old value maps to the new one). A saved
+# run with an old key still loads, with a warning.
+RENAMED: dict[str, tuple[str, Any]] = {}
+
+
+def _upgrade(values: dict[str, Any], where: str) -> dict[str, Any]:
+    out = dict(values)
+    for old, (new, convert) in RENAMED.items():
+        if old in out:
+            value = out.pop(old)
+            if new not in out:
+                out[new] = convert(value)
+            log.warning("%s: config key %r is now %r (value mapped)", where, old, new)
+    return out
+
+
+def config_from_dict(values: dict[str, Any], where: str = "saved config") -> Config:
+    """Config from a saved dict (e.g. a run's config.yaml): renamed keys mapped with a warning,
+    unknown keys rejected."""
+    values = _upgrade(values, where)
+    for key in values:
+        if key not in FIELDS:
+            raise _unknown(key)
+    return Config(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def dump_config(cfg: Config) -> str:
+    """YAML text of the resolved config."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

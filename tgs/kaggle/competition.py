@@ -1,0 +1,198 @@
+"""Competition round trip through the `kaggle` client: download, submit (and wait for the
+score), and the submissions list joined with local manifests (`tgs/kaggle_cli.py` runs the
+client; `tgs/kaggle_kernel.py` pushes and follows kernels)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from tgs import COMPETITION
+from tgs.core.errors import TGSError
+from tgs.core.fileio import write_json
+from tgs.kaggle.client import (
+    KaggleError,
+    poll,
+    run_kaggle,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_DATA = ("data", "data/competition")
+SUBMISSION_COLUMNS = ["fileName", "date", "description", "status", "publicScore", "privateScore"]
+
+
+def download(out: str | os.PathLike, force: bool = False) -> Path:
+    """Download the competition zip and unpack it into `out` like `tgs prepare`; the download
+    folder is removed whatever happens."""
+    from tgs.data.prepare import prepare
+
+    out = Path(out)
+    staging = out.parent / f".{out.name}.download"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        run_kaggle(
+            ["competitions", "download", "-c", COMPETITION, "-p", str(staging)], progress=True
+        )
+        zip_path = staging / f"{COMPETITION}.zip"
+        if not zip_path.is_file():
+            raise KaggleError(f"kaggle reported success but {zip_path} is missing")
+        prepare(zip_path, out, force=force)
+        shutil.move(str(zip_path), out / zip_path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def parse_submissions(text: str) -> pd.DataFrame:
+    """The CSV `kaggle competitions submissions --csv` prints, whatever lines come before it."""
+    header = re.search(r"^(?:ref,)?fileName,", text, re.M)
+    if header is None:
+        if not text.strip() or re.search(r"^No submissions", text, re.M):
+            return pd.DataFrame(columns=["ref", *SUBMISSION_COLUMNS])
+        raise KaggleError(f"cannot read the submissions list the kaggle client printed: {text!r}")
+    return pd.read_csv(io.StringIO(text[header.start() :]), dtype=str, keep_default_na=False)
+
+
+def submissions() -> pd.DataFrame:
+    """The competition's submissions, newest first (ref, fileName, date, status, scores...)."""
+    out = run_kaggle(["competitions", "submissions", "-c", COMPETITION, "--csv"])
+    return parse_submissions(out.stdout)
+
+
+def _status(value: str) -> str:
+    v = value.lower()
+    return "complete" if "complete" in v else "error" if "error" in v else "pending"
+
+
+def _scored(rows: pd.DataFrame, file: str, message: str, ref: str | None) -> dict | None:
+    """The submission's result once Kaggle has scored it (None while pending)."""
+    if ref and "ref" in rows:
+        mine = rows[rows["ref"] == ref]
+    else:
+        mine = rows[(rows["fileName"] == file) & (rows["description"] == message)]
+    if not len(mine) or _status(mine.iloc[0]["status"]) == "pending":
+        return None
+    row = mine.iloc[0]
+    return {
+        "status": _status(row["status"]),
+        "public": row.get("publicScore") or None,
+        "private": row.get("privateScore") or None,
+    }
+
+
+def submit(
+    path: str | os.PathLike,
+    message: str,
+    sample: str | os.PathLike,
+    wait: bool = False,
+    poll_seconds: float = 30.0,
+    max_wait: float = 3600.0,
+) -> dict:
+    """Validate, submit (recorded in the manifest at once), and with `wait` poll with backoff
+    until scored or `max_wait` seconds; the scores go into the manifest."""
+    from tgs.predict.submission import validate_file
+
+    path = Path(path)
+    validate_file(path, sample)  # refuses an invalid file before anything is uploaded
+    out = run_kaggle(
+        ["competitions", "submit", "-c", COMPETITION, "-f", str(path), "-m", message],
+        progress=True,
+    )
+    ref = re.search(r"^Submission ref: (\d+)", out.stdout, re.M)
+    record = {
+        "message": message,
+        "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "status": "pending",
+        "ref": ref.group(1) if ref else None,
+    }
+    index = _record_in_manifest(path, record)
+    if wait:
+        log.info("waiting for the score (at most %.0fs; Ctrl-C stops waiting only)", max_wait)
+        scored = poll(
+            lambda: _scored(submissions(), path.name, message, record["ref"]),
+            poll_seconds,
+            max_wait,
+        )
+        if scored is None:
+            log.warning(
+                "warning: not scored after %.0fs; see later: python -m tgs kaggle submissions",
+                max_wait,
+            )
+        record.update(scored or {})
+        _record_in_manifest(path, record, index)
+    return record
+
+
+def _record_in_manifest(path: Path, record: dict, index: int | None = None) -> int:
+    """Append (or replace entry `index` of) the manifest's Kaggle records; returns the index."""
+    manifest = path.with_suffix(".json")
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {"submission": path.name}
+    records = data.setdefault("kaggle", [])
+    if index is None:
+        records.append(record)
+        index = len(records) - 1
+    else:
+        records[index] = record
+    write_json(manifest, data)
+    return index
+
+
+def local_manifests(folder: str | os.PathLike = "submissions") -> pd.DataFrame:
+    """One row per local submission manifest: file, run, config, cv, made (local or kernel)."""
+    rows = []
+    for p in sorted(Path(folder).glob("*.json")):
+        try:
+            m = json.loads(p.read_text())
+        except ValueError:
+            continue
+        config = (m.get("config") or {}).get("name") or ("blend" if "blend" in m else None)
+        rows.append(
+            {
+                "file": m.get("submission", p.with_suffix(".csv").name),
+                "run": m.get("run") or m.get("blend"),  # a blend's manifest names its folder
+                "config": config,
+                "cv": m.get("cv"),
+                "made": "kernel" if m.get("kernel") else "local",
+            }
+        )
+    return pd.DataFrame(rows, columns=["file", "run", "config", "cv", "made"])
+
+
+def submissions_table(folder: str | os.PathLike = "submissions") -> pd.DataFrame:
+    """Kaggle's submissions joined with local manifests: file, run, config, CV, public, ..."""
+    remote = submissions().rename(
+        columns={"fileName": "file", "publicScore": "public", "privateScore": "private"}
+    )
+    table = remote.merge(local_manifests(folder), on="file", how="left")
+    if "status" in table:
+        table["status"] = table["status"].map(_status)
+    cols = ["file", "run", "config", "cv", "public", "private", "made", "date", "status"]
+    return table[[c for c in [*cols, "description"] if c in table]]
+
+
+def find_sample(
+    submission: Path | None, sample: str | os.PathLike | None, data_dirs: tuple = ()
+) -> Path:
+    """sample_submission.csv to validate against: `sample`, else the one in the submission
+    manifest's data folder, in `data_dirs`, or in data/ or data/competition."""
+    if sample:
+        return Path(sample)
+    folders = list(data_dirs)
+    manifest = submission.with_suffix(".json") if submission else None
+    if manifest and manifest.is_file():
+        folders.insert(0, json.loads(manifest.read_text()).get("data"))
+    folders += DEFAULT_DATA
+    for folder in filter(None, folders):
+        if (Path(folder) / "sample_submission.csv").is_file():
+            return Path(folder) / "sample_submission.csv"
+    looked = ", ".join(str(f) for f in filter(None, folders))
+    what = f" for {submission}" if submission else ""
+    raise TGSError(f"cannot find sample_submission.csv{what} (looked in {looked}): pass --sample")

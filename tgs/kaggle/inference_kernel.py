@@ -1,0 +1,73 @@
+"""Kaggle kernels: stage a run as a dataset + an inference kernel (names within Kaggle's limits),
+and the kernel's own work, which runs offline and imports nothing from training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from tgs import COMPETITION
+from tgs.core.errors import TGSError
+from tgs.kaggle.stage import KERNEL_LOG, SMP, STAGE_INFO, SUBMISSION
+from tgs.run.folder import Run
+
+
+# -- in the kernel ---------------------------------------------------------------------------
+def find_input(root: Path, pattern: str, depth: int = 3) -> list[Path]:
+    """Paths matching `pattern` (relative) in folders up to `depth` levels below `root`."""
+    return [p for d in range(depth + 1) for p in sorted(root.glob("*/" * d + pattern))]
+
+
+def find_competition_data(input_root: Path, scratch: Path) -> Path:
+    """The competition's data under input_root; test.zip is unpacked into `scratch`."""
+    comps = [p for p in find_input(input_root, COMPETITION) if p.is_dir()]
+    if not comps:
+        raise TGSError(f"competition data not attached: no {COMPETITION} folder in {input_root}")
+    comp = comps[0]
+    if (comp / "test" / "images").is_dir():
+        return comp
+    if not (comp / "test.zip").is_file():
+        raise TGSError(f"{comp} has neither test/images nor test.zip")
+    with zipfile.ZipFile(comp / "test.zip") as zf:
+        zf.extractall(scratch / "test")
+    for name in ("sample_submission.csv", "depths.csv"):
+        if (comp / name).is_file():
+            shutil.copy2(comp / name, scratch / name)
+    return scratch
+
+
+def _origin(module: str) -> str:
+    mod = sys.modules.get(module)
+    version = getattr(mod, "__version__", "?")
+    return f"{module} {version} from {Path(mod.__file__).parent}" if mod else f"{module}: unused"
+
+
+def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
+    """In the kernel: predict the test set with the staged run. Writes only submission.csv and
+    tgs-kernel.log to `working` (test images are unpacked to a temporary folder)."""
+    from tgs.predict.test_set import predict_run
+
+    run = Run(run_dir).require()
+    info_path = run.root.parent / STAGE_INFO
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    working.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tgs-kernel-") as tmp:
+        scratch = Path(tmp)
+        data = find_competition_data(input_root, scratch)
+        path = predict_run(run, data, out=scratch / "out" / SUBMISSION)
+        manifest = json.loads(path.with_suffix(".json").read_text())
+        shutil.copyfile(path, working / SUBMISSION)
+    lines = [
+        f"tgs kernel: run {info.get('run', run.name)} staged at commit {info.get('commit')}",
+        *(_origin(m) for m in ("tgs", SMP, "torch")),
+        f"data: {data if data != scratch else 'test.zip unpacked to a temporary folder'}",
+        f"wrote {SUBMISSION}: {manifest['n_images']} images, {len(manifest['models'])} models, "
+        f"tta {manifest['tta']}, {manifest['seconds']}s",
+        "manifest: " + json.dumps({k: v for k, v in manifest.items() if k != "config"}),
+    ]
+    (working / KERNEL_LOG).write_text("\n".join(lines) + "\n")
+    return working / SUBMISSION

@@ -1,0 +1,220 @@
+"""A run on Kaggle: push it as a dataset + an offline inference kernel, follow the kernel, and
+fetch its submission.csv (validated, with a manifest linking it to the run)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tgs.core.fileio import write_json
+from tgs.kaggle.client import KaggleError, find_credentials, kaggle_username, poll, run_kaggle
+from tgs.kaggle.competition import find_sample
+from tgs.kaggle.stage import KERNEL_LOG, SUBMISSION, kaggle_names, stage_dataset, stage_kernel
+from tgs.run.folder import Run
+
+log = logging.getLogger(__name__)
+STAGING = "build/kaggle"
+KERNEL_DONE = ("complete", "error", "cancel_acknowledged", "cancel_requested")
+
+
+@dataclass
+class Push:
+    """What push-kernel staged and ran (or, dry, would run)."""
+
+    dataset_ref: str
+    kernel_ref: str
+    staged: Path
+    commands: list[list[str]] = field(default_factory=list)
+    kernel_url: str | None = None
+
+
+def _user(username: str | None, dry_run: bool = False) -> str:
+    if username:
+        return username
+    if dry_run:  # call nothing: the credentials' own username, or --user
+        found = find_credentials().username
+        if not found:
+            raise KaggleError("cannot tell your Kaggle username from the credentials: pass --user")
+        return found
+    return kaggle_username()
+
+
+def push_kernel(
+    run_dir: str | os.PathLike,
+    username: str | None = None,
+    dataset_slug: str | None = None,
+    kernel_title: str | None = None,
+    gpu: bool = False,
+    dry_run: bool = False,
+    message: str = "tgs push-kernel",
+    staging: str | os.PathLike = STAGING,
+    max_wait: float = 1800.0,
+) -> Push:
+    """Stage RUN as a dataset and an inference kernel, create or version the dataset (upload
+    progress shown), wait until it is ready, and push the kernel. With `dry_run` only stage."""
+    run = Run(run_dir).require()
+    user = _user(username, dry_run)
+    names = kaggle_names(run.name, dataset_slug, kernel_title)
+    dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
+    root = Path(staging) / run.name
+    ds_dir = stage_dataset(run, root / "dataset", dataset_ref, names.dataset_title)
+    k_dir = stage_kernel(root / "kernel", kernel_ref, names.kernel_title, dataset_ref, gpu)
+    status = ["datasets", "status", dataset_ref]
+    create = ["datasets", "create", "-p", str(ds_dir), "--dir-mode", "zip"]
+    version = ["datasets", "version", "-p", str(ds_dir), "-m", message, "--dir-mode", "zip"]
+    push = ["kernels", "push", "-p", str(k_dir)]
+    result = Push(dataset_ref, kernel_ref, root)
+    if dry_run:
+        result.commands = [status, create, version, push]
+        return result
+    try:
+        run_kaggle(status)
+        upload = version
+    except KaggleError as e:
+        if e.kind != "not_found":  # network, credentials...: not a reason to create
+            raise
+        upload = create
+    log.info("uploading %s to Kaggle dataset %s", ds_dir, dataset_ref)
+    run_kaggle(upload, progress=True)
+    wait_dataset_ready(dataset_ref, max_wait=max_wait)
+    out = run_kaggle(push, progress=True)
+    url = re.search(r"(https://\S*kaggle\.com/\S+)", out.stdout)
+    result.commands, result.kernel_url = [status, upload, push], url.group(1) if url else None
+    return result
+
+
+def wait_dataset_ready(ref: str, max_wait: float = 1800.0, first: float = 5.0) -> None:
+    """Poll `kaggle datasets status` with backoff until the dataset is ready."""
+
+    def ready() -> bool | None:
+        status = run_kaggle(["datasets", "status", ref]).stdout.strip().lower()
+        if status in ("failed", "deleted", "error"):
+            raise KaggleError(f"Kaggle dataset {ref} is {status}: push again")
+        return True if "ready" in status else None
+
+    if poll(ready, first, max_wait) is None:
+        raise KaggleError(f"dataset {ref} is not ready after {max_wait:.0f}s; push again later")
+
+
+def kernel_ref(
+    run_dir: str | os.PathLike,
+    kernel: str | None = None,
+    username: str | None = None,
+    title: str | None = None,
+    staging: str | os.PathLike = STAGING,
+) -> str:
+    """The run's kernel: `kernel`, else the id push-kernel staged, else the default name."""
+    run = Run(run_dir).require()
+    if kernel:
+        if not re.match(r"^[^/\s]+/[^/\s]{5,}$", kernel):
+            raise KaggleError(f"--kernel {kernel!r}: expected OWNER/KERNEL-SLUG")
+        return kernel
+    staged = Path(staging) / run.name / "kernel" / "kernel-metadata.json"
+    if staged.is_file() and not (username or title):
+        return json.loads(staged.read_text())["id"]
+    return f"{_user(username)}/{kaggle_names(run.name, title=title).kernel_slug}"
+
+
+def _kernel_status(ref: str) -> tuple[str, str | None]:
+    try:
+        out = run_kaggle(["kernels", "status", ref]).stdout
+    except KaggleError as e:
+        if e.kind != "not_found":
+            raise
+        raise KaggleError(
+            f"no kernel {ref} on Kaggle: push it (python -m tgs kaggle push-kernel RUN) or name "
+            "it with --kernel OWNER/SLUG",
+            "not_found",
+        ) from None
+    found = re.search(r'has status "([^"]+)"', out)
+    if not found:
+        raise KaggleError(f"cannot read the status the kaggle client printed for {ref}: {out!r}")
+    status = found.group(1).rsplit(".", 1)[-1].lower()  # KernelWorkerStatus.COMPLETE -> complete
+    failure = re.search(r'Failure message: "(.*)"', out)
+    return status, failure.group(1) if failure else None
+
+
+def kernel_status(
+    ref: str, wait: bool = False, poll_seconds: float = 30.0, max_wait: float = 7200.0
+) -> str:
+    """The kernel's status (queued, running, complete, error...); with `wait` poll with backoff
+    until it finishes or `max_wait` seconds pass. KaggleError when the kernel failed."""
+    seen: list[str] = []
+
+    def check() -> str | None:
+        status, failure = _kernel_status(ref)
+        if wait and status not in KERNEL_DONE and (not seen or seen[-1] != status):
+            log.info("kernel %s: %s", ref, status)  # the final status is the caller's to show
+        seen.append(status)
+        if status == "error":
+            raise KaggleError(
+                f"kernel {ref} failed: {failure or 'no message'}; its log: "
+                f"kaggle kernels output {ref} -p build/kaggle/log"
+            )
+        return status if (status in KERNEL_DONE or not wait) else None
+
+    found = poll(check, poll_seconds, max_wait if wait else 0.0)
+    if found is None:
+        log.warning("warning: kernel %s still %s after %.0fs", ref, seen[-1], max_wait)
+    return found or seen[-1]
+
+
+def kernel_output(
+    run_dir: str | os.PathLike,
+    ref: str,
+    sample: str | os.PathLike | None = None,
+    folder: str | os.PathLike = "submissions",
+    staging: str | os.PathLike = STAGING,
+) -> Path:
+    """Download the kernel's output, validate its submission.csv against sample_submission and
+    keep it as submissions/<run>-kernel-cv<CV>.csv with a manifest linking it to the run."""
+    from tgs.predict.submission import validate_file
+
+    run = Run(run_dir).require()
+    th, cfg = run.thresholds(), run.config()
+    dest = Path(staging) / run.name / "output"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    run_kaggle(["kernels", "output", ref, "-p", str(dest), "-o"], progress=True)
+    got = dest / SUBMISSION
+    if not got.is_file():
+        files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+        raise KaggleError(
+            f"kernel {ref} has no {SUBMISSION} in its output ({files}); is it finished? "
+            f"python -m tgs kaggle kernel-status {run.root} --wait"
+        )
+    sample = find_sample(None, sample, (run.meta().get("data"),))
+    n = validate_file(got, sample)
+    kernel_log = dest / KERNEL_LOG
+    made = {}
+    if kernel_log.is_file():
+        line = re.search(r"^manifest: (.*)$", kernel_log.read_text(), re.M)
+        made = json.loads(line.group(1)) if line else {}
+    expected = run.prediction_models(th)
+    if made.get("models") and made["models"] != expected:
+        log.warning("warning: the kernel predicted with %s, not %s", made["models"], expected)
+    path = run.kernel_submission_path(th["cv"], folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(got, path)
+    manifest = {
+        "submission": path.name,
+        "run": str(run.root),
+        "data": str(sample.parent),
+        "cv": th["cv"],
+        "thresholds": th,
+        "kernel": ref,
+        "kernel_output": str(dest),
+        "models": made.get("models"),
+        "tta": made.get("tta"),
+        "n_images": n,
+        "config": cfg.to_dict(),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json(path.with_suffix(".json"), manifest)
+    return path

@@ -1,0 +1,157 @@
+"""Kaggle kernels: stage a run as a dataset + an inference kernel (names within Kaggle's limits),
+and the kernel's own work, which runs offline and imports nothing from training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from tgs import COMPETITION
+from tgs.core.errors import TGSError
+from tgs.run.folder import Run
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # tgs/
+
+
+KERNEL_TEMPLATE_DIR = PACKAGE_DIR.parent / "kernels"
+
+
+STAGED_RUN = "run"  # the dataset's copy of the run folder
+
+
+STAGE_INFO = "tgs-stage.json"
+
+
+SUBMISSION = "submission.csv"
+
+
+KERNEL_LOG = "tgs-kernel.log"
+
+
+SMP = "segmentation_models_pytorch"
+
+
+NAME_MAX = 50  # Kaggle: dataset slugs and titles 6-50 characters, kernel titles 5-50
+
+
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+def slugify(text: str) -> str:
+    """Kaggle's slug of a title: ASCII (accents dropped), lowercase, other runs become '-'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def _fit(prefix: str, name: str, suffix: str = "") -> str:
+    """prefix + slug of `name` + suffix in at most NAME_MAX characters: a long name is cut and
+    a hash of the whole name keeps it unique."""
+    base = slugify(name) or "run"
+    room = NAME_MAX - len(prefix) - len(suffix)
+    if len(base) > room:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:6]
+        base = f"{base[: room - 7].rstrip('-')}-{digest}"
+    return f"{prefix}{base}{suffix}"
+
+
+@dataclass
+class KaggleNames:
+    """A run's dataset slug/title and kernel title/slug, all within Kaggle's limits."""
+
+    dataset_slug: str
+    dataset_title: str
+    kernel_title: str
+    kernel_slug: str
+
+
+def kaggle_names(
+    run_name: str, dataset: str | None = None, title: str | None = None
+) -> KaggleNames:
+    """Default names for a run (any name: long, spaces, non-ASCII), or the given ones checked."""
+    names = KaggleNames(
+        dataset or _fit("tgs-", run_name, "-weights"),
+        _fit("tgs weights ", run_name),
+        title or _fit("tgs inference ", run_name),
+        "",
+    )
+    names.kernel_slug = slugify(names.kernel_title)
+    if not (6 <= len(names.dataset_slug) <= NAME_MAX and _SLUG.match(names.dataset_slug)):
+        raise TGSError(
+            f"dataset slug {names.dataset_slug!r}: Kaggle needs 6-{NAME_MAX} characters of a-z, "
+            "0-9 and single '-' inside"
+        )
+    if not (5 <= len(names.kernel_title) <= NAME_MAX and len(names.kernel_slug) >= 5):
+        raise TGSError(
+            f"kernel title {names.kernel_title!r}: Kaggle needs 5-{NAME_MAX} characters, 5 of "
+            "them letters or digits"
+        )
+    return names
+
+
+def _copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest)
+
+
+def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
+    """Dataset folder: tgs/ (source), segmentation_models_pytorch/ for smp runs (Kaggle's image
+    lacks it), run/ (config, thresholds, meta and the checkpoints predict uses), metadata."""
+    cfg, _ = run.config(), run.thresholds()
+    files = run.prediction_files()
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise TGSError(f"cannot stage {run.root}: missing {', '.join(missing)}")
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(PACKAGE_DIR, out / "tgs", ignore=_IGNORE)
+    staged = Run(out / STAGED_RUN)
+    for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
+        if f.is_file():
+            _copy(f, staged.root / run.relative(f))
+    info = {"run": run.name, "models": [run.relative(f) for f in files], SMP: None}
+    from tgs.core.meta import git_commit
+    from tgs.models.registry import SMP_ARCHS
+
+    if cfg.model in SMP_ARCHS:
+        try:
+            import segmentation_models_pytorch as smp
+        except ImportError:
+            raise TGSError(
+                f"{run.root} is an smp run but segmentation-models-pytorch is not installed "
+                "here to bundle: pip install segmentation-models-pytorch"
+            ) from None
+        shutil.copytree(Path(smp.__file__).parent, out / SMP, ignore=_IGNORE)
+        info[SMP] = smp.__version__
+    info.update(commit=git_commit(), staged=time.strftime("%Y-%m-%d %H:%M:%S"))
+    (out / STAGE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    meta = {"title": title, "id": dataset_ref, "licenses": [{"name": "CC0-1.0"}]}
+    (out / "dataset-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def stage_kernel(out: Path, kernel_ref: str, title: str, dataset_ref: str, gpu: bool) -> Path:
+    """Kernel folder: the entry script and its filled kernel-metadata.json (internet off)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    template = json.loads((KERNEL_TEMPLATE_DIR / "kernel-metadata.json").read_text())
+    shutil.copy2(KERNEL_TEMPLATE_DIR / template["code_file"], out / template["code_file"])
+    template.update(
+        id=kernel_ref,
+        title=title,
+        enable_gpu=gpu,
+        enable_internet=False,
+        dataset_sources=[dataset_ref],
+        competition_sources=[COMPETITION],
+    )
+    (out / "kernel-metadata.json").write_text(json.dumps(template, indent=2) + "\n")
+    return out

@@ -1,0 +1,207 @@
+"""`run_pipeline`: the whole job (`tgs run`, `scripts/train_folds.sh`): data -> folds -> every
+fold trained (here or in child processes) -> threshold search -> submission -> report."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tgs.core.config import Config, load_config
+from tgs.core.errors import TGSError
+from tgs.data.io import TrainData
+from tgs.pipeline.launch import ROOT, _cpu_ranks, _folds_at_once, _train_in_children
+from tgs.pipeline.options import RunOptions
+from tgs.pipeline.stages import load_data, predict, score, search, train_fold
+from tgs.run.folder import Run
+
+log = logging.getLogger(__name__)
+
+
+CONFIGS = ROOT / "configs"
+
+
+# -- the whole job -------------------------------------------------------------------------
+def _has_data(d: Path) -> bool:
+    return all((d / p).exists() for p in ("train.csv", "train/images", "sample_submission.csv"))
+
+
+def resolve_data(data: str | None, config: str | None) -> tuple[Path, str | None]:
+    """(data folder, config) as `tgs run` finds them when not given: data/ or
+    data/competition (unpacking data/<competition>.zip first), else synthetic data in
+    data/synth with configs/demo.yaml."""
+    if data:
+        return Path(data), config
+    from tgs import COMPETITION
+
+    root = Path("data")
+    if not (root / "train.csv").is_file() and (root / f"{COMPETITION}.zip").is_file():
+        from tgs.data.prepare import prepare
+
+        if not _has_data(root / "competition"):
+            prepare(root / f"{COMPETITION}.zip", root / "competition")
+    for candidate in (root, root / "competition"):
+        if _has_data(candidate):
+            return candidate, config
+    synth_dir = root / "synth"
+    if not _has_data(synth_dir):
+        from tgs.data.synth import synth
+
+        synth(synth_dir, n_train=600, n_test=200, seed=0)
+        log.info("wrote synthetic data to %s (600 train, 200 test)", synth_dir)
+    return synth_dir, config or str(CONFIGS / "demo.yaml")
+
+
+def default_config() -> str:
+    import torch
+
+    return str(CONFIGS / ("resnet34.yaml" if torch.cuda.is_available() else "cpu.yaml"))
+
+
+def ensure_folds(path: Path, data: TrainData, cfg: Config) -> None:
+    if path.is_file():
+        return
+    from tgs.data.folds import make_folds, save_folds
+
+    save_folds(make_folds(data.ids, data.masks, data.z, cfg.n_folds, cfg.fold_seed), path)
+    log.info("wrote %s (%d folds, seed %d)", path, cfg.n_folds, cfg.fold_seed)
+
+
+@dataclass
+class RunResult:
+    run: Run
+    cv: float
+    submission: Path
+    seconds: float
+    holdout_score: float | None = None
+    report: Path | None = None
+
+
+def _check_launch(opts: RunOptions, cfg: Config) -> bool:
+    """Refuse launch combinations that cannot work; True on the main node (node rank 0)."""
+    flags = dict(zip(opts.torchrun[::2], opts.torchrun[1::2], strict=False))
+    node_rank, several_nodes = flags.get("--node_rank", "0"), flags.get("--nnodes", "1") != "1"
+    if len(opts.gpus) > 1 and opts.nproc > 1:
+        raise TGSError("--gpus runs one fold per GPU; --nproc runs one fold on several: pick one")
+    if opts.gpus and opts.jobs > len(opts.gpus):
+        log.warning(
+            "--gpus %s trains one fold per GPU: jobs %d is not used (without --gpus, %d folds "
+            "train at once on the one visible GPU)",
+            ",".join(opts.gpus),
+            opts.jobs,
+            opts.jobs,
+        )
+    if several_nodes and cfg.budget_minutes:
+        raise TGSError(
+            "budget_minutes with several nodes: every node would plan its own epochs; set "
+            "epochs (budget_minutes=0) for a multi-node run"
+        )
+    return node_rank == "0"
+
+
+def run_pipeline(opts: RunOptions) -> RunResult:
+    """Data -> folds -> every fold trained -> threshold search -> submission (-> report).
+    On a node other than rank 0 of a multi-node run, only the training ranks run."""
+    from tgs.train.validate import validate_config
+
+    t0 = time.time()
+    if len(opts.gpus) == 1:  # before anything touches CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = opts.gpus[0]
+    data_dir, config = resolve_data(opts.data, opts.config)
+    config = config or default_config()
+    cfg = load_config(config, opts.overrides)  # + the launch flags, saved with the run:
+    cfg = replace(cfg, jobs=opts.jobs or cfg.jobs, nproc=opts.nproc or cfg.nproc)
+    validate_config(cfg)
+    opts.jobs, opts.nproc = cfg.jobs, cfg.nproc
+    folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
+    at_once, ranks = _folds_at_once(opts, len(folds)), _cpu_ranks(opts)
+    cores = (os.cpu_count() or 1) if at_once * ranks > 1 and not cfg.threads else 0
+    if cores:  # split the cores between the folds (and their DDP ranks) trained at once
+        cfg = replace(cfg, threads=max(1, cores // (at_once * ranks)))
+    main_node = _check_launch(opts, cfg)
+    run = Run(opts.run or Run.default_root(cfg))
+    if not opts.resume and any(run.started(k) for k in run.folds()):
+        raise TGSError(
+            f"{run.root} already holds trained folds: pass --resume to continue it, or --run NEW"
+        )
+    folds_csv = Path(opts.folds_csv or default_folds_csv(data_dir, cfg))
+    log.info(
+        "== config %s | data %s | run %s | folds %s of %s",
+        config,
+        data_dir,
+        run.root,
+        folds,
+        folds_csv,
+    )
+    data = load_data(data_dir)
+    ensure_folds(folds_csv, data, cfg)
+    from tgs.data.folds import load_folds
+
+    folds_df = load_folds(folds_csv, ids=data.ids)
+    missing = sorted(set(folds) - set(folds_df["fold"]))
+    if missing:
+        raise TGSError(f"fold {missing[0]} is not in {folds_csv}")
+    run.create(cfg, data_dir, folds_csv)
+    todo = [k for k in folds if not (opts.resume and k in run.finished_folds())]
+    for k in sorted(set(folds) - set(todo)):
+        log.info("== fold %d already finished (%s): skipped", k, run.summary_path(k))
+    if todo and cfg.budget_minutes:
+        _plan(run, cfg, data, folds_df, todo, opts, data_dir, time.time() - t0, ranks)
+    if opts.nproc > 1 or len(opts.gpus) > 1 or opts.jobs > 1:
+        _train_in_children(run, data_dir, todo, opts, cores, ranks)
+    else:
+        for k in todo:
+            log.info("== fold %d", k)
+            resume = opts.resume and run.started(k)
+            train_fold(run, cfg, data, folds_df, k, resume, started=time.time())
+    if not main_node:
+        return RunResult(run, math.nan, Path(), time.time() - t0)
+    th = search(run, data_dir, data)
+    sub = predict(run, data_dir)
+    result = RunResult(run, th["cv"], sub, time.time() - t0)
+    if (data_dir / "truth.csv").is_file():
+        result.holdout_score = score(sub, data_dir / "truth.csv")
+    if opts.report:
+        result.report = _report(run, data_dir)
+    result.seconds = time.time() - t0
+    return result
+
+
+def default_folds_csv(data_dir: Path, cfg: Config) -> Path:
+    """folds/<data folder>-<k>f-s<seed>.csv: one folds file per data folder and split."""
+    return Path("folds") / f"{Path(data_dir).name}-{cfg.n_folds}f-s{cfg.fold_seed}.csv"
+
+
+def _plan(
+    run, cfg, data, folds_df, todo, opts: RunOptions, data_dir: Path, spent: float, ranks: int
+) -> None:
+    """The budget plan for the folds to train: folds at once (GPUs or CPU jobs) make waves; CPU
+    processes (jobs x their DDP ranks) are probed as many at once; DDP ranks split each epoch's
+    steps (their gradient all-reduce is not probed: the per-fold refit measures it)."""
+    from tgs.budget.probe import ensure_plan
+    from tgs.data.io import test_ids
+
+    at_once = _folds_at_once(opts, len(todo))
+    ensure_plan(
+        run,
+        cfg,
+        data,
+        folds_df,
+        todo[0],
+        waves=-(-len(todo) // at_once),
+        n_models=len(todo),
+        n_test=len(test_ids(data_dir)),
+        spent=spent,
+        parallel=1 if opts.gpus else at_once * ranks,
+        world=max(1, opts.nproc),
+    )
+
+
+def _report(run: Run, data_dir: Path) -> Path:
+    """The run's HTML report (RUN/report/index.html)."""
+    from tgs.report import build_report
+
+    return build_report(run, data_dir)

@@ -1,0 +1,93 @@
+"""Folds in child processes: `tgs train` per fold (under torchrun for DDP), in waves of one fold
+per GPU or per CPU job, with the cores split between the folds trained at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tgs.core.errors import TGSError
+from tgs.pipeline.options import RunOptions
+from tgs.run.folder import Run
+
+log = logging.getLogger(__name__)
+
+
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding tgs/ (children import it)
+
+
+def _train_command(run: Run, data: Path, fold: int, resume: bool, opts: RunOptions) -> list[str]:
+    """`python -m tgs train` for one fold of an existing run (its resolved config and folds),
+    under torchrun when nproc > 1."""
+    launcher = [sys.executable, "-m"]
+    if opts.nproc > 1:
+        rendezvous = opts.torchrun or ["--standalone"]
+        launcher += ["torch.distributed.run", *rendezvous, "--nproc_per_node", str(opts.nproc)]
+        launcher += ["-m"]
+    args = ["tgs", "train", "--config", str(run.config_path), "--data", str(data)]
+    args += ["--folds", str(run.folds_path), "--fold", str(fold), "--run-dir", str(run.root)]
+    return launcher + args + (["--resume"] if resume else [])
+
+
+def _folds_at_once(opts: RunOptions, n: int) -> int:
+    """How many of `n` folds train at once: one per GPU with --gpus (whatever `jobs` says),
+    else `jobs`."""
+    return min(n, len(opts.gpus) or max(1, opts.jobs))
+
+
+def _cpu_ranks(opts: RunOptions) -> int:
+    """DDP ranks per fold that train on CPU cores (`--nproc` without a GPU), else 1."""
+    import torch
+
+    on_cpu = not opts.gpus and not torch.cuda.is_available()
+    return max(1, opts.nproc) if on_cpu else 1
+
+
+FOLD_LAUNCHED = "TGS_FOLD_LAUNCHED"  # time.time() when `tgs run` launched a fold's process
+
+
+def _child_env(gpu: str | None = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env[FOLD_LAUNCHED] = repr(time.time())  # its imports and start count to the fold's budget
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool):
+    """One fold's child process; with `logged`, its output goes to RUN/fold{k}.log."""
+    if not logged:
+        log.info("== fold %d", k)
+        return subprocess.Popen(cmd, env=_child_env(gpu))
+    where = f"GPU {gpu}" if gpu is not None else "its own process"
+    log.info("== fold %d on %s (log %s)", k, where, run.fold_log(k))
+    with open(run.fold_log(k), "w") as out:
+        return subprocess.Popen(cmd, env=_child_env(gpu), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _train_in_children(
+    run: Run, data_dir: Path, todo: list[int], opts: RunOptions, cores: int = 0, ranks: int = 1
+) -> None:
+    """Folds in child processes: waves of one fold per GPU (--gpus) or per CPU job (--jobs),
+    each fold on torchrun with --nproc. A failed fold stops the run with its log named.
+    `cores` (CPU jobs whose threads were split automatically): a last wave with fewer folds
+    than jobs splits them between its own folds (and their `ranks` CPU processes each), so no
+    core idles."""
+    slots = opts.gpus or [None] * max(1, opts.jobs or 1)
+    logged = len(slots) > 1
+    for s in range(0, len(todo), len(slots)):
+        wave, procs = todo[s : s + len(slots)], []
+        split = cores // (len(wave) * ranks)
+        extra = [f"threads={max(1, split)}"] if cores and not opts.gpus else []
+        for gpu, k in zip(slots, wave, strict=False):
+            cmd = _train_command(run, data_dir, k, opts.resume and run.started(k), opts) + extra
+            procs.append((k, _start_fold(run, cmd, k, gpu, logged)))
+        failed = [k for k, p in procs if p.wait() != 0]
+        if failed:
+            where = f" (see {run.fold_log(failed[0])})" if logged else ""
+            raise TGSError(f"fold {failed[0]} failed{where}")

@@ -1,0 +1,152 @@
+"""The stages as functions over a `Run`: train a fold, search post-processing, predict, score.
+
+Stages talk through the run folder only; each can be re-run alone. Training is imported lazily,
+so predicting never loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tgs.core.config import Config
+from tgs.data.io import TrainData
+from tgs.run.folder import Run
+
+if TYPE_CHECKING:
+    from tgs.post.search import SearchResult
+
+log = logging.getLogger(__name__)
+
+
+# -- stages --------------------------------------------------------------------------------
+def load_data(data_dir: str | os.PathLike) -> TrainData:
+    """The labelled set, decoded once per data folder (cached arrays)."""
+    from tgs.data.cache import load_train_cached
+
+    return load_train_cached(data_dir)
+
+
+def train_fold(
+    run: Run,
+    cfg: Config,
+    data: TrainData,
+    folds,
+    fold: int,
+    resume: bool = False,
+    dist=None,
+    started: float | None = None,
+) -> dict:
+    """Train fold `fold` of `folds` (DataFrame id, fold) into the run; returns its summary
+    ({} on a non-zero rank). Seeds the RNGs with seed + fold and sets the thread count.
+    `started`: `time.time()` when this fold's work began (see `FoldTrainer`)."""
+    import torch
+
+    from tgs.budget.plan import apply_plan
+    from tgs.train.loop import seed_everything
+    from tgs.train.trainer import FoldTrainer
+
+    cfg = apply_plan(cfg, run.fold_plan(fold))  # the fold's refit schedule once it has one
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    log.info("fold %d: %d CPU threads", fold, torch.get_num_threads())
+    seed_everything(cfg.seed + fold)
+    return FoldTrainer(cfg, data, folds, fold, run, dist, started).fit(resume)
+
+
+def search_oof(
+    ids: list[str],
+    probs: np.ndarray,
+    cls: np.ndarray | None,
+    data: TrainData,
+    data_dir: str | os.PathLike,
+    cfg: Config,
+    gate: str,
+) -> tuple[SearchResult, dict]:
+    """Threshold x min-area (x gate) search on OOF probabilities (N, 101, 101) of `ids`, with
+    salt-present probabilities `cls` (N,) or None, the config's min-areas and blank rule ->
+    (SearchResult, the thresholds.json fields it decides)."""
+    from tgs.post.rule import gate_score, is_blank
+    from tgs.post.search import DEFAULT_THRESHOLDS
+    from tgs.post.search import search as search_grid
+
+    rows = data.rows(ids, data_dir)
+    masks = data.masks[rows]
+    blank = is_blank(data.images[rows]) if cfg.blank_rule else None
+    score = gate_score(probs, cls, gate)
+    result = search_grid(
+        probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas), cls=score, blank=blank
+    )
+    return result, {
+        "threshold": result.threshold,
+        "min_area": result.min_area,
+        "empty_threshold": result.empty_threshold,
+        "gate": gate if score is not None else None,
+        "blank_rule": cfg.blank_rule,
+        "cv": result.score,
+        "cv_at_0.5": result.score_at(0.5, 0, 0.0),
+        "all_empty": float(np.mean(masks.reshape(len(masks), -1).max(axis=1) == 0)),
+        "n_images": len(ids),
+    }
+
+
+def save_search(path: Path, result: SearchResult, ids: list[str]) -> None:
+    """The whole search grid and per-image scores (RUN/search.npz), for the report."""
+    np.savez_compressed(
+        path,
+        grid=result.grid.astype(np.float32),
+        thresholds=result.thresholds,
+        min_areas=result.min_areas,
+        empty_thresholds=result.empty_thresholds,
+        ids=np.array(ids),
+        per_image=result.per_image.astype(np.float32),
+    )
+
+
+def search(
+    run: Run,
+    data_dir: str | os.PathLike | None = None,
+    data: TrainData | None = None,
+    gate: str | None = None,
+) -> dict:
+    """Search threshold x min-area (x gate) on the run's merged OOF; write thresholds.json
+    (with the gate score, `gate` or the config's, and how the OOF was made: TTA and model
+    files) and cv.png. Returns the thresholds."""
+    from tgs.post.plot import plot_threshold_search
+    from tgs.post.rule import check_gate
+
+    cfg = run.config()
+    gate = check_gate(gate or cfg.gate)
+    data_dir = run.data_dir(data_dir)
+    ids, probs, cls, folds = run.load_oof()
+    data = data or load_data(data_dir)
+    result, found = search_oof(ids, probs, cls, data, data_dir, cfg, gate)
+    out = {
+        **found,
+        "folds": folds,
+        "complete": len(ids) == len(data.ids),
+        **run.oof_provenance(folds),
+    }
+    run.write_thresholds(out)
+    save_search(run.search_path, result, ids)
+    title = f"{cfg.name}: CV {result.score:.4f} on {len(ids)} OOF images, folds {folds}"
+    plot_threshold_search(run.cv_plot_path, result, title)
+    return out
+
+
+def predict(run: Run, data_dir=None, out=None, batch_size: int = 256, tta=None) -> Path:
+    """Fold ensemble x TTA on the test set -> submissions/<run>-cv<CV>.csv (+ manifest)."""
+    from tgs.predict.test_set import predict_run
+
+    return predict_run(run, data_dir, out, batch_size, tta)
+
+
+def score(submission: str | os.PathLike, truth: str | os.PathLike) -> float:
+    """Competition score of a submission CSV against a truth CSV (train.csv format)."""
+    from tgs.predict.submission import score_file
+
+    return score_file(submission, truth)[0]

@@ -1,0 +1,97 @@
+"""Post-processing of probability maps and its joint search on OOF with the competition metric.
+
+Post-processing: pixel > threshold (compared in float16 -> float32, exactly as searched), then a
+mask with fewer than `min_area` pixels becomes empty. The search visits every (threshold,
+min_area) pair in one pass over the pixels: per image, a histogram of probability bins over all
+pixels and over true pixels gives predicted area and intersection at every threshold by
+cumulative sums.
+
+The empty gate thresholds one score per image (`gate_score`): the classifier head's salt-present
+probability (`head`), the mask's highest pixel probability (`mask_max`), or their mean (`mean`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tgs.core.errors import ConfigError
+
+GATES = ("head", "mask_max", "mean")
+
+
+GATE_LABELS = {"head": "P(salt)", "mask_max": "max p", "mean": "mean(P(salt), max p)"}
+
+
+def check_gate(name: str) -> str:
+    """`name` if it is a gate score (GATES), else a ConfigError listing them."""
+    if name not in GATES:
+        raise ConfigError(f"unknown gate {name!r} (valid: {', '.join(GATES)})")
+    return name
+
+
+def recorded_gate(th: dict) -> str:
+    """The gate score a thresholds.json `th` applies (`head` for runs searched before `gate`)."""
+    return check_gate(th.get("gate") or "head")
+
+
+def gate_score(probs: np.ndarray, cls: np.ndarray | None, gate: str = "head") -> np.ndarray | None:
+    """The per-image score (N,) in [0, 1] the empty gate compares with its threshold.
+
+    probs: (N, H, W) probabilities; cls: (N,) the head's salt-present probabilities or None.
+    `head`: cls (None without a head: no gate); `mask_max`: the highest pixel probability
+    (rounded to float16 like `binarize`); `mean`: (cls + mask_max) / 2, which needs the head.
+    """
+    check_gate(gate)
+    if gate == "head":
+        return None if cls is None else np.asarray(cls, dtype=np.float32)
+    peak = np.asarray(probs, dtype=np.float16).max(axis=(1, 2)).astype(np.float32)
+    if gate == "mask_max":
+        return peak
+    if cls is None:
+        raise ConfigError("gate 'mean' needs the classifier head (cls_weight > 0)")
+    return (np.asarray(cls, dtype=np.float32) + peak) / np.float32(2)
+
+
+def binarize(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Probabilities (any shape) -> bool, p > threshold after rounding p to float16."""
+    return np.asarray(probs, dtype=np.float16).astype(np.float32) > np.float32(threshold)
+
+
+def postprocess(
+    probs: np.ndarray,
+    threshold: float = 0.5,
+    min_area: int = 0,
+    cls: np.ndarray | None = None,
+    empty_threshold: float = 0.0,
+    blank: np.ndarray | None = None,
+) -> np.ndarray:
+    """Probabilities (N, H, W) -> uint8 masks (N, H, W).
+
+    A mask becomes empty when it has fewer than `min_area` pixels, when its gate score `cls` (N,)
+    (`gate_score`: the classifier's salt-present probability by default) is below
+    `empty_threshold`, or when `blank` (N,) marks a constant image.
+    """
+    masks = binarize(probs, threshold)
+    masks[empty_rule(masks.sum(axis=(1, 2)), min_area, cls, empty_threshold, blank)] = False
+    return masks.astype(np.uint8)
+
+
+def empty_rule(area, min_area, cls=None, empty_threshold=0.0, blank=None) -> np.ndarray:
+    """Which predictions are emptied: area < min_area, gate score cls (N,) < empty_threshold,
+    or blank."""
+    emptied = np.asarray(area) < min_area
+    if cls is not None:
+        cls = np.asarray(cls, dtype=np.float32)
+        emptied = emptied | (cls < np.float32(empty_threshold)).reshape(
+            cls.shape + (1,) * (emptied.ndim - 1)
+        )
+    if blank is not None:
+        blank = np.asarray(blank, dtype=bool)
+        emptied = emptied | blank.reshape(blank.shape + (1,) * (emptied.ndim - 1))
+    return emptied
+
+
+def is_blank(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W) -> True where constant (every such train mask is empty)."""
+    flat = np.asarray(images).reshape(len(images), -1)
+    return flat.min(axis=1) == flat.max(axis=1)
