@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="what", required=True)
     q = sub.add_parser("quality", help="train one fold on real data under a budget; print score")
     q.add_argument("--data", required=True)
-    q.add_argument("--config", default=str(ROOT / "configs" / "cpu.yaml"))
+    q.add_argument("--config", default="cpu")
     q.add_argument("--fold", type=int, default=0)
     q.add_argument("--minutes", type=float, default=0.0, help="wall-clock budget for the fold")
     q.add_argument(

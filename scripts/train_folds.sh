@@ -8,7 +8,7 @@
 # A thin wrapper over `python -m tgs run` (same options; `python -m tgs run --help`).
 # With no --data: uses data/ if it holds the competition files (unpacking
 # data/tgs-salt-identification-challenge.zip first if that is all there is); otherwise
-# generates synthetic data in data/synth and runs configs/demo.yaml.
+# generates synthetic data in data/synth and runs the shipped demo config.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

@@ -40,10 +40,10 @@ def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[1]
     from tgs.train.validate import validate_config
 
-    names = sorted(p.stem for p in (root / "configs").glob("*.yaml"))
+    names = sorted(p.stem for p in (root / "tgs/resources/configs").glob("*.yaml"))
     assert {"demo", "cpu", "resnet34"} <= set(names)
     for name in names:
-        cfg = load_config(root / "configs" / f"{name}.yaml")
+        cfg = load_config(root / "tgs/resources/configs" / f"{name}.yaml")
         assert cfg.name == name  # run folders and submissions are named after it
         validate_config(cfg)  # every name in it resolves
 
@@ -67,3 +67,21 @@ def test_overrides_anywhere_on_the_command_line(capsys):
             parse_args(argv)
         assert e.value.code == 2
     assert "unrecognized arguments: bogus" in capsys.readouterr().err
+
+
+def test_config_by_shipped_name(tmp_path, monkeypatch):
+    """`--config cpu` finds the config shipped in the package from any folder; a path still
+    works; an unknown name lists the shipped ones."""
+    from tgs.core.errors import ConfigError
+    from tgs.resources import CONFIGS_DIR, shipped_configs
+
+    monkeypatch.chdir(tmp_path)
+    assert {"cpu", "demo", "resnet34"} <= set(shipped_configs())
+    by_name = load_config("cpu")
+    assert by_name == load_config(CONFIGS_DIR / "cpu.yaml") == load_config("configs/cpu.yaml")
+    assert by_name.name == "cpu"
+    own = tmp_path / "cpu.yaml"  # a file of the user's wins over the shipped name
+    own.write_text("name: mine\n")
+    assert load_config("cpu.yaml").name == "mine"
+    with pytest.raises(ConfigError, match=r"config file not found: cpux \(shipped configs: .*demo"):
+        load_config("cpux")

@@ -349,7 +349,11 @@ def _add_kaggle(sub) -> None:
 
 def _add_run(cmd) -> None:
     sp = cmd("run", _run, "the whole job: folds -> train every fold -> thresholds -> submission")
-    sp.add_argument("--config", help="default: configs/cpu.yaml (resnet34.yaml with CUDA)")
+    sp.add_argument(
+        "--config",
+        help="a YAML file or a shipped config by name (demo, cpu, cpu_folds, resnet34, ablation); "
+        "default: cpu (resnet34 with CUDA)",
+    )
     sp.add_argument("--data", help="default: data/, data/competition, else synthetic data")
     sp.add_argument("--folds", help="comma-separated folds to train (default: all)")
     sp.add_argument("--run", help="run folder (default runs/<config name>)")

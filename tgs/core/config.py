@@ -7,12 +7,12 @@ import difflib
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tgs.core.errors import ConfigError
+from tgs.resources import find_config, shipped_configs
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,16 @@ def _coerce(name: str, value: Any) -> Any:
 def load_config(
     path: str | os.PathLike | None = None, overrides: list[str] | None = None
 ) -> Config:
-    """Config from defaults, then the YAML file at `path`, then `key=value` overrides."""
+    """Config from defaults, then the YAML file at `path` (a file, or a shipped config's name:
+    `cpu`), then `key=value` overrides."""
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        found = find_config(path)
+        if found is None:
+            raise ConfigError(
+                f"config file not found: {path} (shipped configs: {', '.join(shipped_configs())})"
+            )
+        path = found
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
+from tgs.resources import KERNELS_DIR
 from tgs.run.folder import Run
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # tgs/
 
 
-KERNEL_TEMPLATE_DIR = PACKAGE_DIR.parent / "kernels"
+KERNEL_TEMPLATE_DIR = KERNELS_DIR
 
 
 STAGED_RUN = "run"  # the dataset's copy of the run folder

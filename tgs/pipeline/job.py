@@ -13,15 +13,13 @@ from pathlib import Path
 from tgs.core.config import Config, load_config
 from tgs.core.errors import TGSError
 from tgs.data.io import TrainData
-from tgs.pipeline.launch import ROOT, _cpu_ranks, _folds_at_once, _train_in_children
+from tgs.pipeline.launch import _cpu_ranks, _folds_at_once, _train_in_children
 from tgs.pipeline.options import RunOptions
 from tgs.pipeline.stages import load_data, predict, score, search, train_fold
+from tgs.resources import CONFIGS_DIR
 from tgs.run.folder import Run
 
 log = logging.getLogger(__name__)
-
-
-CONFIGS = ROOT / "configs"
 
 
 # -- the whole job -------------------------------------------------------------------------
@@ -32,7 +30,7 @@ def _has_data(d: Path) -> bool:
 def resolve_data(data: str | None, config: str | None) -> tuple[Path, str | None]:
     """(data folder, config) as `tgs run` finds them when not given: data/ or
     data/competition (unpacking data/<competition>.zip first), else synthetic data in
-    data/synth with configs/demo.yaml."""
+    data/synth with the shipped `demo` config."""
     if data:
         return Path(data), config
     from tgs import COMPETITION
@@ -52,13 +50,13 @@ def resolve_data(data: str | None, config: str | None) -> tuple[Path, str | None
 
         synth(synth_dir, n_train=600, n_test=200, seed=0)
         log.info("wrote synthetic data to %s (600 train, 200 test)", synth_dir)
-    return synth_dir, config or str(CONFIGS / "demo.yaml")
+    return synth_dir, config or str(CONFIGS_DIR / "demo.yaml")
 
 
 def default_config() -> str:
     import torch
 
-    return str(CONFIGS / ("resnet34.yaml" if torch.cuda.is_available() else "cpu.yaml"))
+    return str(CONFIGS_DIR / ("resnet34.yaml" if torch.cuda.is_available() else "cpu.yaml"))
 
 
 def ensure_folds(path: Path, data: TrainData, cfg: Config) -> None:
