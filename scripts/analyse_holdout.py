@@ -34,7 +34,7 @@ def holdout_arrays(run_dir: str, data: Path) -> dict:
 
     run = Run(run_dir)
     th = run.thresholds()
-    parts = list(predict_batches(run, data, 256, th.get("tta") or run.config().tta, {}))
+    parts = list(predict_batches(run, data, 256, th.tta or run.config().tta, {}))
     ids = [i for b in parts for i in b.ids]
     truth = read_rle_csv(data / "truth.csv").set_index("id")
     cls = None if parts[0].cls is None else np.concatenate([b.cls for b in parts])
@@ -49,16 +49,18 @@ def holdout_arrays(run_dir: str, data: Path) -> dict:
 
 
 def analyse(a: dict) -> list[tuple[str, str]]:
-    """Rows (what, value) for one run's holdout arrays."""
+    """Rows (what, value) for one run's holdout arrays (`th`: its Thresholds, or their dict)."""
     from sklearn.metrics import roc_auc_score
 
     from tgs.post.metric import per_image_scores
-    from tgs.post.rule import gate_score, is_blank, recorded_gate
+    from tgs.post.rule import PostProcessing, gate_score
     from tgs.post.search import search
+    from tgs.run.records import Thresholds
 
     scores = per_image_scores(a["masks"], a["truth"])
     salt, said_empty = a["truth"].any((1, 2)), ~a["masks"].any((1, 2))
-    n, th = len(scores), a["th"]
+    th = a["th"] if isinstance(a["th"], Thresholds) else Thresholds.from_dict(a["th"])
+    n, rule = len(scores), PostProcessing.from_thresholds(th)
     rows = [("holdout score", f"{scores.mean():.4f} ({n} images, {salt.sum()} with salt)")]
     for what, sel in (
         ("salt images predicted empty", salt & said_empty),
@@ -74,11 +76,10 @@ def analyse(a: dict) -> list[tuple[str, str]]:
         rows.append(("AUC, salt-present head", f"{roc_auc_score(salt, a['cls']):.4f}"))
         mean = gate_score(a["probs"], a["cls"], "mean")
         rows.append(("AUC, mean of head and mask max", f"{roc_auc_score(salt, mean):.4f}"))
-    blank = is_blank(a["images"]) if th.get("blank_rule") else None
-    gate = recorded_gate(th)
-    best = search(a["probs"], a["truth"], cls=gate_score(a["probs"], a["cls"], gate), blank=blank)
-    searched = f"t {th['threshold']:.2f}, min-area {th['min_area']}"
-    searched += f", gate ({gate}) {th.get('empty_threshold', 0.0):.2f}"
+    gated = rule.gate_score(a["probs"], a["cls"])
+    best = search(a["probs"], a["truth"], cls=gated, blank=rule.blank(a["images"]))
+    searched = f"t {rule.threshold:.2f}, min-area {rule.min_area}"
+    searched += f", gate ({rule.gate}) {rule.empty_threshold:.2f}"
     rows.append(("post-processing searched on OOF", f"{searched} -> {scores.mean():.4f}"))
     oracle = f"t {best.threshold:.2f}, min-area {best.min_area}, gate {best.empty_threshold:.2f}"
     rows.append(("the holdout's own best", f"{oracle} -> {best.score:.4f}"))

@@ -62,7 +62,8 @@ def quality(a: argparse.Namespace) -> dict:
 
         ensure_plan(run, cfg, data, folds, a.fold, waves=1, n_test=0, spent=0.0)
     summary = train_fold(run, cfg, data, folds, a.fold)
-    th = search(run, a.data, data)
+    search(run, a.data, data)
+    th = run.thresholds()
     return {
         "name": a.name or cfg.name,
         "overrides": " ".join(a.overrides),
@@ -70,11 +71,11 @@ def quality(a: argparse.Namespace) -> dict:
         "epochs": summary["epochs"],
         "val_0.5": round(summary["best_val_score"], 4),
         "oof_0.5": round(summary["oof_score_0.5"], 4),
-        "oof_tuned": round(th["cv"], 4),
-        "threshold": th["threshold"],
-        "min_area": th["min_area"],
-        "empty_threshold": th["empty_threshold"],
-        "gate": th.get("gate"),
+        "oof_tuned": round(th.cv, 4),
+        "threshold": th.threshold,
+        "min_area": th.min_area,
+        "empty_threshold": th.empty_threshold,
+        "gate": th.gate,
         "minutes": round((time.time() - t0) / 60, 2),
         "plan": (run.plan() or {}).get("epochs"),
         "plan_stage2": (run.plan() or {}).get("stage2_epochs"),
@@ -86,23 +87,23 @@ def blend(a: argparse.Namespace) -> dict:
     post-processing search: what a blend of those models would score on that fold (`tgs blend`
     without files or submission; gated as the first run's thresholds were)."""
     from tgs.pipeline.stages import load_data, search_oof
-    from tgs.post.rule import recorded_gate
+    from tgs.post.rule import PostProcessing
     from tgs.predict.blend import blend_oof
     from tgs.run.folder import Run
 
     runs = [Run(r) for r in a.runs]
     ids, probs, cls = blend_oof(runs, [1.0] * len(runs), [[a.fold]] * len(runs))
-    gate = recorded_gate(runs[0].thresholds())
+    gate = PostProcessing.from_thresholds(runs[0].thresholds()).gate
     result, th = search_oof(ids, probs, cls, load_data(a.data), a.data, runs[0].config(), gate)
     return {
         "name": a.name or "+".join(r.root.name for r in runs),
         "fold": a.fold,
-        "oof_0.5": round(th["cv_at_0.5"], 4),
-        "oof_tuned": round(th["cv"], 4),
-        "threshold": th["threshold"],
-        "min_area": th["min_area"],
-        "empty_threshold": th["empty_threshold"],
-        "gate": th["gate"],
+        "oof_0.5": round(th.cv_at_half, 4),
+        "oof_tuned": round(th.cv, 4),
+        "threshold": th.threshold,
+        "min_area": th.min_area,
+        "empty_threshold": th.empty_threshold,
+        "gate": th.gate,
     }
 
 

@@ -58,7 +58,7 @@ def test_blend_oof_is_the_weighted_mean_in_the_first_runs_order(runs, tmp_path):
 def test_blend_of_a_run_with_itself_is_that_run(runs, synth_dir, tmp_path):
     a = runs["a"]
     th = search_blend([a, a], tmp_path / "aa", synth_dir)
-    own = a.thresholds()
+    own = a.thresholds().to_dict()
     for key in ("threshold", "min_area", "empty_threshold", "gate", "cv"):
         assert th[key] == pytest.approx(own[key]), key
     mine = predict_blend(tmp_path / "aa", synth_dir, 8, tmp_path / "subs")
@@ -73,7 +73,7 @@ def _member_predictions(members, synth_dir):
     """Each member's own test prediction (its TTA): ids, probabilities, heads or None."""
     outs = []
     for r in members:
-        parts = list(predict_batches(r, synth_dir, 8, r.thresholds()["tta"], {}))
+        parts = list(predict_batches(r, synth_dir, 8, r.thresholds().tta, {}))
         cls = None if parts[0].cls is None else np.concatenate([x.cls for x in parts])
         outs.append(
             ([i for x in parts for i in x.ids], np.concatenate([x.probs for x in parts]), cls)
@@ -165,7 +165,7 @@ def test_blend_refuses_what_it_cannot_average(runs, synth_dir, tmp_path):
     with pytest.raises(TGSError, match="is a run folder"):
         search_blend([a, b], a.root, synth_dir)
     stale = Run(shutil.copytree(b.root, tmp_path / "stale"))
-    th = stale.thresholds()
+    th = stale.thresholds().to_dict()
     stale.write_thresholds({**th, "models": ["fold9/best.pt"]})  # searched on other models
     with pytest.raises(TGSError, match="tgs threshold --run"):
         search_blend([a, stale], tmp_path / "x", synth_dir)

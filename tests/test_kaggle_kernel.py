@@ -49,7 +49,7 @@ def test_snapshot_run_stages_the_models_predict_uses(snap_run, tmp_path):
     staged = sorted(p.relative_to(ds / "run").as_posix() for p in (ds / "run").rglob("*.pt"))
     expected = [run.relative(f) for f in run.all_model_files()]
     assert staged == sorted(expected) and "fold0/best.pt" not in staged
-    assert expected == run.thresholds()["models"]  # what the thresholds were tuned on
+    assert expected == run.thresholds().models  # what the thresholds were tuned on
     assert not (ds / SMP).exists()  # seed_unet runs need no smp
     info = json.loads((ds / "tgs-stage.json").read_text())
     assert info["models"] == expected and info[SMP] is None
@@ -69,7 +69,7 @@ def test_seed_snapshot_kernel_offline_matches_predict(
     assert sorted(p.name for p in working.iterdir()) == ["submission.csv", "tgs-kernel.log"]
     log = (working / "tgs-kernel.log").read_text()
     made = json.loads(log.split("manifest: ", 1)[1])
-    assert made["models"] == manifest["models"] == Run(snap_run).thresholds()["models"]
+    assert made["models"] == manifest["models"] == Run(snap_run).thresholds().models
     assert "test.zip unpacked to a temporary folder" in log
     assert not [m for m in found["modules"] if m.startswith(FORBIDDEN)]
     assert found["smp"] is None and found["network"] == ""

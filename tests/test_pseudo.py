@@ -11,8 +11,10 @@ from tgs.core.config import load_config
 from tgs.core.errors import TGSError
 from tgs.data.folds import make_folds, save_folds
 from tgs.pipeline.stages import load_data, search, train_fold
-from tgs.predict.pseudo import Confidence, applied_post_processing
+from tgs.post.rule import PostProcessing
+from tgs.predict.pseudo import Confidence
 from tgs.run.folder import Run
+from tgs.run.records import Thresholds
 
 SMALL = ["model_kwargs.n_filters=4", "geometry=resize", "size=32"]
 
@@ -64,8 +66,8 @@ def test_pseudo_writes_the_submission_labels_of_confident_images(pseudo_run, syn
     assert info["n_kept"] == info["n_kept_empty"] + info["n_kept_salt"]
     th = run.thresholds()  # the post-processing that made the labels (no head: no gate)
     assert info["post_processing"] == {
-        "threshold": th["threshold"],
-        "min_area": th["min_area"],
+        "threshold": th.threshold,
+        "min_area": th.min_area,
         "gate": None,
         "empty_threshold": 0.0,
         "blank_rule": True,
@@ -125,6 +127,11 @@ def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, t
     )
     with pytest.raises(TGSError):
         train_fold(Run(tmp_path / "bad").create(bad), bad, data, folds, 0)
+
+
+def applied_post_processing(th: dict) -> dict:
+    """pseudo.json's record of the rule predict applies for thresholds.json `th`."""
+    return PostProcessing.from_thresholds(Thresholds.from_dict(th)).describe()
 
 
 def test_recorded_post_processing_is_what_predict_applies():

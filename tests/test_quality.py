@@ -251,7 +251,7 @@ def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp
     assert competition_score(masks, data.masks[rows]) == pytest.approx(out["cv"], abs=1e-12)
     # another gate score, searched alone: recorded, and every gate of the grid scored with it
     mean = search(run, synth_dir, gate="mean")
-    assert mean["gate"] == run.thresholds()["gate"] == "mean"
+    assert mean["gate"] == run.thresholds().gate == "mean"
     t, a = mean["threshold"], mean["min_area"]
     grid = np.load(run.search_path)
     ti, ai = list(grid["thresholds"]).index(t), list(grid["min_areas"]).index(a)

@@ -104,7 +104,7 @@ def write_submission(run: Run, synth_dir, monkeypatch, tmp_path) -> tuple[np.nda
     """A submission of random masks where predict would put it, with a manifest that records
     Kaggle scores; returns (test masks (N, 101, 101), manifest)."""
     monkeypatch.chdir(tmp_path)
-    th = run.thresholds()
+    th = run.thresholds().to_dict()
     ids = pd.read_csv(synth_dir / "sample_submission.csv", dtype=str)["id"].tolist()
     rng = np.random.default_rng(3)
     masks = (rng.uniform(size=(len(ids), 101, 101)) > 0.6).astype(np.uint8)
@@ -127,7 +127,7 @@ def write_submission(run: Run, synth_dir, monkeypatch, tmp_path) -> tuple[np.nda
 def expected_classes(run: Run, data) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Per coverage class (count, mean score) straight from the run's files with the metric."""
     ids, probs, cls, _ = run.load_oof()
-    th = run.thresholds()
+    th = run.thresholds().to_dict()
     rows = [data.ids.index(i) for i in ids]
     blank = is_blank(data.images[rows]) if th["blank_rule"] else None
     gated = gate_score(probs, cls, th.get("gate") or "head")
@@ -164,7 +164,7 @@ def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypat
     assert sorted(images) == sorted(numbers["images"])
     assert "<script" not in html and "http://" not in html and "https://" not in html
 
-    th = run.thresholds()
+    th = run.thresholds().to_dict()
     assert numbers["cv"] == th["cv"] and f"<b>{th['cv']:.4f}</b>" in html
     classes, scores, pred = expected_classes(run, data)
     assert np.isclose(scores.mean(), th["cv"])
@@ -207,13 +207,13 @@ def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypat
 
 def test_report_empties_by_the_recorded_gate_score(tmp_path, synth_dir, data):
     run = make_run(tmp_path, synth_dir, data, gate="mean")
-    assert run.thresholds()["gate"] == "mean"
+    assert run.thresholds().gate == "mean"
     # a gate that bites: the mean gate and the head alone empty different images
-    run.write_thresholds({**run.thresholds(), "empty_threshold": 0.75})
+    run.write_thresholds({**run.thresholds().to_dict(), "empty_threshold": 0.75})
     _, _, pred = expected_classes(run, data)
     ids, probs, cls, _ = run.load_oof()
     truth_salt = np.array([data.masks[data.ids.index(i)].any() for i in ids])
-    th = run.thresholds()
+    th = run.thresholds().to_dict()
     blank = is_blank(data.images[[data.ids.index(i) for i in ids]]) if th["blank_rule"] else None
     by_head = postprocess(probs, th["threshold"], th["min_area"], cls, 0.75, blank)
     by_head = by_head.any(axis=(1, 2))

@@ -3,8 +3,9 @@ import pytest
 
 from tgs.core.errors import ConfigError
 from tgs.post.metric import competition_score
-from tgs.post.rule import GATES, binarize, gate_score, postprocess, recorded_gate
+from tgs.post.rule import GATES, PostProcessing, binarize, gate_score, postprocess
 from tgs.post.search import search, threshold_counts
+from tgs.run.records import Thresholds
 
 
 def constructed(n=40, seed=0):
@@ -85,7 +86,12 @@ def test_gate_scores_known_values():
         gate_score(probs, None, "mean")
     with pytest.raises(ConfigError, match="valid: " + ", ".join(GATES)):
         gate_score(probs, cls, "max")
+
     # thresholds.json: runs searched before `gate` (or without a head) gate on the head
+    def recorded_gate(extra: dict) -> str:
+        th = Thresholds.from_dict({"threshold": 0.5, "min_area": 0, **extra})
+        return PostProcessing.from_thresholds(th).gate
+
     assert recorded_gate({}) == recorded_gate({"gate": None}) == "head"
     assert recorded_gate({"gate": "mask_max"}) == "mask_max"
     with pytest.raises(ConfigError, match="unknown gate"):

@@ -1,3 +1,5 @@
+"""`python -m tgs ...`: the same as the `tgs` command."""
+
 from tgs.cli.main import main
 
 if __name__ == "__main__":

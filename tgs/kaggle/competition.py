@@ -17,12 +17,12 @@ import pandas as pd
 
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
-from tgs.core.fileio import write_json
 from tgs.kaggle.client import (
     KaggleError,
     poll,
     run_kaggle,
 )
+from tgs.run.records import SUBMISSIONS_DIR, Manifest
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA = ("data", "data/competition")
@@ -133,40 +133,44 @@ def submit(
 
 def _record_in_manifest(path: Path, record: dict, index: int | None = None) -> int:
     """Append (or replace entry `index` of) the manifest's Kaggle records; returns the index."""
-    manifest = path.with_suffix(".json")
-    data = json.loads(manifest.read_text()) if manifest.is_file() else {"submission": path.name}
-    records = data.setdefault("kaggle", [])
+    at = Manifest.path_for(path)
+    manifest = Manifest.read(at) if at.is_file() else Manifest(submission=path.name)
+    records = list(manifest.kaggle or [])
     if index is None:
         records.append(record)
         index = len(records) - 1
     else:
         records[index] = record
-    write_json(manifest, data)
+    manifest.kaggle = records
+    manifest.write(at)
     return index
 
 
-def local_manifests(folder: str | os.PathLike = "submissions") -> pd.DataFrame:
-    """One row per local submission manifest: file, run, config, cv, made (local or kernel)."""
+def local_manifests(folder: str | os.PathLike = SUBMISSIONS_DIR) -> pd.DataFrame:
+    """One row per local submission manifest: file, run, config, cv, made (local or kernel);
+    files that are not manifests are skipped."""
     rows = []
     for p in sorted(Path(folder).glob("*.json")):
         try:
-            m = json.loads(p.read_text())
-        except ValueError:
+            data = json.loads(p.read_text())
+            if isinstance(data, dict):  # the CSV beside it, for manifests that do not say
+                data.setdefault("submission", p.with_suffix(".csv").name)
+            m = Manifest.from_dict(data)
+        except (ValueError, TGSError):
             continue
-        config = (m.get("config") or {}).get("name") or ("blend" if "blend" in m else None)
         rows.append(
             {
-                "file": m.get("submission", p.with_suffix(".csv").name),
-                "run": m.get("run") or m.get("blend"),  # a blend's manifest names its folder
-                "config": config,
-                "cv": m.get("cv"),
-                "made": "kernel" if m.get("kernel") else "local",
+                "file": m.submission,
+                "run": m.source,  # a blend's manifest names its folder
+                "config": m.config_name,
+                "cv": m.cv,
+                "made": m.made_by,
             }
         )
     return pd.DataFrame(rows, columns=["file", "run", "config", "cv", "made"])
 
 
-def submissions_table(folder: str | os.PathLike = "submissions") -> pd.DataFrame:
+def submissions_table(folder: str | os.PathLike = SUBMISSIONS_DIR) -> pd.DataFrame:
     """Kaggle's submissions joined with local manifests: file, run, config, CV, public, ..."""
     remote = submissions().rename(
         columns={"fileName": "file", "publicScore": "public", "privateScore": "private"}
@@ -186,9 +190,9 @@ def find_sample(
     if sample:
         return Path(sample)
     folders = list(data_dirs)
-    manifest = submission.with_suffix(".json") if submission else None
+    manifest = Manifest.path_for(submission) if submission else None
     if manifest and manifest.is_file():
-        folders.insert(0, json.loads(manifest.read_text()).get("data"))
+        folders.insert(0, Manifest.read(manifest).data)
     folders += DEFAULT_DATA
     for folder in filter(None, folders):
         if (Path(folder) / "sample_submission.csv").is_file():

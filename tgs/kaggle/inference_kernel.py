@@ -14,6 +14,7 @@ from tgs import COMPETITION
 from tgs.core.errors import TGSError
 from tgs.kaggle.stage import KERNEL_LOG, SMP, STAGE_INFO, SUBMISSION
 from tgs.run.folder import Run
+from tgs.run.records import Manifest, StageInfo
 
 
 # -- in the kernel ---------------------------------------------------------------------------
@@ -46,6 +47,22 @@ def _origin(module: str) -> str:
     return f"{module} {version} from {Path(mod.__file__).parent}" if mod else f"{module}: unused"
 
 
+MANIFEST_LINE = "manifest: "  # tgs-kernel.log's line with the kernel's manifest (less config)
+
+
+def read_kernel_manifest(kernel_log: Path) -> Manifest | None:
+    """The manifest a kernel's predict wrote, from its tgs-kernel.log (None when absent)."""
+    if not kernel_log.is_file():
+        return None
+    for line in kernel_log.read_text().splitlines():
+        if line.startswith(MANIFEST_LINE):
+            try:
+                return Manifest.from_dict(json.loads(line[len(MANIFEST_LINE) :]))
+            except (ValueError, TGSError) as e:
+                raise TGSError(f"{kernel_log}: its manifest line is broken ({e})") from None
+    return None
+
+
 def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
     """In the kernel: predict the test set with the staged run. Writes only submission.csv and
     tgs-kernel.log to `working` (test images are unpacked to a temporary folder)."""
@@ -53,21 +70,22 @@ def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
 
     run = Run(run_dir).require()
     info_path = run.root.parent / STAGE_INFO
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = StageInfo.read(info_path) if info_path.is_file() else StageInfo(run=run.name, models=[])
     working.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tgs-kernel-") as tmp:
         scratch = Path(tmp)
         data = find_competition_data(input_root, scratch)
         path = predict_run(run, data, out=scratch / "out" / SUBMISSION)
-        manifest = json.loads(path.with_suffix(".json").read_text())
+        manifest = Manifest.read(Manifest.path_for(path))
         shutil.copyfile(path, working / SUBMISSION)
+    made = {k: v for k, v in manifest.to_dict().items() if k != "config"}
     lines = [
-        f"tgs kernel: run {info.get('run', run.name)} staged at commit {info.get('commit')}",
+        f"tgs kernel: run {info.run} staged at commit {info.commit}",
         *(_origin(m) for m in ("tgs", SMP, "torch")),
         f"data: {data if data != scratch else 'test.zip unpacked to a temporary folder'}",
-        f"wrote {SUBMISSION}: {manifest['n_images']} images, {len(manifest['models'])} models, "
-        f"tta {manifest['tta']}, {manifest['seconds']}s",
-        "manifest: " + json.dumps({k: v for k, v in manifest.items() if k != "config"}),
+        f"wrote {SUBMISSION}: {manifest.n_images} images, {len(manifest.models)} models, "
+        f"tta {manifest.tta}, {manifest.seconds}s",
+        f"{MANIFEST_LINE}{json.dumps(made)}",
     ]
     (working / KERNEL_LOG).write_text("\n".join(lines) + "\n")
     return working / SUBMISSION

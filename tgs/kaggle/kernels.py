@@ -9,17 +9,18 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tgs.core.fileio import write_json
 from tgs.kaggle.client import KaggleError, find_credentials, kaggle_username, poll, run_kaggle
 from tgs.kaggle.competition import find_sample
+from tgs.kaggle.inference_kernel import read_kernel_manifest
 from tgs.kaggle.stage import KERNEL_LOG, SUBMISSION, kaggle_names, stage_dataset, stage_kernel
 from tgs.run.folder import Run
+from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR, KaggleStaging, Manifest
 
 log = logging.getLogger(__name__)
-STAGING = "build/kaggle"
+STAGING = KAGGLE_STAGING_DIR
 KERNEL_DONE = ("complete", "error", "cancel_acknowledged", "cancel_requested")
 
 
@@ -62,9 +63,10 @@ def push_kernel(
     user = _user(username, dry_run)
     names = kaggle_names(run.name, dataset_slug, kernel_title)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
-    root = Path(staging) / run.name
-    ds_dir = stage_dataset(run, root / "dataset", dataset_ref, names.dataset_title)
-    k_dir = stage_kernel(root / "kernel", kernel_ref, names.kernel_title, dataset_ref, gpu)
+    layout = KaggleStaging(Path(staging))
+    root = layout.run_dir(run.name)
+    ds_dir = stage_dataset(run, layout.dataset(run.name), dataset_ref, names.dataset_title)
+    k_dir = stage_kernel(layout.kernel(run.name), kernel_ref, names.kernel_title, dataset_ref, gpu)
     status = ["datasets", "status", dataset_ref]
     create = ["datasets", "create", "-p", str(ds_dir), "--dir-mode", "zip"]
     version = ["datasets", "version", "-p", str(ds_dir), "-m", message, "--dir-mode", "zip"]
@@ -115,7 +117,7 @@ def kernel_ref(
         if not re.match(r"^[^/\s]+/[^/\s]{5,}$", kernel):
             raise KaggleError(f"--kernel {kernel!r}: expected OWNER/KERNEL-SLUG")
         return kernel
-    staged = Path(staging) / run.name / "kernel" / "kernel-metadata.json"
+    staged = KaggleStaging(Path(staging)).kernel_metadata(run.name)
     if staged.is_file() and not (username or title):
         return json.loads(staged.read_text())["id"]
     return f"{_user(username)}/{kaggle_names(run.name, title=title).kernel_slug}"
@@ -155,7 +157,7 @@ def kernel_status(
         if status == "error":
             raise KaggleError(
                 f"kernel {ref} failed: {failure or 'no message'}; its log: "
-                f"kaggle kernels output {ref} -p build/kaggle/log"
+                f"kaggle kernels output {ref} -p {KaggleStaging().log()}"
             )
         return status if (status in KERNEL_DONE or not wait) else None
 
@@ -169,16 +171,17 @@ def kernel_output(
     run_dir: str | os.PathLike,
     ref: str,
     sample: str | os.PathLike | None = None,
-    folder: str | os.PathLike = "submissions",
+    folder: str | os.PathLike = SUBMISSIONS_DIR,
     staging: str | os.PathLike = STAGING,
 ) -> Path:
     """Download the kernel's output, validate its submission.csv against sample_submission and
-    keep it as submissions/<run>-kernel-cv<CV>.csv with a manifest linking it to the run."""
+    keep it as submissions/<run>-kernel-cv<CV>.csv with a manifest linking it to the run: the
+    kernel's own (from its log, as predict wrote it) with the kernel and the run's config."""
     from tgs.predict.submission import validate_file
 
     run = Run(run_dir).require()
     th, cfg = run.thresholds(), run.config()
-    dest = Path(staging) / run.name / "output"
+    dest = KaggleStaging(Path(staging)).output(run.name)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     run_kaggle(["kernels", "output", ref, "-p", str(dest), "-o"], progress=True)
@@ -191,30 +194,25 @@ def kernel_output(
         )
     sample = find_sample(None, sample, (run.meta().get("data"),))
     n = validate_file(got, sample)
-    kernel_log = dest / KERNEL_LOG
-    made = {}
-    if kernel_log.is_file():
-        line = re.search(r"^manifest: (.*)$", kernel_log.read_text(), re.M)
-        made = json.loads(line.group(1)) if line else {}
+    made = read_kernel_manifest(dest / KERNEL_LOG) or Manifest(submission=SUBMISSION)
     expected = run.prediction_models(th)
-    if made.get("models") and made["models"] != expected:
-        log.warning("warning: the kernel predicted with %s, not %s", made["models"], expected)
-    path = run.kernel_submission_path(th["cv"], folder)
+    if made.models and made.models != expected:
+        log.warning("warning: the kernel predicted with %s, not %s", made.models, expected)
+    path = run.kernel_submission_path(th.require_cv(run.thresholds_path), folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(got, path)
-    manifest = {
-        "submission": path.name,
-        "run": str(run.root),
-        "data": str(sample.parent),
-        "cv": th["cv"],
-        "thresholds": th,
-        "kernel": ref,
-        "kernel_output": str(dest),
-        "models": made.get("models"),
-        "tta": made.get("tta"),
-        "n_images": n,
-        "config": cfg.to_dict(),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    write_json(path.with_suffix(".json"), manifest)
+    manifest = replace(
+        made,
+        submission=path.name,
+        run=str(run.root),
+        config=cfg.to_dict(),
+        data=str(sample.parent),  # where `tgs kaggle submit` finds sample_submission.csv
+        cv=th.cv,
+        thresholds=th,
+        n_images=n,
+        kernel=ref,
+        kernel_output=str(dest),
+        created=made.created or time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    manifest.write(Manifest.path_for(path))
     return path

@@ -16,6 +16,7 @@ from tgs import COMPETITION
 from tgs.core.errors import TGSError
 from tgs.resources import KERNELS_DIR
 from tgs.run.folder import Run
+from tgs.run.records import StageInfo
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # tgs/
 
@@ -26,7 +27,7 @@ KERNEL_TEMPLATE_DIR = KERNELS_DIR
 STAGED_RUN = "run"  # the dataset's copy of the run folder
 
 
-STAGE_INFO = "tgs-stage.json"
+STAGE_INFO = StageInfo.FILE
 
 
 SUBMISSION = "submission.csv"
@@ -106,8 +107,8 @@ def _copy(src: Path, dest: Path) -> None:
 def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
     """Dataset folder: tgs/ (source), segmentation_models_pytorch/ for smp runs (Kaggle's image
     lacks it), run/ (config, thresholds, meta and the checkpoints predict uses), metadata."""
-    cfg, _ = run.config(), run.thresholds()
-    files = run.prediction_files()
+    cfg = run.config()
+    files = run.prediction_files(run.thresholds())
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise TGSError(f"cannot stage {run.root}: missing {', '.join(missing)}")
@@ -118,7 +119,7 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
     for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
         if f.is_file():
             _copy(f, staged.root / run.relative(f))
-    info = {"run": run.name, "models": [run.relative(f) for f in files], SMP: None}
+    info = StageInfo(run=run.name, models=[run.relative(f) for f in files])
     from tgs.core.meta import git_commit
     from tgs.models.registry import SMP_ARCHS
 
@@ -131,9 +132,9 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
                 "here to bundle: pip install segmentation-models-pytorch"
             ) from None
         shutil.copytree(Path(smp.__file__).parent, out / SMP, ignore=_IGNORE)
-        info[SMP] = smp.__version__
-    info.update(commit=git_commit(), staged=time.strftime("%Y-%m-%d %H:%M:%S"))
-    (out / STAGE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        info.smp = smp.__version__
+    info.commit, info.staged = git_commit(), time.strftime("%Y-%m-%d %H:%M:%S")
+    info.write(out / STAGE_INFO)
     meta = {"title": title, "id": dataset_ref, "licenses": [{"name": "CC0-1.0"}]}
     (out / "dataset-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out

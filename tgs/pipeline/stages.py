@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import numpy as np
 from tgs.core.config import Config
 from tgs.data.io import TrainData
 from tgs.run.folder import Run
+from tgs.run.records import Thresholds
 
 if TYPE_CHECKING:
     from tgs.post.search import SearchResult
@@ -66,32 +68,37 @@ def search_oof(
     data_dir: str | os.PathLike,
     cfg: Config,
     gate: str,
-) -> tuple[SearchResult, dict]:
+) -> tuple[SearchResult, Thresholds]:
     """Threshold x min-area (x gate) search on OOF probabilities (N, 101, 101) of `ids`, with
     salt-present probabilities `cls` (N,) or None, the config's min-areas and blank rule ->
-    (SearchResult, the thresholds.json fields it decides)."""
-    from tgs.post.rule import gate_score, is_blank
+    (SearchResult, the thresholds record of what it decides: no folds, TTA or models yet)."""
+    from tgs.post.rule import PostProcessing
     from tgs.post.search import DEFAULT_THRESHOLDS
     from tgs.post.search import search as search_grid
 
     rows = data.rows(ids, data_dir)
     masks = data.masks[rows]
-    blank = is_blank(data.images[rows]) if cfg.blank_rule else None
-    score = gate_score(probs, cls, gate)
+    rule = PostProcessing(gate=gate, blank_rule=cfg.blank_rule)
+    score = rule.gate_score(probs, cls)
     result = search_grid(
-        probs, masks, DEFAULT_THRESHOLDS, np.asarray(cfg.min_areas), cls=score, blank=blank
+        probs,
+        masks,
+        DEFAULT_THRESHOLDS,
+        np.asarray(cfg.min_areas),
+        cls=score,
+        blank=rule.blank(data.images[rows]),
     )
-    return result, {
-        "threshold": result.threshold,
-        "min_area": result.min_area,
-        "empty_threshold": result.empty_threshold,
-        "gate": gate if score is not None else None,
-        "blank_rule": cfg.blank_rule,
-        "cv": result.score,
-        "cv_at_0.5": result.score_at(0.5, 0, 0.0),
-        "all_empty": float(np.mean(masks.reshape(len(masks), -1).max(axis=1) == 0)),
-        "n_images": len(ids),
-    }
+    return result, Thresholds(
+        threshold=result.threshold,
+        min_area=result.min_area,
+        empty_threshold=result.empty_threshold,
+        gate=gate if score is not None else None,
+        blank_rule=cfg.blank_rule,
+        cv=result.score,
+        cv_at_half=result.score_at(0.5, 0, 0.0),
+        all_empty=float(np.mean(masks.reshape(len(masks), -1).max(axis=1) == 0)),
+        n_images=len(ids),
+    )
 
 
 def save_search(path: Path, result: SearchResult, ids: list[str]) -> None:
@@ -115,7 +122,8 @@ def search(
 ) -> dict:
     """Search threshold x min-area (x gate) on the run's merged OOF; write thresholds.json
     (with the gate score, `gate` or the config's, and how the OOF was made: TTA and model
-    files) and cv.png. Returns the thresholds."""
+    files) and cv.png. Returns the thresholds as thresholds.json holds them (a dict; the
+    record is `run.thresholds()`)."""
     from tgs.post.plot import plot_threshold_search
     from tgs.post.rule import check_gate
 
@@ -125,17 +133,19 @@ def search(
     ids, probs, cls, folds = run.load_oof()
     data = data or load_data(data_dir)
     result, found = search_oof(ids, probs, cls, data, data_dir, cfg, gate)
-    out = {
-        **found,
-        "folds": folds,
-        "complete": len(ids) == len(data.ids),
-        **run.oof_provenance(folds),
-    }
-    run.write_thresholds(out)
+    made = run.oof_provenance(folds)
+    th = replace(
+        found,
+        folds=folds,
+        complete=len(ids) == len(data.ids),
+        tta=made["tta"],
+        models=made["models"],
+    )
+    run.write_thresholds(th)
     save_search(run.search_path, result, ids)
     title = f"{cfg.name}: CV {result.score:.4f} on {len(ids)} OOF images, folds {folds}"
     plot_threshold_search(run.cv_plot_path, result, title)
-    return out
+    return th.to_dict()
 
 
 def predict(run: Run, data_dir=None, out=None, batch_size: int = 256, tta=None) -> Path:

@@ -12,9 +12,15 @@ probability (`head`), the mask's highest pixel probability (`mask_max`), or thei
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tgs.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tgs.run.records import Thresholds
 
 GATES = ("head", "mask_max", "mean")
 
@@ -27,11 +33,6 @@ def check_gate(name: str) -> str:
     if name not in GATES:
         raise ConfigError(f"unknown gate {name!r} (valid: {', '.join(GATES)})")
     return name
-
-
-def recorded_gate(th: dict) -> str:
-    """The gate score a thresholds.json `th` applies (`head` for runs searched before `gate`)."""
-    return check_gate(th.get("gate") or "head")
 
 
 def gate_score(probs: np.ndarray, cls: np.ndarray | None, gate: str = "head") -> np.ndarray | None:
@@ -95,3 +96,63 @@ def is_blank(images: np.ndarray) -> np.ndarray:
     """uint8 images (N, H, W) -> True where constant (every such train mask is empty)."""
     flat = np.asarray(images).reshape(len(images), -1)
     return flat.min(axis=1) == flat.max(axis=1)
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """The rule that turns probabilities into submitted masks: pixel > `threshold`, then a mask
+    is emptied when it has fewer than `min_area` pixels, when its `gate` score (`gate_score`)
+    is below `empty_threshold` (0: no gate), or, with `blank_rule`, when its image is constant.
+    Predict, the Kaggle kernel, pseudo-labels, the report and the scripts all apply this."""
+
+    threshold: float = 0.5
+    min_area: int = 0
+    empty_threshold: float = 0.0
+    gate: str = "head"
+    blank_rule: bool = False
+
+    def __post_init__(self) -> None:
+        check_gate(self.gate)
+
+    @classmethod
+    def from_thresholds(cls, th: Thresholds) -> PostProcessing:
+        """The rule a thresholds.json record applies; runs searched before `gate` existed (or
+        without a head: gate null) gate on the head."""
+        return cls(
+            threshold=th.threshold,
+            min_area=th.min_area,
+            empty_threshold=th.empty_threshold or 0.0,
+            gate=th.gate or "head",
+            blank_rule=bool(th.blank_rule),
+        )
+
+    def gate_score(self, probs: np.ndarray, cls: np.ndarray | None) -> np.ndarray | None:
+        """The per-image score (N,) the gate compares with `empty_threshold` (None: no gate)."""
+        return gate_score(probs, cls, self.gate)
+
+    def blank(self, images: np.ndarray) -> np.ndarray | None:
+        """bool (N,): the constant uint8 images (N, H, W) the blank rule empties (None: off)."""
+        return is_blank(images) if self.blank_rule else None
+
+    def apply(self, probs: np.ndarray, cls: np.ndarray | None, images: np.ndarray) -> np.ndarray:
+        """probs (N, H, W) probabilities, cls (N,) the head's salt-present probabilities or
+        None, images uint8 (N, H, W) -> uint8 0/1 masks (N, H, W)."""
+        return postprocess(
+            probs,
+            self.threshold,
+            self.min_area,
+            self.gate_score(probs, cls),
+            self.empty_threshold,
+            self.blank(images),
+        )
+
+    def describe(self) -> dict:
+        """What is applied, as pseudo.json records it: the gate's score name only when a gate
+        cuts (empty_threshold > 0), else None."""
+        return {
+            "threshold": self.threshold,
+            "min_area": self.min_area,
+            "gate": self.gate if self.empty_threshold else None,
+            "empty_threshold": self.empty_threshold,
+            "blank_rule": self.blank_rule,
+        }

@@ -15,21 +15,22 @@ and blank rule are the first member's."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from tgs.core.errors import TGSError
-from tgs.core.fileio import write_json
+from tgs.predict.ensemble import mean_prediction
 from tgs.run.folder import Run
+from tgs.run.records import SUBMISSIONS_DIR, Blend, BlendMember, Manifest, Thresholds
 
 log = logging.getLogger(__name__)
 
-BLEND_FILE = "blend.json"
+BLEND_FILE = Blend.FILE
 
 
 def check_weights(n_runs: int, weights: list[float] | None) -> list[float]:
@@ -49,8 +50,6 @@ def blend_oof(
     `weights` (normalised to sum 1) in the first member's id order -> (ids, float32
     probabilities (N, 101, 101), salt-present probabilities (N,), or None unless every member
     has a head)."""
-    from tgs.predict.test_set import weighted_mean
-
     folds = folds or [None] * len(runs)
     loaded = [r.load_oof(f) for r, f in zip(runs, folds, strict=True)]
     ids = loaded[0][0]
@@ -65,11 +64,11 @@ def blend_oof(
         where = {i: k for k, i in enumerate(other)}
         order = np.array([where[i] for i in ids])
         outs.append((probs[order], None if cls is None else cls[order]))
-    probs, cls = weighted_mean(outs, weights)
+    probs, cls = mean_prediction(outs, weights)
     return ids, probs.astype(np.float32), cls
 
 
-def _members(paths: list[Run | str | os.PathLike], out: Path) -> tuple[list[Run], list[dict]]:
+def _members(paths: list[Run | str | os.PathLike], out: Path) -> tuple[list[Run], list[Thresholds]]:
     """The member runs (finished, with current thresholds) and their thresholds, refusing an
     `out` that is a run."""
     runs = [p if isinstance(p, Run) else Run(Path(p).resolve()).require() for p in paths]
@@ -95,57 +94,60 @@ def search_blend(
 ) -> dict:
     """Search the blend's post-processing on its averaged OOF; write BLEND/thresholds.json,
     search.npz, cv.png and (last) blend.json. `gate` defaults to the first member's recorded
-    gate. Returns the thresholds."""
+    gate. Returns the thresholds as thresholds.json holds them (a dict)."""
     from tgs.pipeline.stages import load_data, save_search, search_oof
     from tgs.post.plot import plot_threshold_search
-    from tgs.post.rule import check_gate, recorded_gate
+    from tgs.post.rule import PostProcessing, check_gate
 
     out = Path(out)
     members, member_th = _members(runs, out)
     weights = check_weights(len(members), weights)
-    gate = check_gate(gate or recorded_gate(member_th[0]))
+    gate = check_gate(gate or PostProcessing.from_thresholds(member_th[0]).gate)
     data_dir = Path(members[0].data_dir(data_dir)).resolve()
-    ids, probs, cls = blend_oof(members, weights, [th.get("folds") for th in member_th])
+    ids, probs, cls = blend_oof(members, weights, [th.folds for th in member_th])
     if gate == "mean" and cls is None:
         raise TGSError("gate mean needs a salt-present head in every run of the blend")
     cfg = members[0].config()
     result, th = search_oof(ids, probs, cls, load_data(data_dir), data_dir, cfg, gate)
-    if th["gate"] is None and gate == "head":
+    if th.gate is None and gate == "head":
         log.warning("warning: not every run has a salt-present head: the blend has no head gate")
-    th["members_cv"] = [m["cv"] for m in member_th]
+    th = replace(
+        th,
+        members_cv=[
+            m.require_cv(r.thresholds_path) for r, m in zip(members, member_th, strict=True)
+        ],
+    )
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "thresholds.json", th)
+    th.write(out / Thresholds.FILE)
     save_search(out / "search.npz", result, ids)
     names = " + ".join(r.root.name for r in members)
     plot_threshold_search(out / "cv.png", result, f"blend {names}: CV {result.score:.4f}")
-    write_json(
-        out / BLEND_FILE,
-        {
-            "members": [
-                {
-                    "run": str(r.root.resolve()),
-                    "weight": w,
-                    "tta": t.get("tta") or r.config().tta,
-                    "folds": t.get("folds"),
-                    "models": r.prediction_models(t),
-                    "cv": t["cv"],
-                }
-                for r, w, t in zip(members, weights, member_th, strict=True)
-            ],
-            "data": str(data_dir),
-            "gate": th["gate"],
-        },
+    blend = Blend(
+        members=[
+            BlendMember(
+                run=str(r.root.resolve()),
+                weight=w,
+                tta=t.tta or r.config().tta,
+                folds=t.folds,
+                models=r.prediction_models(t),
+                cv=t.cv,
+            )
+            for r, w, t in zip(members, weights, member_th, strict=True)
+        ],
+        data=str(data_dir),
+        gate=th.gate,
     )
-    return th
+    blend.write(out / BLEND_FILE)
+    return th.to_dict()
 
 
-def read_blend(out: str | os.PathLike) -> tuple[dict, dict]:
-    """(blend.json, thresholds.json) of a finished blend folder (TGSError if it is not one)."""
+def read_blend(out: str | os.PathLike) -> tuple[Blend, Thresholds]:
+    """(blend.json, thresholds.json) of a finished blend folder (TGSError naming the file and
+    `tgs blend` if it is not one or a file is broken)."""
     out = Path(out)
-    if not (out / BLEND_FILE).is_file() or not (out / "thresholds.json").is_file():
-        raise TGSError(f"{out / BLEND_FILE} missing: make it with `python -m tgs blend RUN ...`")
-    blend = json.loads((out / BLEND_FILE).read_text())
-    return blend, json.loads((out / "thresholds.json").read_text())
+    rebuild = f"python -m tgs blend RUN RUN ... --out {out}"
+    blend = Blend.read(out / BLEND_FILE, rebuild)
+    return blend, Thresholds.read(out / Thresholds.FILE, rebuild)
 
 
 def blend_submission_path(out: Path, cv: float, folder: str | os.PathLike) -> Path:
@@ -158,7 +160,7 @@ def predict_blend(
     out: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
     batch_size: int = 256,
-    submissions_dir: str | os.PathLike = "submissions",
+    submissions_dir: str | os.PathLike = SUBMISSIONS_DIR,
 ) -> Path:
     """The blend's submission (and a .json manifest): every member's fold ensemble with its own
     TTA, averaged with the blend's weights, post-processed with the blend's thresholds. The test
@@ -168,21 +170,25 @@ def predict_blend(
 
     t0, out = time.time(), Path(out)
     blend, th = read_blend(out)
-    data_dir = Path(data_dir or blend["data"])
+    data_dir = Path(data_dir or blend.data)
     ids = test_ids(data_dir)
     members = []
-    for m in blend["members"]:
-        run = Run(m["run"]).require()
+    for m in blend.members:
+        run = Run(m.run).require()
         now = run.prediction_models()
-        if now != m["models"]:
+        if now != m.models:
             raise TGSError(
                 f"{run.root} now predicts with {now}, but the blend was searched on OOF of "
-                f"{m['models']}: make the blend again"
+                f"{m.models}: make the blend again"
             )
-        members.append(RunEnsemble.load(run, data_dir, ids, m["tta"]))
-    weights = [m["weight"] for m in blend["members"]]
+        members.append(RunEnsemble.load(run, data_dir, ids, m.tta))
+    weights = [m.weight for m in blend.members]
     stats: dict = {}
     batches = ensemble_batches(members, weights, th, data_dir, ids, batch_size, stats)
-    path = blend_submission_path(out, th["cv"], submissions_dir)
-    about = {"blend": str(out.resolve()), "members": blend["members"]}
+    path = blend_submission_path(out, th.require_cv(out / Thresholds.FILE), submissions_dir)
+    about = Manifest(
+        submission=path.name,
+        blend=str(out.resolve()),
+        members=[m.to_dict() for m in blend.members],
+    )
     return write_predictions(path, batches, th, data_dir, about, t0, stats)

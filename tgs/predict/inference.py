@@ -17,6 +17,7 @@ from torch import nn
 
 from tgs.core.config import Config
 from tgs.data.inputs import InputSpec
+from tgs.predict.ensemble import mean_prediction
 from tgs.predict.tta import predict_proba
 
 
@@ -88,25 +89,27 @@ def predict_array(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """uint8 images (N, 101, 101) (+ depths z (N,)) -> (float32 pixel probabilities
     (N, 101, 101), salt-present probabilities (N,) or None without a classifier head), averaged
-    over `models` (one model, or an ensemble of folds x snapshots) and the TTA's views."""
+    over `models` (one model, or an ensemble of folds x snapshots: `mean_prediction`, the head's
+    only when every model has one) and the TTA's views."""
     models = [models] if isinstance(models, nn.Module) else list(models)
     spec = spec or InputSpec()
     for m in models:
         m.eval()
     out = np.zeros(images.shape, dtype=np.float32)
     cls_out = np.zeros(len(images), dtype=np.float32)
-    has_cls = False
-    for model in models:
-        for s in range(0, len(images), batch_size):
-            zs = None if z is None else z[s : s + batch_size]
-            x = rt.to_input(spec.make(images[s : s + batch_size], zs))
+    has_cls = len(images) > 0  # until a batch comes back without the head's
+    for s in range(0, len(images), batch_size):
+        zs = None if z is None else z[s : s + batch_size]
+        x = rt.to_input(spec.make(images[s : s + batch_size], zs))
+        preds = []
+        for model in models:
             with rt.autocast():
                 probs, cls = predict_proba(model, x, tta)
-            out[s : s + batch_size] += probs.cpu().numpy()
-            if cls is not None:
-                cls_out[s : s + batch_size] += cls.cpu().numpy()
-                has_cls = True
-    if len(models) > 1:
-        out /= len(models)
-        cls_out /= len(models)
+            preds.append((probs.cpu().numpy(), None if cls is None else cls.cpu().numpy()))
+        probs, cls = mean_prediction(preds)
+        out[s : s + batch_size] = probs
+        if cls is None:
+            has_cls = False
+        else:
+            cls_out[s : s + batch_size] = cls
     return out, cls_out if has_cls else None

@@ -24,7 +24,7 @@ import pandas as pd
 from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_dir, write_json
 from tgs.data import rle
-from tgs.post.rule import recorded_gate
+from tgs.post.rule import PostProcessing
 from tgs.run.folder import Run
 
 
@@ -46,20 +46,6 @@ class Confidence:
             empty = masks.reshape(len(masks), -1).max(axis=1) == 0
             keep &= np.where(empty, cls < self.low, cls > self.high)
         return keep
-
-
-def applied_post_processing(th: dict) -> dict:
-    """What predict applies for thresholds.json `th`: threshold, min-area, the gate (its score,
-    None when nothing is gated) and the blank rule; runs searched before `gate` existed gate on
-    the head."""
-    cut = th.get("empty_threshold") or 0.0
-    return {
-        "threshold": th["threshold"],
-        "min_area": th["min_area"],
-        "gate": recorded_gate(th) if cut else None,
-        "empty_threshold": cut,
-        "blank_rule": bool(th.get("blank_rule")),
-    }
 
 
 def make_pseudo(
@@ -105,7 +91,7 @@ def make_pseudo(
             "run": str(run.root),
             "data": str(data_dir),
             "rule": asdict(rule),
-            "post_processing": applied_post_processing(run.thresholds()),
+            "post_processing": PostProcessing.from_thresholds(run.thresholds()).describe(),
             "tta": tta,
             "models": run.prediction_models(),
             "n_test": n_seen,

@@ -8,23 +8,24 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tgs.core.fileio import write_json
 from tgs.core.meta import git_commit
 from tgs.data import rle
 from tgs.data.inputs import InputSpec
 from tgs.data.io import iter_test_images, read_depths, require_depths, test_ids
-from tgs.post.rule import gate_score, is_blank, postprocess, recorded_gate
+from tgs.post.rule import PostProcessing
+from tgs.predict.ensemble import mean_prediction
 from tgs.predict.inference import Runtime, load_models, predict_array
 from tgs.predict.submission import write_submission
 from tgs.predict.tta import check_tta
 from tgs.run.folder import Run
+from tgs.run.records import SUBMISSIONS_DIR, Manifest, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,9 @@ def test_depths(data_dir: Path, ids: list[str], spec: InputSpec) -> np.ndarray |
     return z
 
 
-def check_tta_matches(th: dict, tta: str) -> str | None:
+def check_tta_matches(th: Thresholds, tta: str) -> str | None:
     """A warning when `tta` differs from the TTA the thresholds were searched with."""
-    searched = th.get("tta")
+    searched = th.tta
     if searched is None or searched == tta:
         return None
     return (
@@ -91,15 +92,16 @@ class RunEnsemble:
 def ensemble_batches(
     members: list[RunEnsemble],
     weights: list[float],
-    th: dict,
+    th: Thresholds,
     data_dir: Path,
     ids: list[str],
     batch_size: int,
     stats: dict,
 ) -> Iterator[TestBatch]:
     """The weighted mean of `members`' probabilities over the test set in batches (the head's
-    only where every member has one), post-processed by thresholds `th`; `stats` gets n_models
-    and model_seconds."""
+    only where every member has one: `mean_prediction`), post-processed by thresholds `th`;
+    `stats` gets n_models and model_seconds."""
+    rule = PostProcessing.from_thresholds(th)
     n_models = sum(len(m.models) for m in members)
     done, stats["model_seconds"], stats["n_models"] = 0, 0.0, n_models
     desc = f"predict {n_models} models x {'/'.join(sorted({m.tta for m in members}))}"
@@ -110,30 +112,10 @@ def ensemble_batches(
             outs = [m(images, done) for m in members]
             stats["model_seconds"] += time.time() - t_model
             done += len(images)
-            probs, cls = weighted_mean(outs, weights)
-            blank = is_blank(images) if th.get("blank_rule") else None
-            gated = gate_score(probs, cls, recorded_gate(th))
-            masks = postprocess(
-                probs, th["threshold"], th["min_area"], gated, th.get("empty_threshold", 0.0), blank
-            )
-            yield TestBatch(chunk, images, probs, cls, masks)
+            probs, cls = mean_prediction(outs, weights)
+            yield TestBatch(chunk, images, probs, cls, rule.apply(probs, cls, images))
             bar.update(len(images))
     bar.close()
-
-
-def weighted_mean(
-    outs: list[tuple[np.ndarray, np.ndarray | None]], weights: list[float]
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """[(probabilities (N, ...), salt-present probabilities (N,) or None)] -> their means with
-    `weights` normalised to sum 1 (float32); the salt-present one only where every member has
-    it, else None. One member comes back as it is."""
-    if len(outs) == 1:
-        return outs[0]
-    w = np.asarray(weights, dtype=np.float32) / np.float32(sum(weights))
-    probs = sum(wi * p.astype(np.float32) for wi, (p, _) in zip(w, outs, strict=True))
-    has_cls = all(c is not None for _, c in outs)
-    cls = sum(wi * c for wi, (_, c) in zip(w, outs, strict=True)) if has_cls else None
-    return probs, cls
 
 
 def predict_batches(
@@ -150,7 +132,7 @@ def run_tta(run: Run, tta: str | None) -> tuple[str, str | None]:
     """(the TTA to predict with: `tta`, else the thresholds', else the config's; a warning when
     it differs from the one the thresholds were searched with)."""
     th = run.thresholds()
-    tta = check_tta(tta or th.get("tta") or run.config().tta)
+    tta = check_tta(tta or th.tta or run.config().tta)
     mismatch = check_tta_matches(th, tta)
     if mismatch:
         log.warning("warning: %s", mismatch)
@@ -163,7 +145,7 @@ def predict_run(
     out: str | os.PathLike | None = None,
     batch_size: int = 256,
     tta: str | None = None,
-    submissions_dir: str | os.PathLike = "submissions",
+    submissions_dir: str | os.PathLike = SUBMISSIONS_DIR,
 ) -> Path:
     """Write the run's submission (and a .json manifest beside it); returns the CSV path.
 
@@ -173,55 +155,58 @@ def predict_run(
     cfg, th = run.config(), run.thresholds()
     data_dir = run.data_dir(data_dir)
     tta, mismatch = run_tta(run, tta)
-    folds = th.get("folds") or run.trained_folds()
+    folds = th.folds or run.trained_folds()
     if stale := run.stale_thresholds(th):
         mismatch = (mismatch + "; " if mismatch else "") + stale
         log.warning("warning: %s", mismatch)
     t0, stats = time.time(), {}
     batches = predict_batches(run, data_dir, batch_size, tta, stats)
-    path = Path(out) if out else run.submission_path(th["cv"], submissions_dir)
-    about = {
-        "run": str(run.root),
-        "folds": folds,
-        "models": run.prediction_models(th),
-        "tta": tta,
-        "warning": mismatch,
-        "config": cfg.to_dict(),
-    }
+    path = (
+        Path(out)
+        if out
+        else run.submission_path(th.require_cv(run.thresholds_path), submissions_dir)
+    )
+    about = Manifest(
+        submission=path.name,
+        run=str(run.root),
+        folds=folds,
+        models=run.prediction_models(th),
+        tta=tta,
+        warning=mismatch,
+        config=cfg.to_dict(),
+    )
     return write_predictions(path, batches, th, data_dir, about, t0, stats)
 
 
 def write_predictions(
     path: Path,
     batches: Iterator[TestBatch],
-    th: dict,
+    th: Thresholds,
     data_dir: Path,
-    about: dict,
+    about: Manifest,
     t0: float,
     stats: dict,
 ) -> Path:
     """The batches' masks as a validated submission at `path`, and its .json manifest: `about`
-    (what made it) and what every manifest records (data, thresholds, counts, commit, times;
-    `stats` as `ensemble_batches` fills it, `t0` the start). Returns `path`."""
+    (what made it) completed with what every manifest records (data, thresholds, counts,
+    commit, times; `stats` as `ensemble_batches` fills it, `t0` the start). Returns `path`."""
     ids, rles = [], []
     for batch in batches:
         ids.extend(batch.ids)
         rles.extend(rle.encode_batch(batch.masks))
     write_submission(path, ids, rles=rles, sample_ids=ids)
-    write_json(
-        path.with_suffix(".json"),
-        {
-            "submission": path.name,
-            **about,
-            "data": str(data_dir),
-            "cv": th["cv"],
-            "thresholds": th,
-            "n_images": len(ids),
-            "empty_predicted": float(np.mean([r == "" for r in rles])),
-            "commit": git_commit(),
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "seconds": round(time.time() - t0, 2),
-            "model_seconds": round(stats["model_seconds"], 2),
-        },
+    manifest = replace(
+        about,
+        submission=path.name,
+        data=str(data_dir),
+        cv=th.cv,
+        thresholds=th,
+        n_images=len(ids),
+        empty_predicted=float(np.mean([r == "" for r in rles])),
+        commit=git_commit(),
+        created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        seconds=round(time.time() - t0, 2),
+        model_seconds=round(stats["model_seconds"], 2),
     )
+    manifest.write(Manifest.path_for(path))
     return path

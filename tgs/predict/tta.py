@@ -1,7 +1,8 @@
 """Test-time augmentation as (augment, deaugment) pairs on NCHW tensors, each its own inverse.
 
 A TTA is a named tuple of views; all views of a batch run through the model as one forward
-(concatenated on the batch axis), then each is deaugmented and the probabilities averaged.
+(concatenated on the batch axis), then each is deaugmented and the probabilities averaged
+(`tgs.predict.ensemble`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from tgs.core.errors import ConfigError
+from tgs.predict.ensemble import mean_prediction
 
 
 def identity(x: torch.Tensor) -> torch.Tensor:
@@ -55,11 +57,9 @@ def predict_proba(
     n = len(x)
     batch = torch.cat([aug(x) for aug, _ in views]) if len(views) > 1 else x
     mask, cls = _forward(model, batch)
-    total, total_cls = None, None
+    preds = []
     for i, (_, deaug) in enumerate(views):
         p = torch.sigmoid(deaug(mask[i * n : (i + 1) * n]).float())[:, 0]
-        total = p if total is None else total + p
-        if cls is not None:
-            c = torch.sigmoid(cls[i * n : (i + 1) * n].float())
-            total_cls = c if total_cls is None else total_cls + c
-    return total / len(views), None if total_cls is None else total_cls / len(views)
+        c = None if cls is None else torch.sigmoid(cls[i * n : (i + 1) * n].float())
+        preds.append((p, c))
+    return mean_prediction(preds)

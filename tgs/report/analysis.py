@@ -11,7 +11,7 @@ import numpy as np
 from tgs.data.folds import coverage, coverage_class
 from tgs.data.io import TrainData
 from tgs.post.metric import counts, per_image_scores
-from tgs.post.rule import binarize, empty_rule, gate_score, is_blank, postprocess, recorded_gate
+from tgs.post.rule import PostProcessing, binarize, empty_rule, is_blank
 from tgs.report.facts import Facts
 
 CLASS_LABELS = ["0 (empty)"] + [f"{10 * c - 10}-{10 * c}%" for c in range(1, 11)]
@@ -26,8 +26,8 @@ class OOF:
     truth: np.ndarray  # uint8 0/1 (N, 101, 101)
     probs: np.ndarray  # float16 probabilities (N, 101, 101)
     cls: np.ndarray | None  # salt-present probabilities (N,)
-    gated: np.ndarray | None  # the scores (N,) the empty gate thresholded (`post["gate"]`)
-    post: dict  # threshold, min_area, empty_threshold, gate, blank_rule
+    gated: np.ndarray | None  # the scores (N,) the empty gate thresholded (`post.gate`)
+    post: PostProcessing  # threshold, min_area, empty_threshold, gate, blank_rule
     post_source: str  # where `post` comes from
     pred: np.ndarray  # uint8 0/1 (N, 101, 101) after post-processing
     scores: np.ndarray  # per-image competition score (N,)
@@ -48,21 +48,11 @@ class OOF:
         return self.pred.reshape(len(self.pred), -1).sum(axis=1)
 
 
-def post_processing(facts: Facts) -> tuple[dict, str]:
+def post_processing(facts: Facts) -> tuple[PostProcessing, str]:
     """The stored post-processing, or p > 0.5 alone before any search."""
-    th = facts.thresholds
-    if th is None:
-        return {
-            "threshold": 0.5,
-            "min_area": 0,
-            "empty_threshold": 0.0,
-            "gate": "head",
-            "blank_rule": False,
-        }, "p > 0.5 (no thresholds.json yet)"
-    keys = ("threshold", "min_area", "empty_threshold", "blank_rule")
-    defaults = {"empty_threshold": 0.0, "blank_rule": False}
-    post = {k: th.get(k, defaults.get(k)) for k in keys}
-    return {**post, "gate": recorded_gate(th)}, "thresholds.json"
+    if facts.thresholds is None:
+        return PostProcessing(), "p > 0.5 (no thresholds.json yet)"
+    return PostProcessing.from_thresholds(facts.thresholds), "thresholds.json"
 
 
 def _stored_scores(facts: Facts, ids: list[str]) -> np.ndarray | None:
@@ -81,15 +71,8 @@ def analyse_oof(facts: Facts, data: TrainData) -> OOF:
     images, truth = data.images[rows], data.masks[rows]
     post, source = post_processing(facts)
     blank = is_blank(images)
-    gated = gate_score(probs, cls, post["gate"])
-    pred = postprocess(
-        probs,
-        post["threshold"],
-        post["min_area"],
-        gated,
-        post["empty_threshold"],
-        blank if post["blank_rule"] else None,
-    )
+    gated = post.gate_score(probs, cls)
+    pred = post.apply(probs, cls, images)
     inter, union = counts(pred, truth)
     stored = _stored_scores(facts, ids)
     scores = stored if stored is not None else per_image_scores(pred, truth)
@@ -142,12 +125,12 @@ def empty_confusion(oof: OOF) -> dict:
     true_salt, pred_salt = oof.true_area > 0, oof.pred_area > 0
     missed = np.flatnonzero(true_salt & ~pred_salt)
     post = oof.post
-    raw = binarize(oof.probs[missed], post["threshold"]).sum(axis=(1, 2))
-    by_area = (raw > 0) & empty_rule(raw, post["min_area"])
+    raw = binarize(oof.probs[missed], post.threshold).sum(axis=(1, 2))
+    by_area = (raw > 0) & empty_rule(raw, post.min_area)
     by_gate = np.zeros(len(missed), bool)
     if oof.gated is not None:
-        by_gate = (raw > 0) & empty_rule(raw, 0, oof.gated[missed], post["empty_threshold"])
-    by_blank = oof.blank[missed] & bool(post["blank_rule"])
+        by_gate = (raw > 0) & empty_rule(raw, 0, oof.gated[missed], post.empty_threshold)
+    by_blank = oof.blank[missed] & post.blank_rule
     return {
         "empty_as_empty": int((~true_salt & ~pred_salt).sum()),
         "empty_as_salt": int((~true_salt & pred_salt).sum()),

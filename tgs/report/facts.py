@@ -3,7 +3,6 @@ search grid and submission. Nothing is recomputed here; what is absent is listed
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import pandas as pd
 
 from tgs.core.config import Config, dump_config
 from tgs.run.folder import Run
+from tgs.run.records import FoldSummary, Manifest, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class FoldFacts:
 
     k: int
     status: str  # "finished" | "training" | "not started"
-    summary: dict = field(default_factory=dict)
+    summary: FoldSummary | None = None  # summary.json, once the fold finished
     log: pd.DataFrame | None = None  # epoch, stage, loss, val_score, lr, seconds
     refits: list[dict] = field(default_factory=list)  # foldK/plan.json's refits, oldest first
 
@@ -43,7 +43,7 @@ class Submission:
     """A submission CSV of the run and its manifest (with Kaggle's scores when recorded)."""
 
     csv: Path
-    manifest: dict
+    manifest: Manifest
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Facts:
     meta: dict
     plan: dict | None
     folds: list[FoldFacts]
-    thresholds: dict | None
+    thresholds: Thresholds | None
     search: dict[str, np.ndarray] | None
     submission: Submission | None
     missing: list[str] = field(default_factory=list)
@@ -131,16 +131,16 @@ def read_search(run: Run) -> dict[str, np.ndarray] | None:
         return {k: z[k] for k in z.files}
 
 
-def read_submission(run: Run, thresholds: dict | None) -> Submission | None:
+def read_submission(run: Run, thresholds: Thresholds | None) -> Submission | None:
     """The run's submission: submissions/<run>-cv<CV>.csv at the thresholds' CV, if written."""
-    if thresholds is None:
+    if thresholds is None or thresholds.cv is None:
         return None
-    csv = run.submission_path(thresholds["cv"])
-    manifest = csv.with_suffix(".json")
+    csv = run.submission_path(thresholds.cv)
+    manifest = Manifest.path_for(csv)
     if not csv.is_file():
         return None
-    data = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    return Submission(csv, data)
+    made = Manifest.read(manifest) if manifest.is_file() else Manifest(submission=csv.name)
+    return Submission(csv, made)
 
 
 def _missing(facts: Facts) -> list[str]:
@@ -161,13 +161,14 @@ def _missing(facts: Facts) -> list[str]:
         )
     elif facts.search is None:
         notes.append(f"search.npz: no search grid stored (rerun `tgs threshold --run {run.root}`)")
-    elif sorted(facts.thresholds.get("folds", [])) != facts.finished:
+    elif sorted(facts.thresholds.folds or []) != facts.finished:
         notes.append(
-            f"thresholds.json was searched on folds {facts.thresholds.get('folds')}, but folds "
+            f"thresholds.json was searched on folds {facts.thresholds.folds}, but folds "
             f"{facts.finished} have finished: rerun `tgs threshold --run {run.root}`"
         )
     if facts.submission is None:
-        where = f"{run.submission_path(facts.thresholds['cv'])} " if facts.thresholds else ""
+        cv = facts.thresholds.cv if facts.thresholds else None
+        where = f"{run.submission_path(cv)} " if cv is not None else ""
         notes.append(f"submission: {where}not found (`python -m tgs predict --run {run.root}`)")
     if not facts.meta:
         notes.append("meta.json: missing (commit, data folder and folds file unknown)")

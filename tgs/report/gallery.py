@@ -71,7 +71,7 @@ def galleries(ctx: Context) -> str:
         _gallery(ctx, "best", picks["best"]),
     ]
     if n_blank:
-        rule = "predicted empty by the blank rule" if oof.post["blank_rule"] else "no blank rule"
+        rule = "predicted empty by the blank rule" if oof.post.blank_rule else "no blank rule"
         parts += [
             f"<h3>Blank images: {n_blank} in the OOF ({rule}), {len(picks['blank'])} shown</h3>",
             _gallery(ctx, "blank", picks["blank"], compact=True),

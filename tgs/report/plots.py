@@ -7,9 +7,10 @@ import os
 
 import numpy as np
 
-from tgs.post.rule import GATE_LABELS, recorded_gate
+from tgs.post.rule import GATE_LABELS, PostProcessing
 from tgs.report.analysis import CLASS_LABELS
 from tgs.report.facts import FoldFacts
+from tgs.run.records import Thresholds
 
 DPI = 90
 MARGINS = {"left": 0.06, "right": 0.985, "bottom": 0.15, "top": 0.91, "wspace": 0.25}
@@ -103,13 +104,14 @@ def class_scores(path: str | os.PathLike, rows: list[dict]) -> None:
     _save(fig, path)
 
 
-def search_figure(path: str | os.PathLike, search: dict, chosen: dict) -> None:
+def search_figure(path: str | os.PathLike, search: dict, chosen: Thresholds) -> None:
     """Score over threshold x min-area at the chosen gate (heatmap), score against threshold,
     and the empty gate curve when there is one; the chosen point marked on each."""
     grid, t, a, g = (search[k] for k in ("grid", "thresholds", "min_areas", "empty_thresholds"))
-    ti = int(np.argmin(np.abs(t - chosen["threshold"])))
-    ai = int(np.argmin(np.abs(a - chosen["min_area"])))
-    gi = int(np.argmin(np.abs(g - chosen.get("empty_threshold", 0.0))))
+    rule = PostProcessing.from_thresholds(chosen)
+    ti = int(np.argmin(np.abs(t - rule.threshold)))
+    ai = int(np.argmin(np.abs(a - rule.min_area)))
+    gi = int(np.argmin(np.abs(g - rule.empty_threshold)))
     gated = len(g) > 1
     fig, axes = _subplots(1, 3 if gated else 2, figsize=(13 if gated else 10, 3.8))
     best = float(grid[ti, ai, gi])
@@ -143,7 +145,7 @@ def search_figure(path: str | os.PathLike, search: dict, chosen: dict) -> None:
         axes[2].plot(g, grid[ti, ai, :], label=f"t={t[ti]:.2f}, min-area {a[ai]}")
         axes[2].plot(g, grid.max(axis=(0, 1)), ":", label="best t and min-area per gate")
         axes[2].plot(g[gi], best, "r*", ms=12)
-        score = GATE_LABELS[recorded_gate(chosen)]
+        score = GATE_LABELS[rule.gate]
         axes[2].set_xlabel(f"gate: empty when {score} < g")
         axes[2].set_ylabel("CV score")
         axes[2].set_title("empty gate", fontsize=10)

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from tgs.data.io import TrainData
-from tgs.post.rule import GATE_LABELS, recorded_gate
+from tgs.post.rule import GATE_LABELS, PostProcessing
 from tgs.report import plots
 from tgs.report.analysis import OOF, class_table, empty_confusion
 from tgs.report.facts import Facts
 from tgs.report.html import code_spans, duration, esc, fmt, img, kv_table, pct, table
+from tgs.run.records import FoldSummary, Thresholds
 
 
 @dataclass
@@ -40,11 +41,11 @@ def header(ctx: Context, notes: list[str]) -> str:
         f"{esc(f.cfg.model)}, {f.cfg.n_folds} folds x {f.planned_epochs} epochs</p>",
     ]
     if th is not None:
-        ctx.numbers["cv"] = th["cv"]
+        ctx.numbers["cv"] = th.cv
         parts.append(
-            f'<p class="cv">CV <b>{th["cv"]:.4f}</b> on {th["n_images"]} OOF images '
-            f"(folds {esc(fmt(th['folds']))}) · at p &gt; 0.5: {th['cv_at_0.5']:.4f} · "
-            f"all-empty baseline: {th['all_empty']:.4f}</p>"
+            f'<p class="cv">CV <b>{th.cv:.4f}</b> on {th.n_images} OOF images '
+            f"(folds {esc(fmt(th.folds))}) · at p &gt; 0.5: {th.cv_at_half:.4f} · "
+            f"all-empty baseline: {th.all_empty:.4f}</p>"
         )
     elif ctx.oof is not None:
         ctx.numbers["cv_at_0.5"] = float(ctx.oof.scores.mean())
@@ -94,23 +95,27 @@ def glance(ctx: Context) -> str:
     f, th, meta = ctx.facts, ctx.facts.thresholds, ctx.facts.meta
     items: list[tuple[str, object]] = []
     if th is not None:
-        gate = th.get("empty_threshold", 0.0)
-        score = GATE_LABELS[recorded_gate(th)]
+        rule = PostProcessing.from_thresholds(th)
+        score = GATE_LABELS[rule.gate]
         items += [
             (
                 "post-processing",
-                f"p > {th['threshold']:.2f}, min-area {th['min_area']} px"
-                + (f", empty when {score} < {gate:.2f}" if gate else "")
-                + (", blank images empty" if th.get("blank_rule") else ""),
+                f"p > {rule.threshold:.2f}, min-area {rule.min_area} px"
+                + (
+                    f", empty when {score} < {rule.empty_threshold:.2f}"
+                    if rule.empty_threshold
+                    else ""
+                )
+                + (", blank images empty" if rule.blank_rule else ""),
             ),
             (
                 "OOF",
-                f"{th['n_images']} images, folds {fmt(th['folds'])}, TTA {th.get('tta')}"
-                + ("" if th.get("complete") else " (not every train image)"),
+                f"{th.n_images} images, folds {fmt(th.folds)}, TTA {th.tta}"
+                + ("" if th.complete else " (not every train image)"),
             ),
         ]
     wall = f.train_seconds()
-    sub_seconds = f.submission.manifest.get("seconds") if f.submission else None
+    sub_seconds = f.submission.manifest.seconds if f.submission else None
     items += [
         ("git commit", meta.get("commit", "–")),
         ("data folder", meta.get("data", "–")),
@@ -145,21 +150,19 @@ def folds_table(ctx: Context) -> str:
     f = ctx.facts
     rows, out = [], []
     for fold in f.folds:
-        s = fold.summary
-        oof05 = s.get("oof_score_0.5", s.get("oof_score_hflip_0.5"))
-        secs = s.get("train_seconds") or (
-            fold.log["seconds"].sum() if fold.log is not None else None
-        )
+        s = fold.summary or FoldSummary()
+        oof05 = s.oof_score_half
+        secs = s.train_seconds or (fold.log["seconds"].sum() if fold.log is not None else None)
         rows.append(
             (
                 fold.k,
                 fold.status,
                 f"{fold.epochs_done}/{f.fold_epochs(fold)}",
-                s.get("best_epoch"),
-                s.get("best_val_score"),
+                s.best_epoch,
+                s.best_val_score,
                 oof05,
-                s.get("n_train"),
-                s.get("n_val"),
+                s.n_train,
+                s.n_val,
                 duration(secs) if secs is not None else None,
             )
         )
@@ -167,8 +170,8 @@ def folds_table(ctx: Context) -> str:
             {
                 "fold": fold.k,
                 "status": fold.status,
-                "best_epoch": s.get("best_epoch"),
-                "best_val_score": s.get("best_val_score"),
+                "best_epoch": s.best_epoch,
+                "best_val_score": s.best_val_score,
                 "oof_score_0.5": oof05,
             }
         )
@@ -214,13 +217,13 @@ def where_cv(ctx: Context) -> str:
     ]
     post = oof.post
     src = (
-        f"p &gt; {post['threshold']:.2f}, min-area {post['min_area']}"
+        f"p &gt; {post.threshold:.2f}, min-area {post.min_area}"
         + (
-            f", empty when {esc(GATE_LABELS[post['gate']])} &lt; {post['empty_threshold']:.2f}"
-            if post["empty_threshold"]
+            f", empty when {esc(GATE_LABELS[post.gate])} &lt; {post.empty_threshold:.2f}"
+            if post.empty_threshold
             else ""
         )
-        + (", blank rule" if post["blank_rule"] else "")
+        + (", blank rule" if post.blank_rule else "")
         + f" (from {esc(oof.post_source)}); per-image scores {esc(oof.scores_source)}"
     )
     reasons = missed_reasons(conf)
@@ -284,7 +287,7 @@ def search(ctx: Context) -> str:
         f"{len(f.search['min_areas'])} min-areas"
         + (
             f" x {len(f.search['empty_thresholds'])} gates on "
-            + esc(GATE_LABELS[recorded_gate(f.thresholds)])
+            + esc(GATE_LABELS[PostProcessing.from_thresholds(f.thresholds).gate])
             if gated
             else ""
         )
@@ -293,18 +296,19 @@ def search(ctx: Context) -> str:
     )
 
 
-def grid_edges(search: dict, chosen: dict) -> list[str]:
+def grid_edges(search: dict, chosen: Thresholds) -> list[str]:
     """The chosen values that sit on the last (largest) value of their search axis."""
+    rule = PostProcessing.from_thresholds(chosen)
     axes = (
-        ("min-area", "min_areas", "min_area"),
-        ("threshold", "thresholds", "threshold"),
-        ("gate", "empty_thresholds", "empty_threshold"),
+        ("min-area", "min_areas", rule.min_area),
+        ("threshold", "thresholds", rule.threshold),
+        ("gate", "empty_thresholds", rule.empty_threshold),
     )
     out = []
-    for label, axis, key in axes:
+    for label, axis, value in axes:
         values = search[axis]
-        if len(values) > 1 and np.isclose(chosen.get(key, 0.0), values[-1]):
-            out.append(f"{label} {chosen[key]:g}")
+        if len(values) > 1 and np.isclose(value, values[-1]):
+            out.append(f"{label} {value:g}")
     return out
 
 
@@ -315,21 +319,21 @@ def submission(ctx: Context) -> str:
     m = sub.manifest
     items = [
         ("file", str(sub.csv)),
-        ("CV", m.get("cv")),
-        ("TTA", m.get("tta")),
-        ("test images", m.get("n_images")),
-        ("predicted empty", pct(m["empty_predicted"]) if "empty_predicted" in m else None),
-        ("written", m.get("created")),
-        ("predict time", duration(m["seconds"]) if "seconds" in m else None),
-        ("git commit", m.get("commit")),
+        ("CV", m.cv),
+        ("TTA", m.tta),
+        ("test images", m.n_images),
+        ("predicted empty", pct(m.empty_predicted) if m.empty_predicted is not None else None),
+        ("written", m.created),
+        ("predict time", duration(m.seconds) if m.seconds is not None else None),
+        ("git commit", m.commit),
     ]
-    if "models" in m:
-        items.append(("models", f"{len(m['models'])}: {', '.join(m['models'])}"))
+    if m.models is not None:
+        items.append(("models", f"{len(m.models)}: {', '.join(m.models)}"))
     rows = [
         (r.get("submitted"), r.get("message"), r.get("status"), r.get("public"), r.get("private"))
-        for r in m.get("kaggle", [])
+        for r in m.kaggle or []
     ]
-    ctx.numbers["submission"] = {"file": str(sub.csv), "kaggle": m.get("kaggle", [])}
+    ctx.numbers["submission"] = {"file": str(sub.csv), "kaggle": m.kaggle or []}
     kaggle = (
         table(["submitted", "message", "status", "public", "private"], rows)
         if rows

@@ -9,6 +9,8 @@ RUN/
   thresholds.json      post-processing searched on the OOF (+ how the OOF was made)
   cv.png               threshold search plot
   report/              `tgs report` output
+
+Its JSON files are read and written through their records (`tgs.run.records`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from tgs.core.config import Config, config_from_dict, dump_config
 from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_path, write_json, write_text
+from tgs.run.records import SUBMISSIONS_DIR, FoldRefits, FoldSummary, Plan, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -228,12 +231,16 @@ class Run:
         """`path` relative to the run folder, POSIX style (as recorded in JSON files)."""
         return Path(path).relative_to(self.root).as_posix()
 
-    def summary(self, k: int) -> dict:
+    def summary(self, k: int) -> FoldSummary | None:
+        """Fold k's summary.json (None before the fold finished)."""
         path = self.summary_path(k)
-        return json.loads(path.read_text()) if path.is_file() else {}
+        rebuild = f"python -m tgs train --run {self.root} --fold {k} --resume"
+        return FoldSummary.read(path, rebuild) if path.is_file() else None
 
-    def write_summary(self, k: int, summary: dict) -> None:
-        write_json(self.summary_path(k), summary)
+    def write_summary(self, k: int, summary: FoldSummary | dict) -> None:
+        """Save fold k's summary.json (a dict is checked as a FoldSummary first)."""
+        record = summary if isinstance(summary, FoldSummary) else FoldSummary.from_dict(summary)
+        record.write(self.summary_path(k))
 
     # -- OOF -------------------------------------------------------------------------------
     def save_oof(
@@ -271,35 +278,40 @@ class Run:
     def oof_provenance(self, folds: list[int]) -> dict:
         """How the OOF was made, from the folds' summaries: its TTA and the model files each
         fold's OOF averaged. Folds made with different TTAs cannot share one search."""
-        tta = {self.summary(k).get("tta", "hflip") for k in folds}
+        summaries = {k: self.summary(k) or FoldSummary() for k in folds}
+        tta = {s.tta or "hflip" for s in summaries.values()}
         if len(tta) > 1:
             raise TGSError(f"{self.root}: folds' OOF were made with different TTAs {sorted(tta)}")
         models = []
-        for k in folds:
-            made = self.summary(k).get("models")
-            models += made or [self.relative(f) for f in self.model_files(k)]
+        for k, s in summaries.items():
+            models += s.models or [self.relative(f) for f in self.model_files(k)]
         return {"tta": tta.pop(), "models": models}
 
     # -- thresholds and submissions --------------------------------------------------------
-    def thresholds(self) -> dict:
-        if not self.thresholds_path.is_file():
-            raise TGSError(
-                f"{self.thresholds_path} missing: run `python -m tgs threshold --run {self.root}`"
-            )
-        return json.loads(self.thresholds_path.read_text())
+    def thresholds(self) -> Thresholds:
+        """thresholds.json (TGSError naming `tgs threshold` when missing or broken)."""
+        return Thresholds.read(self.thresholds_path, self.threshold_command)
 
-    def write_thresholds(self, values: dict) -> None:
-        write_json(self.thresholds_path, values)
+    @property
+    def threshold_command(self) -> str:
+        """The command that (re)writes thresholds.json."""
+        return f"python -m tgs threshold --run {self.root}"
 
-    def submission_path(self, cv: float, folder: str | os.PathLike = "submissions") -> Path:
+    def write_thresholds(self, values: Thresholds | dict) -> None:
+        """Save thresholds.json (a dict is checked as a Thresholds first)."""
+        record = values if isinstance(values, Thresholds) else Thresholds.from_dict(values)
+        record.write(self.thresholds_path)
+
+    def submission_path(self, cv: float, folder: str | os.PathLike = SUBMISSIONS_DIR) -> Path:
         """submissions/<run>-cv<CV>.csv (a .json manifest goes beside it)."""
         return Path(folder) / f"{self.name}-cv{cv:.4f}.csv"
 
     def plan(self) -> dict | None:
-        return json.loads(self.plan_path.read_text()) if self.plan_path.is_file() else None
+        """plan.json's fields (the `Plan` record's, checked), None without a budget plan."""
+        return Plan.read(self.plan_path).to_dict() if self.plan_path.is_file() else None
 
     def write_plan(self, plan: dict) -> None:
-        write_json(self.plan_path, plan)
+        Plan.from_dict(plan).write(self.plan_path)
 
     def fold_plan_path(self, k: int) -> Path:
         """foldK/plan.json: the fold's own schedule, refit after its first epochs (budgeted)."""
@@ -307,56 +319,56 @@ class Run:
 
     def fold_refit(self, k: int) -> dict | None:
         """Fold `k`'s own refit schedule (foldK/plan.json), None before its refit."""
+        return self._fold_refits(k).to_dict()
+
+    def _fold_refits(self, k: int) -> FoldRefits:
         path = self.fold_plan_path(k)
-        return json.loads(path.read_text()) if path.is_file() else None
+        rebuild = f"python -m tgs train --run {self.root} --fold {k} --resume"
+        return FoldRefits.read(path, rebuild) if path.is_file() else FoldRefits([])
 
     def fold_refits(self, k: int) -> list[dict]:
         """Fold `k`'s refits, oldest first (foldK/plan.json keeps the earlier under "previous")."""
-        out, r = [], self.fold_refit(k)
-        while r:
-            out.insert(0, {key: v for key, v in r.items() if key != "previous"})
-            r = r.get("previous")
-        return out
+        return self._fold_refits(k).refits
 
     def write_fold_refits(self, k: int, refits: list[dict]) -> None:
         """Save fold `k`'s refits (oldest first) as foldK/plan.json: the latest, which sets the
         fold's schedule, with the earlier ones nested under "previous"."""
-        nested = None
-        for r in refits:
-            nested = {**r, "previous": nested} if nested else dict(r)
-        self.write_fold_plan(k, nested)
+        FoldRefits(list(refits)).write(self.fold_plan_path(k))
 
     def fold_plan(self, k: int) -> dict | None:
         """The fold's refit schedule, else the run's plan (None without a budget)."""
         return self.fold_refit(k) or self.plan()
 
     def write_fold_plan(self, k: int, plan: dict) -> None:
-        """Save fold `k`'s refit schedule (`tgs.budget.replan`)."""
-        write_json(self.fold_plan_path(k), plan)
+        """Save fold `k`'s refit schedule (`tgs.budget.replan`), earlier refits nested under
+        "previous"."""
+        FoldRefits.from_dict(plan).write(self.fold_plan_path(k))
 
     # -- Kaggle ----------------------------------------------------------------------------
-    def prediction_files(self, th: dict | None = None) -> list[Path]:
+    def prediction_files(self, th: Thresholds | None = None) -> list[Path]:
         """The checkpoints `predict` uses: the thresholds' folds' (else every trained fold's)
         model files. A staged copy of the run holds exactly these. `th`: the run's thresholds,
         when already read."""
         th = self.thresholds() if th is None else th
-        return self.all_model_files(th.get("folds") or self.trained_folds())
+        return self.all_model_files(th.folds or self.trained_folds())
 
-    def prediction_models(self, th: dict | None = None) -> list[str]:
+    def prediction_models(self, th: Thresholds | None = None) -> list[str]:
         """`prediction_files()` relative to the run, as thresholds.json's `models` names them."""
         return [self.relative(f) for f in self.prediction_files(th)]
 
-    def stale_thresholds(self, th: dict) -> str | None:
+    def stale_thresholds(self, th: Thresholds) -> str | None:
         """Why the run's thresholds `th` no longer fit the models it predicts with (they were
         searched on OOF of other checkpoints), or None."""
         now = self.prediction_models(th)
-        if not th.get("models") or th["models"] == now:
+        if not th.models or th.models == now:
             return None
         return (
-            f"{self.thresholds_path} was searched on OOF of {th['models']}, but {self.root} now "
-            f"predicts with {now}: run `python -m tgs threshold --run {self.root}` first"
+            f"{self.thresholds_path} was searched on OOF of {th.models}, but {self.root} now "
+            f"predicts with {now}: run `{self.threshold_command}` first"
         )
 
-    def kernel_submission_path(self, cv: float, folder: str | os.PathLike = "submissions") -> Path:
+    def kernel_submission_path(
+        self, cv: float, folder: str | os.PathLike = SUBMISSIONS_DIR
+    ) -> Path:
         """submissions/<run>-kernel-cv<CV>.csv: the submission the run's Kaggle kernel made."""
         return Path(folder) / f"{self.name}-kernel-cv{cv:.4f}.csv"
