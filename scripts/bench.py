@@ -86,7 +86,8 @@ def blend(a: argparse.Namespace) -> dict:
     """Score the average of several runs' OOF probabilities (same fold, same ids) after the
     post-processing search: what a blend of those models would score on that fold (`tgs blend`
     without files or submission; gated as the first run's thresholds were)."""
-    from tgs.pipeline.stages import load_data, search_oof
+    from tgs.pipeline.stages import load_data
+    from tgs.post.oof import search_oof
     from tgs.post.rule import PostProcessing
     from tgs.predict.blend import blend_oof
     from tgs.run.folder import Run

@@ -10,17 +10,11 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from tgs.core.config import Config
 from tgs.data.io import TrainData
+from tgs.post.oof import save_search, search_oof
 from tgs.run.folder import Run
-from tgs.run.records import Thresholds
-
-if TYPE_CHECKING:
-    from tgs.post.search import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -58,60 +52,6 @@ def train_fold(
     log.info("fold %d: %d CPU threads", fold, torch.get_num_threads())
     seed_everything(cfg.seed + fold)
     return FoldTrainer(cfg, data, folds, fold, run, dist, started).fit(resume)
-
-
-def search_oof(
-    ids: list[str],
-    probs: np.ndarray,
-    cls: np.ndarray | None,
-    data: TrainData,
-    data_dir: str | os.PathLike,
-    cfg: Config,
-    gate: str,
-) -> tuple[SearchResult, Thresholds]:
-    """Threshold x min-area (x gate) search on OOF probabilities (N, 101, 101) of `ids`, with
-    salt-present probabilities `cls` (N,) or None, the config's min-areas and blank rule ->
-    (SearchResult, the thresholds record of what it decides: no folds, TTA or models yet)."""
-    from tgs.post.rule import PostProcessing
-    from tgs.post.search import DEFAULT_THRESHOLDS
-    from tgs.post.search import search as search_grid
-
-    rows = data.rows(ids, data_dir)
-    masks = data.masks[rows]
-    rule = PostProcessing(gate=gate, blank_rule=cfg.blank_rule)
-    score = rule.gate_score(probs, cls)
-    result = search_grid(
-        probs,
-        masks,
-        DEFAULT_THRESHOLDS,
-        np.asarray(cfg.min_areas),
-        cls=score,
-        blank=rule.blank(data.images[rows]),
-    )
-    return result, Thresholds(
-        threshold=result.threshold,
-        min_area=result.min_area,
-        empty_threshold=result.empty_threshold,
-        gate=gate if score is not None else None,
-        blank_rule=cfg.blank_rule,
-        cv=result.score,
-        cv_at_half=result.score_at(0.5, 0, 0.0),
-        all_empty=float(np.mean(masks.reshape(len(masks), -1).max(axis=1) == 0)),
-        n_images=len(ids),
-    )
-
-
-def save_search(path: Path, result: SearchResult, ids: list[str]) -> None:
-    """The whole search grid and per-image scores (RUN/search.npz), for the report."""
-    np.savez_compressed(
-        path,
-        grid=result.grid.astype(np.float32),
-        thresholds=result.thresholds,
-        min_areas=result.min_areas,
-        empty_thresholds=result.empty_thresholds,
-        ids=np.array(ids),
-        per_image=result.per_image.astype(np.float32),
-    )
 
 
 def search(

@@ -95,7 +95,8 @@ def search_blend(
     """Search the blend's post-processing on its averaged OOF; write BLEND/thresholds.json,
     search.npz, cv.png and (last) blend.json. `gate` defaults to the first member's recorded
     gate. Returns the thresholds as thresholds.json holds them (a dict)."""
-    from tgs.pipeline.stages import load_data, save_search, search_oof
+    from tgs.data.cache import load_train_cached as load_data
+    from tgs.post.oof import save_search, search_oof
     from tgs.post.plot import plot_threshold_search
     from tgs.post.rule import PostProcessing, check_gate
 

@@ -40,7 +40,7 @@ def _replaceable(out: Path) -> None:
 
 def _load_data(run: Run, data_dir: str | os.PathLike | None) -> tuple[TrainData | None, str | None]:
     """(train data, None) or (None, why it could not be read)."""
-    from tgs.pipeline.stages import load_data
+    from tgs.data.cache import load_train_cached as load_data
 
     try:
         folder = run.data_dir(data_dir)
