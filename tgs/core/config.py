@@ -151,9 +151,19 @@ def load_config(
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} is not key=value")
-        _set(values, key.strip(), yaml.safe_load(raw))
+        _set(values, key.strip(), _override_value(item, raw))
     coerced = {k: _coerce(k, v) for k, v in values.items()}
     return Config(**coerced)
+
+
+def _override_value(item: str, raw: str) -> Any:
+    """The YAML value of a `KEY=VALUE` override; ConfigError naming the override if it is not
+    YAML (an unclosed `[1, 2`, a control character, a python tag)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        problem = str(e).splitlines()[0]
+        raise ConfigError(f"override {item!r}: the value is not YAML ({problem})") from None
 
 
 # Keys that were renamed: old name -> (new name, how an old value maps to the new one). A saved

@@ -64,6 +64,8 @@ def parse(rle: str | float | None, shape: tuple[int, int] = SHAPE) -> tuple[np.n
         values = np.array(tokens, dtype=np.int64)
     except ValueError as e:
         raise RLEError(f"non-integer token in RLE: {e}") from None
+    except OverflowError:
+        raise RLEError(f"a value in RLE is out of range: {_text(rle)[:80]!r}") from None
     if len(values) % 2:
         raise RLEError(f"odd number of values ({len(values)}): RLE must be 'start length' pairs")
     starts, lengths = values[0::2] - 1, values[1::2]
