@@ -1,13 +1,8 @@
-"""Post-processing of probability maps and its joint search on OOF with the competition metric.
+"""The joint threshold x min-area (x empty gate) search on OOF with the competition metric.
 
-Post-processing: pixel > threshold (compared in float16 -> float32, exactly as searched), then a
-mask with fewer than `min_area` pixels becomes empty. The search visits every (threshold,
-min_area) pair in one pass over the pixels: per image, a histogram of probability bins over all
-pixels and over true pixels gives predicted area and intersection at every threshold by
-cumulative sums.
-
-The empty gate thresholds one score per image (`gate_score`): the classifier head's salt-present
-probability (`head`), the mask's highest pixel probability (`mask_max`), or their mean (`mean`).
+It visits every (threshold, min_area) pair in one pass over the pixels: per image, a histogram of
+probability bins over all pixels and over true pixels gives predicted area and intersection at
+every threshold by cumulative sums. The rule it searches is `tgs.post.rule`'s.
 """
 
 from __future__ import annotations
