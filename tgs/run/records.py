@@ -31,7 +31,7 @@ from tgs.core.fileio import write_json
 SUBMISSIONS_DIR = "submissions"  # where submissions and their manifests go by default
 KAGGLE_STAGING_DIR = "build/kaggle"  # push-kernel's staging folder (one subfolder per run)
 
-R = TypeVar("R", bound="Record")
+R = TypeVar("R", bound="JsonFile")
 
 
 # -- field checks ----------------------------------------------------------------------------
@@ -87,8 +87,9 @@ def _load_json(path: Path, rebuild: str) -> Any:
         raise TGSError(f"{path} is not JSON ({e}): rebuild it with `{rebuild}`") from None
 
 
-class Record:
-    """Base of the typed records: a dataclass whose fields carry a JSON key and a check."""
+class JsonFile:
+    """A run file holding one JSON value: its name, the command that rebuilds it, and the one
+    reader and writer every record shares (`from_dict` / `to_dict` are the record's own)."""
 
     FILE: ClassVar[str] = ""
     REBUILD: ClassVar[str] = ""  # the command that rebuilds the file; {dir}: its folder
@@ -96,6 +97,26 @@ class Record:
     @classmethod
     def rebuild_hint(cls, path: Path) -> str:
         return cls.REBUILD.format(dir=path.parent, run=path.parent.parent)
+
+    @classmethod
+    def read(cls: type[R], path: str | os.PathLike, rebuild: str | None = None) -> R:
+        """The record in `path`; TGSError naming the file and `rebuild` (default: the record's
+        REBUILD command) when it is missing, not JSON, or has a wrong field."""
+        path = Path(path)
+        rebuild = rebuild or cls.rebuild_hint(path)
+        data = _load_json(path, rebuild)
+        try:
+            return cls.from_dict(data)
+        except TGSError as e:
+            raise TGSError(f"{path}: {e}: rebuild it with `{rebuild}`") from None
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the record to `path` atomically (indented JSON)."""
+        write_json(path, self.to_dict())
+
+
+class Record(JsonFile):
+    """Base of the typed records: a dataclass whose fields carry a JSON key and a check."""
 
     @classmethod
     def _fields(cls) -> list[dataclasses.Field]:
@@ -135,22 +156,6 @@ class Record:
             dump = f.metadata.get("dump")
             out[f.metadata["key"] or f.name] = dump(v) if dump and v is not None else v
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
-
-    @classmethod
-    def read(cls: type[R], path: str | os.PathLike, rebuild: str | None = None) -> R:
-        """The record in `path`; TGSError naming the file and `rebuild` (default: the record's
-        REBUILD command) when it is missing, not JSON, or has a wrong field."""
-        path = Path(path)
-        rebuild = rebuild or cls.rebuild_hint(path)
-        data = _load_json(path, rebuild)
-        try:
-            return cls.from_dict(data)
-        except TGSError as e:
-            raise TGSError(f"{path}: {e}: rebuild it with `{rebuild}`") from None
-
-    def write(self, path: str | os.PathLike) -> None:
-        """Write the record to `path` atomically (indented JSON)."""
-        write_json(path, self.to_dict())
 
 
 # -- thresholds.json -------------------------------------------------------------------------
@@ -200,7 +205,7 @@ def _check_plan(data: Any, where: str = "") -> dict:
 
 
 @dataclass
-class Plan:
+class Plan(JsonFile):
     """plan.json: a budgeted run's schedule as `tgs.budget.plan` lays it out (the fields are the
     budget's; epochs, stage2_epochs and epoch_seconds are checked). `values` keeps them all in
     the order written."""
@@ -225,23 +230,9 @@ class Plan:
     def stage2_epochs(self) -> int:
         return self.values.get("stage2_epochs") or 0
 
-    @classmethod
-    def read(cls, path: str | os.PathLike, rebuild: str | None = None) -> Plan:
-        path = Path(path)
-        rebuild = rebuild or cls.REBUILD.format(dir=path.parent)
-        try:
-            return cls.from_dict(_load_json(path, rebuild))
-        except TGSError as e:
-            if str(e).startswith(str(path)):
-                raise
-            raise TGSError(f"{path}: {e}: rebuild it with `{rebuild}`") from None
-
-    def write(self, path: str | os.PathLike) -> None:
-        write_json(path, self.to_dict())
-
 
 @dataclass
-class FoldRefits:
+class FoldRefits(JsonFile):
     """foldK/plan.json: a budgeted fold's refits of its schedule, oldest first. The file holds
     the latest (which sets the fold's schedule) with the earlier ones nested under "previous"."""
 
@@ -267,20 +258,6 @@ class FoldRefits:
         for r in self.refits:
             nested = {**r, "previous": nested} if nested else dict(r)
         return nested
-
-    @classmethod
-    def read(cls, path: str | os.PathLike, rebuild: str | None = None) -> FoldRefits:
-        path = Path(path)
-        rebuild = rebuild or cls.REBUILD.format(run=path.parent.parent)
-        try:
-            return cls.from_dict(_load_json(path, rebuild))
-        except TGSError as e:
-            if str(e).startswith(str(path)):
-                raise
-            raise TGSError(f"{path}: {e}: rebuild it with `{rebuild}`") from None
-
-    def write(self, path: str | os.PathLike) -> None:
-        write_json(path, self.to_dict())
 
 
 # -- foldK/summary.json ----------------------------------------------------------------------
