@@ -6,8 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+# CI and the default run draw the same examples every time (a failure reproduces, and a green
+# run stays green); HYPOTHESIS_PROFILE=explore draws new ones, to look for new failures.
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=300)
+settings.register_profile("explore", derandomize=False, deadline=None, max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REAL_ZIP = (
     Path(__file__).resolve().parents[1].parent

@@ -36,6 +36,34 @@ def test_bad_types_and_forms():
     assert load_config(None) == Config()
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model_kwargs=[1]"], r"model_kwargs: expected dict\[str, Any\], got \[1\]"),
+        (["folds=1"], r"folds: expected list\[int\] \| None, got 1"),
+        (["min_areas=[0, 1.5]"], r"min_areas: expected list\[int\]"),
+        (["epochs=true"], "epochs: expected int, got True"),
+        (["epochs=null"], "epochs: expected int, got None"),
+        (
+            ["model_kwargs=[1]", "model_kwargs.n_filters=8"],
+            "model_kwargs is \\[1\\], not a mapping",
+        ),
+    ],
+)
+def test_values_checked_against_the_field_types(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_typed_values_accepted():
+    cfg = load_config(
+        None, ["lr=1", "encoder_weights=null", "model_kwargs=null", "model_kwargs.x=2"]
+    )
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)  # an int is taken for a float
+    assert cfg.encoder_weights is None and cfg.model_kwargs == {"x": 2}
+    assert load_config(None, ["folds=null"]).folds is None
+
+
 def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[1]
     from tgs.train.validate import validate_config

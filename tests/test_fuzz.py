@@ -16,7 +16,7 @@ from tgs.data import rle
 from tgs.predict.submission import validate_file, write_submission
 
 SHAPE = (7, 5)  # small images keep the search fast; the parser takes any shape
-FAST = settings(max_examples=300, deadline=None)
+FAST = settings()  # examples per test: the profile's (tests/conftest.py)
 
 # near-valid RLE text: numbers (some huge, negative or zero) and odd separators
 _number = st.one_of(
@@ -93,9 +93,7 @@ def sample(tmp_path_factory):
     return path
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)))
 def test_validator_on_random_bytes(sample, tmp_path, data):
     """A submission file of random bytes is accepted or refused with a SubmissionError (no
@@ -111,9 +109,7 @@ def test_validator_on_random_bytes(sample, tmp_path, data):
 _cell = st.one_of(_near_rle, st.sampled_from(["", "1 1", "1 3 10 2"]))
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.permutations(IDS).flatmap(
         lambda ids: st.lists(st.sampled_from([*ids, "zz"]), min_size=2, max_size=4)
@@ -175,7 +171,7 @@ _value = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@FAST
 @given(st.lists(st.tuples(_key, st.sampled_from(["=", "==", ""]), _value), max_size=3))
 def test_overrides_accept_or_raise_config_error(items):
     """`KEY=VALUE` overrides, random and near-valid: a Config whose keys took the values, or a

@@ -54,7 +54,10 @@ def test_batch_matches_single():
 
 @pytest.mark.parametrize(
     "bad",
-    ["1", "a b", "0 5", "5 0", "5 -1", "10 5 3 2", "1 5 5 2", "1 5 6 2", "10200 3", "1.5 2"],
+    [
+        *["1", "a b", "0 5", "5 0", "5 -1", "10 5 3 2", "1 5 5 2", "1 5 6 2", "10200 3", "1.5 2"],
+        "1 1 3 9223372036854775806",  # start + length overflows int64 (found by hypothesis)
+    ],
 )
 def test_illegal_strings_rejected(bad):
     with pytest.raises(RLEError):
@@ -70,7 +73,10 @@ def test_legal_strings_accepted():
 
 @pytest.mark.parametrize(
     "bad",
-    ["1", "a b", "0 5", "5 0", "5 -1", "10 5 3 2", "1 5 5 2", "1 5 6 2", "10200 3", "1.5 2"],
+    [
+        *["1", "a b", "0 5", "5 0", "5 -1", "10 5 3 2", "1 5 5 2", "1 5 6 2", "10200 3", "1.5 2"],
+        "1 1 3 9223372036854775806",  # start + length overflows int64 (found by hypothesis)
+    ],
 )
 def test_batch_rejects_and_names_the_bad_string(bad):
     with pytest.raises(RLEError, match="mask 2:"):

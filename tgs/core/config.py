@@ -110,23 +110,51 @@ def _set(values: dict[str, Any], key: str, value: Any) -> None:
     if sub:
         if top != "model_kwargs":
             raise ConfigError(f"{key!r}: only model_kwargs takes dotted keys")
-        values.setdefault(top, {})[sub] = value
+        current = values.get(top)
+        if current is None:
+            current = values[top] = {}
+        elif not isinstance(current, dict):
+            raise ConfigError(f"{key!r}: model_kwargs is {current!r}, not a mapping")
+        current[sub] = value
     else:
         values[top] = value
 
 
+_SCALARS = {"str": str, "int": int, "float": float, "bool": bool}
+
+
 def _coerce(name: str, value: Any) -> Any:
-    default = FIELDS[name].default
-    if value is None or default is dataclasses.MISSING or default is None:
-        return value
-    kind = type(default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind in (int, float, bool, str) and not isinstance(value, kind):
-        raise ConfigError(f"config {name}: expected {kind.__name__}, got {value!r}")
-    if kind is int and isinstance(value, bool):
-        raise ConfigError(f"config {name}: expected int, got {value!r}")
-    return value
+    """`value` checked against the field's annotation (str, int, float, bool, `X | None`,
+    `list[int]`, `dict[str, Any]`); an int is taken for a float. ConfigError on a mismatch."""
+    kinds = [k.strip() for k in str(FIELDS[name].type).split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ConfigError(f"config {name}: expected {' | '.join(kinds)}, got None")
+    for kind in kinds:
+        ok, converted = _as_kind(kind, value)
+        if ok:
+            return converted
+    raise ConfigError(f"config {name}: expected {' | '.join(kinds)}, got {value!r}")
+
+
+def _as_kind(kind: str, value: Any) -> tuple[bool, Any]:
+    """(True, value as `kind`) when `value` is one, else (False, None)."""
+    if kind in _SCALARS:
+        want = _SCALARS[kind]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            return True, float(value)
+        if isinstance(value, bool) and want is not bool:
+            return False, None
+        return isinstance(value, want), value
+    if kind.startswith("list["):
+        item = kind[5:-1]
+        if isinstance(value, list) and all(_as_kind(item, v)[0] for v in value):
+            return True, [_as_kind(item, v)[1] for v in value]
+        return False, None
+    if kind.startswith("dict["):
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value), value
+    return False, None
 
 
 def load_config(

@@ -82,13 +82,13 @@ def _run_problem(
 
     Starts and lengths must be positive, runs inside the image, sorted, neither overlapping nor
     touching (Kaggle's encoder never writes touching runs)."""
-    ends = starts + lengths
     if (starts < 0).any():
         return "RLE start < 1 (pixels are numbered from 1)"
     if (lengths <= 0).any():
         return "RLE run length <= 0"
-    if (ends > size).any():
+    if (lengths > size - starts).any():  # not starts + lengths > size: that can overflow int64
         return f"RLE run ends past the last pixel {size}"
+    ends = starts + lengths
     same_mask = mask_of_run[1:] == mask_of_run[:-1]
     if (same_mask & (starts[1:] <= ends[:-1])).any():
         return "RLE runs are not sorted, overlap or touch"
