@@ -67,10 +67,14 @@ loss: bce+dice
 
 
 def fold_trainer(cfg, data, folds, run_dir: Path, fold: int = 0):
-    """A FoldTrainer on a fresh run folder, seeded as `tgs.pipeline.train_fold` seeds it."""
+    """A FoldTrainer on a fresh run folder, seeded and with the callbacks
+    `tgs.pipeline.stages.train_fold` gives it."""
+    from tgs.budget.refit import budget_callbacks
     from tgs.run.folder import Run
-    from tgs.train.loop import seed_everything
+    from tgs.train.callbacks import default_callbacks
+    from tgs.train.rng import seed_everything
     from tgs.train.trainer import FoldTrainer
 
     seed_everything(cfg.seed + fold)
-    return FoldTrainer(cfg, data, folds, fold, Run(run_dir).create(cfg))
+    callbacks = default_callbacks(cfg) + budget_callbacks(cfg)
+    return FoldTrainer(cfg, data, folds, fold, Run(run_dir).create(cfg), callbacks=callbacks)

@@ -113,3 +113,18 @@ def test_config_by_shipped_name(tmp_path, monkeypatch):
     assert load_config("cpu.yaml").name == "mine"
     with pytest.raises(ConfigError, match=r"config file not found: cpux \(shipped configs: .*demo"):
         load_config("cpux")
+
+
+def test_key_groups_are_declared_on_the_fields():
+    from tgs.core.config import config_keys
+
+    assert set(config_keys("planned")) == {
+        "epochs",
+        "stage2_epochs",
+        "warmup_epochs",
+        "cycle_epochs",
+    }
+    assert {"threads", "jobs", "device"} <= set(config_keys("runtime"))
+    assert "model" not in config_keys("runtime") and "encoder" in config_keys("smp")
+    with pytest.raises(ConfigError, match="groups: planned, runtime, smp"):
+        config_keys("runtimes")

@@ -114,14 +114,21 @@ def test_num_workers_loader_is_deterministic_per_epoch(data):
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
 
 
+def _inductor_compiles() -> bool:
+    """Can torch.compile build a trivial CPU function here (a C++ toolchain for inductor)?"""
+    try:
+        return bool(torch.compile(lambda x: x * 2 + 1)(torch.ones(3)).eq(3).all())
+    except Exception:  # the toolchain, not tgs: checked on a function that is not tgs's
+        return False
+
+
 @pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile not available")
 def test_compile_trains_the_same_model(data, folds, tmp_path):
     cfg = load_config(None, [*TINY, "compile=true", "max_train_batches=1"])
-    try:
-        t = _trainer(cfg, data, folds, tmp_path)
-        t.run_epoch(0)
-    except Exception as e:  # no working C++ toolchain for inductor here
-        pytest.skip(f"torch.compile unsupported on this CPU setup: {type(e).__name__}")
+    if not _inductor_compiles():
+        pytest.skip("torch.compile's CPU backend cannot build here (no working C++ compiler)")
+    t = _trainer(cfg, data, folds, tmp_path)
+    t.run_epoch(0)  # any failure here is the feature's: compile itself works on this machine
     assert type(t.train_model).__name__ == "OptimizedModule"
     eager = _trainer(load_config(None, [*TINY, "max_train_batches=1"]), data, folds, tmp_path, "e")
     eager.run_epoch(0)

@@ -19,9 +19,8 @@ from tgs.models.checkpoint import load_model
 from tgs.models.registry import create_model
 from tgs.post.metric import competition_score
 from tgs.predict.inference import Runtime, predict_array
-from tgs.train.distributed import Dist
+from tgs.train.distributed import Dist, has_unused_parameters
 from tgs.train.loop import epoch_loader, fold_indices
-from tgs.train.trainer import has_unused_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 

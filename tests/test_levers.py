@@ -11,9 +11,8 @@ from tgs.core.errors import ConfigError, TGSError
 from tgs.models.geometry import Geometry
 from tgs.models.losses import create_loss
 from tgs.models.registry import create_model
-from tgs.train.loop import Criterion
+from tgs.train.loop import Criterion, train_size
 from tgs.train.schedule import low_epochs
-from tgs.train.trainer import train_size
 from tgs.train.validate import validate_config
 
 TINY = TINY_ARGS  # epochs=1 unless a test sets more
@@ -91,7 +90,7 @@ def test_progressive_resizing_trains_low_first_then_full_and_validates_full(tmp_
     def record(module, args):
         sizes.append((module.training, args[0].shape[-1]))
 
-    hooks = [m.net.register_forward_pre_hook(record) for m in (t.model, t.ema.module)]
+    hooks = [m.net.register_forward_pre_hook(record) for m in (t.model, t.eval_model)]
     t.fit()
     for h in hooks:
         h.remove()
@@ -99,7 +98,7 @@ def test_progressive_resizing_trains_low_first_then_full_and_validates_full(tmp_
     per_epoch = len(train) // 4
     assert train == [16] * 2 * per_epoch + [32] * 2 * per_epoch
     assert {s for training, s in sizes if not training} == {32}  # validation and OOF at full
-    assert t.model.geometry.size == 32 and t.ema.module.geometry.size == 32
+    assert t.model.geometry.size == 32 and t.eval_model.geometry.size == 32
 
 
 def test_plan_prices_progressive_epochs_by_their_measured_steps():
@@ -113,8 +112,12 @@ def test_plan_prices_progressive_epochs_by_their_measured_steps():
 
 
 def test_lever_settings_are_checked():
-    for bad in (["low_size=8"], ["low_size=64", "low_share=0"], ["aux_weight=-1"]):
-        with pytest.raises(TGSError):
+    for bad, message in (
+        (["low_size=8"], r"low_size >= 16 .*\(got 8, 0.75\)"),
+        (["low_size=64", "low_share=0"], r"0 < low_share <= 1 \(got 64, 0.0\)"),
+        (["aux_weight=-1"], "aux_weight must be >= 0, got -1"),
+    ):
+        with pytest.raises(TGSError, match=message):
             validate_config(load_config(None, [*TINY, *bad]))
     with pytest.raises(ConfigError, match="unknown gate 'max'.*head, mask_max, mean"):
         validate_config(load_config(None, [*TINY, "gate=max"]))

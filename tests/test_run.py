@@ -57,8 +57,10 @@ def test_create_copies_folds_and_refuses_other_folds_or_config(tmp_path):
     other.write_text("id,fold\na,1\nb,0\n")
     with pytest.raises(TGSError, match="other folds"):
         run.create(cfg, tmp_path, other)
-    with pytest.raises(TGSError, match="another config"):
-        run.create(load_config(None, [*TINY, "lr=0.5"]))
+    with pytest.raises(TGSError, match=r"another config .*: lr, model_kwargs differ"):
+        run.create(load_config(None, [*TINY, "lr=0.5", "model_kwargs.n_filters=6"]))
+    runtime = load_config(None, [*TINY, "threads=3", "jobs=2", "device=cpu"])
+    assert run.create(runtime).config() == runtime  # runtime keys may change on resume
 
 
 def test_meta_commit_is_the_source_commit(tmp_path):

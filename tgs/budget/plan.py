@@ -13,16 +13,13 @@ import logging
 import math
 from dataclasses import replace
 
-from tgs.core.config import Config
+from tgs.core.config import Config, config_keys
 from tgs.train.schedule import low_epochs
 
 log = logging.getLogger(__name__)
 
 
 SAFETY = 0.92  # share of a fold's time the planned epochs may use (the rest absorbs noise)
-
-
-LAYOUT_KEYS = ("epochs", "stage2_epochs", "warmup_epochs", "cycle_epochs")  # what a plan sets
 
 
 def plan_epochs(
@@ -140,7 +137,7 @@ def replan(
         "from_warmup": cfg.warmup_epochs,
     }
     if cfg.low_size and low == done:  # no full-size epoch timed yet to price the rest with
-        kept = {k: getattr(cfg, k) for k in LAYOUT_KEYS}
+        kept = {k: getattr(cfg, k) for k in config_keys("planned")}
         return {**kept, **record, "kept": "no full-size epoch timed yet"}
     keep_low = low if on_full else None
     room, total = SAFETY * (plan["fold_seconds"] - spent), done + 1  # one more at least
@@ -182,4 +179,4 @@ def apply_plan(cfg: Config, plan: dict | None) -> Config:
     if not cfg.budget_minutes or not plan:
         return cfg
     refit = {"low_share": plan["low_share"]} if "low_share" in plan else {}
-    return replace(cfg, **{k: plan[k] for k in LAYOUT_KEYS}, **refit)
+    return replace(cfg, **{k: plan[k] for k in config_keys("planned")}, **refit)

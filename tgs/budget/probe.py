@@ -9,8 +9,12 @@ its schedule instead of being cut mid-way. The plan is saved as RUN/plan.json; r
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +24,17 @@ import torch
 from tgs.budget.plan import plan_epochs
 from tgs.core.config import Config
 from tgs.core.errors import TGSError
+from tgs.core.fileio import write_json
+from tgs.core.meta import cpu_name, gpu_name
+from tgs.core.procs import child_env
+from tgs.data.batch_aug import DeviceBatches
+from tgs.data.cache import load_train_cached
+from tgs.data.folds import load_folds
 from tgs.run.folder import Run
+from tgs.train.loop import epoch_loader, take, train_one_epoch, train_size
+from tgs.train.rng import seed_everything
+from tgs.train.schedule import steps_per_epoch
+from tgs.train.trainer import FoldTrainer
 
 PROBE_STEPS = 9
 
@@ -30,10 +44,6 @@ log = logging.getLogger(__name__)
 def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     """Seconds per training step (median) and per validation pass of fold `fold`, measured on
     the real model and data (one warm-up step not counted). Leaves no file behind."""
-    from tgs.train.loop import seed_everything
-    from tgs.train.schedule import steps_per_epoch
-    from tgs.train.trainer import FoldTrainer
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed + fold)
@@ -42,8 +52,6 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     warm, step_s = _timed_steps(t, probe_cfg)
     extra = {}
     if cfg.low_size:  # progressive resizing: its low-resolution steps cost less
-        from tgs.train.trainer import train_size
-
         with train_size(t.model, cfg.low_size):
             extra["low_step_seconds"] = _timed_steps(t, probe_cfg)[1]
     return {
@@ -59,17 +67,10 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
 def probe_in_processes(run: Run, fold: int, parallel: int) -> dict:
     """`probe` in `parallel` processes at once (as `jobs` folds share the cores in the real
     run), each on the run's resolved config, data and folds; the medians of their answers."""
-    import json
-    import subprocess
-    import sys
-    import tempfile
-
-    from tgs.pipeline.launch import _child_env
-
     with tempfile.TemporaryDirectory() as tmp:
         outs = [Path(tmp) / f"probe{i}.json" for i in range(parallel)]
         cmd = [sys.executable, "-m", "tgs.budget.probe", str(run.root), str(fold)]
-        procs = [subprocess.Popen([*cmd, str(o)], env=_child_env()) for o in outs]
+        procs = [subprocess.Popen([*cmd, str(o)], env=child_env()) for o in outs]
         if any(p.wait() != 0 for p in procs):
             raise TGSError(f"the budget probe of {run.root} failed (see above)")
         found = [json.loads(o.read_text()) for o in outs]
@@ -83,12 +84,8 @@ def probe_in_processes(run: Run, fold: int, parallel: int) -> dict:
 
 def _probe_main(argv: list[str]) -> None:
     """`python -m tgs.budget.probe RUN FOLD OUT.json`: one probe process of `probe_in_processes`."""
-    from tgs.core.fileio import write_json
-    from tgs.data.folds import load_folds
-    from tgs.pipeline.stages import load_data
-
     run, fold, out = Run(argv[0]), int(argv[1]), argv[2]
-    data = load_data(run.data_dir())
+    data = load_train_cached(run.data_dir())
     folds = load_folds(run.folds_path, ids=data.ids)
     write_json(out, probe(run.config(), data, folds, fold, run))
 
@@ -101,17 +98,10 @@ def _timed_steps(t, cfg: Config) -> tuple[float, float]:
 
 def _step_times(t, cfg: Config, n: int) -> list[float]:
     """Seconds of each of `n` training steps of trainer `t` (loading the batch included)."""
-    from tgs.data.batch_aug import DeviceBatches
-    from tgs.train.loop import epoch_loader, take, train_one_epoch
-
     if isinstance(t.batches, DeviceBatches):
         loader = t.batches.epoch(0)
     else:
         loader = epoch_loader(t.batches, cfg, 0, t.rt, t.dist)
-
-    def ema_step() -> None:  # as a real step does
-        if t.ema is not None:
-            t.ema.update_parameters(t.model)
 
     stamps = [time.perf_counter()]
     train_one_epoch(
@@ -122,7 +112,7 @@ def _step_times(t, cfg: Config, n: int) -> list[float]:
         t.scaler,
         t.rt,
         "probe",
-        on_step=lambda: (ema_step(), stamps.append(time.perf_counter())),
+        on_step=lambda: (t.after_step(), stamps.append(time.perf_counter())),  # as a real step
         quiet=True,
     )
     return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
@@ -154,8 +144,6 @@ def ensure_plan(
     plan = run.plan()
     if plan is not None:
         return plan
-    from tgs.core.meta import cpu_name, gpu_name
-
     t0 = time.time()
     if parallel > 1:
         measured = probe_in_processes(run, fold, parallel)

@@ -17,6 +17,14 @@ from tgs.resources import find_config, shipped_configs
 log = logging.getLogger(__name__)
 
 
+MIN_AREAS = tuple(range(0, 400, 20))  # the default min-area grid of the search, in pixels
+
+# Key groups, declared once on the fields (`config_keys(group)` lists a group's keys):
+SMP = {"group": "smp"}  # options of smp's models only (seed_unet ignores them)
+PLANNED = {"group": "planned"}  # the schedule's length: a budget plan sets these
+RUNTIME = {"group": "runtime"}  # how a run executes, not what it learns: may change on resume
+
+
 @dataclass
 class Config:
     """Everything that defines a training run. Names are resolved through the registries."""
@@ -24,9 +32,12 @@ class Config:
     name: str = "run"
     # model
     model: str = "seed_unet"  # see tgs.models.MODELS
-    encoder: str = "resnet34"  # smp encoder or timm "tu-..." (smp models only)
-    encoder_weights: str | None = None  # None, "imagenet", or a local .pth file
-    decoder_attention_type: str | None = None  # e.g. "scse" (smp Unet/Unet++)
+    # smp encoder or timm "tu-..." (smp models only)
+    encoder: str = field(default="resnet34", metadata=SMP)
+    # None, "imagenet", or a local .pth file
+    encoder_weights: str | None = field(default=None, metadata=SMP)
+    # e.g. "scse" (smp Unet/Unet++)
+    decoder_attention_type: str | None = field(default=None, metadata=SMP)
     hypercolumn: bool = False  # concat upsampled decoder features before the head
     cls_weight: float = 0.0  # > 0: add an empty/non-empty head, its BCE weighted by this
     aux_weight: float = 0.0  # > 0: deep supervision (seed_unet): a logit head per decoder scale,
@@ -54,28 +65,33 @@ class Config:
     momentum: float = 0.9
     scheduler: str = "cosine"  # cosine | cosine_restarts | plateau | none
     min_lr: float = 1e-5
-    warmup_epochs: int = 0  # linear lr warm-up from lr/100 (timm scheduler)
-    cycle_epochs: int = 0  # cosine_restarts: epochs per cycle (0: one cycle)
+    # linear lr warm-up from lr/100 (timm scheduler)
+    warmup_epochs: int = field(default=0, metadata=PLANNED)
+    # cosine_restarts: epochs per cycle (0: one cycle)
+    cycle_epochs: int = field(default=0, metadata=PLANNED)
     snapshots: bool = False  # save a snapshot per cycle; OOF and test average over them
     ema: float = 0.0  # > 0: validate, save and predict with an EMA of the weights (decay)
     pseudo: str | None = None  # folder from `tgs pseudo`: extra training images (never validated)
     init_from: str | None = None  # run folder (or .pt with {fold}) to start from: staged training
-    stage2_epochs: int = 0  # > 0: a second stage in the same run after `epochs` (BCE -> Lovasz)
+    # > 0: a second stage in the same run after `epochs` (BCE -> Lovasz)
+    stage2_epochs: int = field(default=0, metadata=PLANNED)
     stage2_loss: str = "lovasz_symmetric"  # stage 2's loss, on stage 1's last weights
     stage2_lr: float = 1e-3  # stage 2 restarts AdamW/SGD at this lr, cosine over stage2_epochs
-    epochs: int = 20
+    epochs: int = field(default=20, metadata=PLANNED)
     batch_size: int = 32
-    val_batch_size: int = 64
-    num_workers: int = 0
+    val_batch_size: int = field(default=64, metadata=RUNTIME)
+    num_workers: int = field(default=0, metadata=RUNTIME)
     data_on_device: bool = False  # hold the train set on the device, augment whole batches there
     # runtime
     seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = field(default="auto", metadata=RUNTIME)  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision: CUDA bf16/fp16, CPU bf16 where native (AMX/AVX512-BF16)
     channels_last: bool = True
-    compile: bool = False  # torch.compile the training model (worth it for long GPU runs)
-    threads: int = 0  # torch CPU threads (0: torch default)
-    jobs: int = 1  # `tgs run`: folds trained at once in processes (sharing one GPU, or the CPU)
+    # torch.compile the training model (worth it for long GPU runs)
+    compile: bool = field(default=False, metadata=RUNTIME)
+    threads: int = field(default=0, metadata=RUNTIME)  # torch CPU threads (0: torch default)
+    # `tgs run`: folds trained at once in processes (sharing one GPU, or the CPU)
+    jobs: int = field(default=1, metadata=RUNTIME)
     nproc: int = 1  # `tgs run`: processes training each fold as one DDP model (torchrun); on a
     # CPU each gets cores / (jobs x nproc) threads; batch_size is per process
     max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
@@ -86,7 +102,7 @@ class Config:
     replan_after: int = 2  # budgeted: refit each fold's epochs to its first N real epochs (0: no)
     tta: str = "hflip"  # views averaged for OOF and test (see tgs.tta.TTAS)
     # post-processing search grid
-    min_areas: list[int] = field(default_factory=lambda: list(range(0, 400, 20)))
+    min_areas: list[int] = field(default_factory=lambda: list(MIN_AREAS))
     blank_rule: bool = True  # a constant (blank) image predicts an empty mask
     gate: str = "head"  # the score the empty gate thresholds: head (P(salt)), mask_max, mean
 
@@ -95,6 +111,15 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def config_keys(group: str) -> tuple[str, ...]:
+    """The config keys of `group` ("smp", "planned", "runtime"), in field order."""
+    keys = tuple(name for name, f in FIELDS.items() if f.metadata.get("group") == group)
+    if not keys:
+        groups = sorted({f.metadata["group"] for f in FIELDS.values() if f.metadata})
+        raise ConfigError(f"no config key group {group!r} (groups: {', '.join(groups)})")
+    return keys
 
 
 def _unknown(key: str) -> ConfigError:

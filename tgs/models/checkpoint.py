@@ -69,12 +69,22 @@ def load_model(path: str | os.PathLike, cfg: Config | None = None) -> tuple[SegM
     state = read_checkpoint(path)
     cfg = cfg or config_from_dict(state["config"])
     model = model_from_config(cfg, pretrained=False)
+    _load_state(model, state, cfg, str(path))
+    return model, cfg
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike, cfg: Config, what: str) -> None:
+    """Load checkpoint `path`'s weights into `model` (built from `cfg`), e.g. to start a run
+    from another's (`init_from`); TGSError naming `what` when they do not fit."""
+    _load_state(model, read_checkpoint(path), cfg, what)
+
+
+def _load_state(model: torch.nn.Module, state: dict[str, Any], cfg: Config, what: str) -> None:
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         first = str(e).splitlines()[1:2] or [str(e)]
         raise TGSError(
-            f"{path} does not fit model {cfg.model!r} (encoder {cfg.encoder!r}): it was saved "
+            f"{what} does not fit model {cfg.model!r} (encoder {cfg.encoder!r}): it was saved "
             f"from another architecture ({first[0].strip()})"
         ) from None
-    return model, cfg

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tgs.core.config import config_keys
 from tgs.core.errors import ConfigError
 from tgs.models.geometry import Geometry
 from tgs.models.heads import UnetHypercolumn
@@ -50,7 +51,7 @@ def list_models() -> list[str]:
 def _seed_unet(in_channels: int = 1, **kw: Any) -> nn.Module:
     # smp-only options do not apply; seed_unet's own scSE is `model_kwargs: {scse: true}`
     # (runs saved before it existed may carry decoder_attention_type and a plain net)
-    for key in ("encoder", "encoder_weights", "decoder_attention_type"):
+    for key in config_keys("smp"):
         kw.pop(key, None)
     return SeedUNet(in_channels=in_channels, **kw)
 

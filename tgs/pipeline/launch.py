@@ -4,20 +4,16 @@ per GPU or per CPU job, with the cores split between the folds trained at once."
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tgs.core.errors import TGSError
+from tgs.core.procs import FOLD_LAUNCHED, child_env  # noqa: F401 (FOLD_LAUNCHED: re-exported)
 from tgs.pipeline.options import RunOptions
 from tgs.run.folder import Run
 
 log = logging.getLogger(__name__)
-
-
-ROOT = Path(__file__).resolve().parents[2]  # the folder holding tgs/ (children import it)
 
 
 def _train_command(run: Run, data: Path, fold: int, resume: bool, opts: RunOptions) -> list[str]:
@@ -47,27 +43,15 @@ def _cpu_ranks(opts: RunOptions) -> int:
     return max(1, opts.nproc) if on_cpu else 1
 
 
-FOLD_LAUNCHED = "TGS_FOLD_LAUNCHED"  # time.time() when `tgs run` launched a fold's process
-
-
-def _child_env(gpu: str | None = None) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env[FOLD_LAUNCHED] = repr(time.time())  # its imports and start count to the fold's budget
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    return env
-
-
 def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool):
     """One fold's child process; with `logged`, its output goes to RUN/fold{k}.log."""
     if not logged:
         log.info("== fold %d", k)
-        return subprocess.Popen(cmd, env=_child_env(gpu))
+        return subprocess.Popen(cmd, env=child_env(gpu))
     where = f"GPU {gpu}" if gpu is not None else "its own process"
     log.info("== fold %d on %s (log %s)", k, where, run.fold_log(k))
     with open(run.fold_log(k), "w") as out:
-        return subprocess.Popen(cmd, env=_child_env(gpu), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, env=child_env(gpu), stdout=out, stderr=subprocess.STDOUT)
 
 
 def _train_in_children(

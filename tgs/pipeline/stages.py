@@ -43,7 +43,9 @@ def train_fold(
     import torch
 
     from tgs.budget.plan import apply_plan
-    from tgs.train.loop import seed_everything
+    from tgs.budget.refit import budget_callbacks
+    from tgs.train.callbacks import default_callbacks
+    from tgs.train.rng import seed_everything
     from tgs.train.trainer import FoldTrainer
 
     cfg = apply_plan(cfg, run.fold_plan(fold))  # the fold's refit schedule once it has one
@@ -51,7 +53,8 @@ def train_fold(
         torch.set_num_threads(cfg.threads)
     log.info("fold %d: %d CPU threads", fold, torch.get_num_threads())
     seed_everything(cfg.seed + fold)
-    return FoldTrainer(cfg, data, folds, fold, run, dist, started).fit(resume)
+    callbacks = default_callbacks(cfg) + budget_callbacks(cfg)
+    return FoldTrainer(cfg, data, folds, fold, run, dist, started, callbacks).fit(resume)
 
 
 def search(

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tgs.core.config import MIN_AREAS
 from tgs.post.metric import score_from_counts
 from tgs.post.rule import empty_rule
 
 DEFAULT_THRESHOLDS = np.arange(100) / 100  # 0.00 .. 0.99
 
 
-DEFAULT_MIN_AREAS = np.arange(20) * 20  # 0 .. 380 pixels
+DEFAULT_MIN_AREAS = np.asarray(MIN_AREAS)  # 0 .. 380 pixels
 
 
 # 0.00 (no gate) .. 0.95, then finer to 0.99: a mask_max gate sits high (0.60-0.95 on real data)

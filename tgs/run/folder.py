@@ -24,15 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tgs.core.config import Config, config_from_dict, dump_config
+from tgs.core.config import Config, config_from_dict, config_keys, dump_config
 from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_path, write_json, write_text
 from tgs.run.records import SUBMISSIONS_DIR, FoldRefits, FoldSummary, Plan, Thresholds
 
 log = logging.getLogger(__name__)
 
-# Keys that say how a run executes, not what it learns: they may change on resume.
-RUNTIME_KEYS = ("threads", "jobs", "device", "num_workers", "compile", "val_batch_size")
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
 _SNAPSHOT = re.compile(r"^snapshot(\d+)\.pt$")
 
@@ -141,7 +139,7 @@ class Run:
         if self.config_path.exists() and self.config_path.read_text() != text:
             old = self.config().to_dict()
             changed = {k for k, v in cfg.to_dict().items() if old.get(k) != v}
-            if changed - set(RUNTIME_KEYS):
+            if changed - set(config_keys("runtime")):  # runtime keys may change
                 raise TGSError(
                     f"{self.root} was made with another config ({self.config_path}: "
                     f"{', '.join(sorted(changed))} differ); use a new --run"

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+if TYPE_CHECKING:
+    from tgs.predict.inference import Runtime
 
 
 @dataclass(frozen=True)
@@ -77,3 +82,33 @@ def weights_identical(d: Dist, model: torch.nn.Module) -> bool:
     flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
     sums = gather_objects(d, (float(flat.sum()), float((flat * flat).sum()), flat[:64].tolist()))
     return all(s == sums[0] for s in sums)
+
+
+def wrap_ddp(model: torch.nn.Module, d: Dist, rt: Runtime) -> torch.nn.Module:
+    """DistributedDataParallel around `model` when distributed (SyncBatchNorm only on CUDA;
+    find_unused_parameters when a probe step leaves some parameter without a gradient)."""
+    if not d.enabled:
+        return model
+    if rt.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [rt.device.index] if rt.device.type == "cuda" else None
+    return DDP(model, device_ids=ids, find_unused_parameters=has_unused_parameters(model, rt))
+
+
+def has_unused_parameters(model: torch.nn.Module, rt: Runtime) -> bool:
+    """Run one eval-mode probe batch and report whether any parameter gets no gradient."""
+    was_training = model.training
+    model.eval()
+    x = torch.randn(2, model_in_channels(model), 101, 101, device=rt.device)
+    mask, cls = model(x, with_cls=True)
+    (mask.mean() + (cls.mean() if cls is not None else 0)).backward()
+    unused = any(p.grad is None for p in model.parameters() if p.requires_grad)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return unused
+
+
+def model_in_channels(model: torch.nn.Module) -> int:
+    """Input channels of the first convolution of `model`."""
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    return first.in_channels

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -14,13 +14,8 @@ from tqdm.auto import tqdm
 from tgs.core.config import Config
 from tgs.core.errors import TGSError
 from tgs.data.dataset import SaltDataset
+from tgs.models.geometry import Geometry
 from tgs.predict.inference import Runtime
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 class Criterion(nn.Module):
@@ -143,3 +138,19 @@ def take(loader, n: int):
         if i >= n:
             return
         yield batch
+
+
+@contextmanager
+def train_size(model: torch.nn.Module, size: int):
+    """Progressive resizing: inside, `model` (a SegModel) resizes its inputs to `size` x `size`
+    (and its logits back to 101); size 0 leaves it as built. Restored on exit, so validation,
+    the EMA copy and checkpoints always use the run's geometry."""
+    if not size:
+        yield model
+        return
+    full = model.geometry
+    model.geometry = Geometry("resize", size)
+    try:
+        yield model
+    finally:
+        model.geometry = full

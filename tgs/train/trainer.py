@@ -1,38 +1,45 @@
-"""Train one fold: epochs with validation on the competition metric, checkpoints, OOF."""
+"""Train one fold: the epoch loop with validation on the competition metric, checkpoints and
+the OOF. What happens around the loop (EMA, snapshots, the validation cadence, max_minutes, the
+budget refit) comes in as callbacks (`tgs.train.callbacks`)."""
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tgs.core.config import Config
 from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_path
 from tgs.data.batch_aug import DeviceBatches
-from tgs.data.dataset import InputSpec, SaltDataset, build_augment
+from tgs.data.dataset import InputSpec
 from tgs.data.io import TrainData, require_depths
-from tgs.models.checkpoint import read_checkpoint, save_checkpoint
-from tgs.models.geometry import Geometry
+from tgs.models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from tgs.models.losses import create_loss
 from tgs.models.registry import model_from_config
 from tgs.post.metric import competition_score, per_image_scores
 from tgs.predict.inference import Runtime, load_models, predict_array
 from tgs.run.folder import Run
-from tgs.train.distributed import Dist, barrier, gather_objects, mean_across, weights_identical
-from tgs.train.loop import Criterion, epoch_loader, fold_indices, take, train_one_epoch
+from tgs.train.callbacks import Callback, default_callbacks
+from tgs.train.data import fold_train_set, train_batches
+from tgs.train.distributed import (
+    Dist,
+    barrier,
+    gather_objects,
+    mean_across,
+    weights_identical,
+    wrap_ddp,
+)
+from tgs.train.loop import Criterion, epoch_loader, fold_indices, take, train_one_epoch, train_size
+from tgs.train.rng import rng_state, set_rng_state
 from tgs.train.schedule import (
     build_optimizer,
     build_scheduler,
-    cycle_epochs,
     low_epochs,
     stage1_scheduler,
     stage2_config,
@@ -43,57 +50,11 @@ from tgs.train.schedule import (
 log = logging.getLogger(__name__)
 
 
-def wrap_ddp(model: torch.nn.Module, d, rt: Runtime) -> torch.nn.Module:
-    """DistributedDataParallel around `model` when distributed (SyncBatchNorm only on CUDA;
-    find_unused_parameters when a probe step leaves some parameter without a gradient)."""
-    if not d.enabled:
-        return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    if rt.device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ids = [rt.device.index] if rt.device.type == "cuda" else None
-    return DDP(model, device_ids=ids, find_unused_parameters=has_unused_parameters(model, rt))
-
-
-def has_unused_parameters(model: torch.nn.Module, rt: Runtime) -> bool:
-    """Run one eval-mode probe batch and report whether any parameter gets no gradient."""
-    was_training = model.training
-    model.eval()
-    x = torch.randn(2, model_in_channels(model), 101, 101, device=rt.device)
-    mask, cls = model(x, with_cls=True)
-    (mask.mean() + (cls.mean() if cls is not None else 0)).backward()
-    unused = any(p.grad is None for p in model.parameters() if p.requires_grad)
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return unused
-
-
-@contextmanager
-def train_size(model: torch.nn.Module, size: int):
-    """Progressive resizing: inside, `model` (a SegModel) resizes its inputs to `size` x `size`
-    (and its logits back to 101); size 0 leaves it as built. Restored on exit, so validation,
-    the EMA copy and checkpoints always use the run's geometry."""
-    if not size:
-        yield model
-        return
-    full = model.geometry
-    model.geometry = Geometry("resize", size)
-    try:
-        yield model
-    finally:
-        model.geometry = full
-
-
-def model_in_channels(model: torch.nn.Module) -> int:
-    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    return first.in_channels
-
-
 class FoldTrainer:
     """State of one fold's training; `fit()` runs it, `resume=True` continues from last.pt.
 
-    The caller seeds the RNGs and joins the process group (`tgs.pipeline.train_fold`)."""
+    The caller seeds the RNGs and joins the process group (`tgs.pipeline.stages.train_fold`)
+    and chooses the callbacks (None: `default_callbacks(cfg)`)."""
 
     def __init__(
         self,
@@ -104,6 +65,7 @@ class FoldTrainer:
         run: Run,
         dist: Dist | None = None,
         started: float | None = None,
+        callbacks: list[Callback] | None = None,
     ):
         """`started`: `time.time()` when the fold's work began (a child fold: when its process
         was launched, so imports, data and model count toward its budget); None: not counted."""
@@ -116,7 +78,7 @@ class FoldTrainer:
         if self.spec.depth:
             require_depths(data.ids, data.z, "depths.csv")
         self.train_idx, self.val_idx = fold_indices(data.ids, folds, fold)
-        self.train_set = self._train_set()
+        self.train_set = fold_train_set(data, self.train_idx, cfg, self.spec)
         self.model = model_from_config(cfg).to(self.rt.device, memory_format=self.rt.memory_format)
         if cfg.init_from:
             self._init_from(cfg.init_from)
@@ -127,53 +89,21 @@ class FoldTrainer:
         self.train_model = wrap_ddp(self.model, self.dist, self.rt)
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
-        self.batches = self._train_batches()
+        self.batches = train_batches(cfg, self.train_set, self.spec, self.rt.device, self.dist)
         self.start, self.best, self.history = 0, -math.inf, []
-        self.ema = None
-        if cfg.ema > 0:
-            avg = get_ema_multi_avg_fn(cfg.ema)
-            self.ema = AveragedModel(self.model, multi_avg_fn=avg, use_buffers=True)
-
-    def _train_batches(self) -> SaltDataset | DeviceBatches:
-        """Per-sample dataset (albumentations, DataLoader) or the whole set on the device."""
-        cfg, data = self.cfg, self.train_set
-        if cfg.data_on_device:
-            x = self.spec.make(data.images, data.z).to(self.rt.device)
-            y = torch.from_numpy(data.masks).float().unsqueeze(1).to(self.rt.device)
-            aug = dict(
-                hflip=cfg.hflip, affine=cfg.affine, brightness_contrast=cfg.brightness_contrast
-            )
-            return DeviceBatches(
-                x, y, cfg.batch_size, aug if cfg.augment else None, self.dist.rank, self.dist.world
-            )
-        aug = build_augment(cfg.hflip, cfg.affine, cfg.brightness_contrast) if cfg.augment else None
-        return SaltDataset(data.images, data.masks, aug, data.z, self.spec)
-
-    def _train_set(self) -> TrainData:
-        """The fold's training images, plus the pseudo-labelled set when `pseudo` is set (its
-        ids must not be labelled ids: pseudo images never enter a validation fold)."""
-        own = self.data.subset(self.train_idx)
-        if not self.cfg.pseudo:
-            return own
-        from tgs.data.cache import load_train_cached
-
-        extra = load_train_cached(self.cfg.pseudo)
-        clash = set(extra.ids) & set(self.data.ids)
-        if clash:
-            raise TGSError(f"pseudo set {self.cfg.pseudo} holds labelled id {sorted(clash)[0]!r}")
-        if self.spec.depth:
-            require_depths(extra.ids, extra.z, Path(self.cfg.pseudo) / "depths.csv")
-        return TrainData(
-            own.ids + extra.ids,
-            np.concatenate([own.images, extra.images]),
-            np.concatenate([own.masks, extra.masks]),
-            np.concatenate([own.z, extra.z]),
-        )
+        self.callbacks = default_callbacks(cfg) if callbacks is None else list(callbacks)
+        for cb in self.callbacks:
+            cb.setup(self)
 
     @property
     def eval_model(self) -> torch.nn.Module:
-        """The weights that are validated, saved and used to predict (EMA when enabled)."""
-        return self.ema.module if self.ema is not None else self.model
+        """The weights that are validated, saved and used to predict (a callback's, such as the
+        EMA's, else the trained ones)."""
+        for cb in self.callbacks:
+            model = cb.eval_model()
+            if model is not None:
+                return model
+        return self.model
 
     def _set_stage(self, stage: int) -> None:
         """Loss, optimizer and schedule of stage 1 (the config's) or stage 2 (its loss, a fresh
@@ -194,13 +124,7 @@ class FoldTrainer:
         path = Path(source.format(fold=self.fold))
         if path.is_dir():
             path = Run(path).best(self.fold)
-        state = read_checkpoint(path)
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError:
-            raise TGSError(
-                f"init_from {path}: its weights do not fit model {self.cfg.model!r}"
-            ) from None
+        load_weights(self.model, path, self.cfg, f"init_from {path}")
 
     # -- checkpoints -------------------------------------------------------------------------
     def _state(self, epoch: int, score: float) -> dict:
@@ -213,37 +137,41 @@ class FoldTrainer:
         }
 
     def _full_state(self, epoch: int, score: float) -> dict:
-        return {
+        state = {
             **self._state(epoch, score),
             "train_model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema": None,  # older readers look for it; an EMA callback fills it in
             "best_score": self.best,
             "history": self.history,
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict() if self.sched is not None else None,
             "scaler": self.scaler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": _numpy_state(),
-                "python": random.getstate(),
-            },
+            "rng": rng_state(),
         }
+        for cb in self.callbacks:
+            if cb.state_key:
+                state[cb.state_key] = cb.state_dict()
+        return state
+
+    def save_model(self, path: Path, epoch: int, score: float) -> None:
+        """A model checkpoint (the eval weights, config, epoch, score) at `path`."""
+        save_checkpoint(path, self._state(epoch, score))
 
     def restore(self) -> None:
-        """Continue from last.pt: weights, optimizer, scheduler, scaler, RNG, epoch, history."""
+        """Continue from last.pt: weights, optimizer, scheduler, scaler, RNG, epoch, history
+        and the callbacks' states."""
         state = read_checkpoint(self.run.last(self.fold))
         if state["epoch"] + 1 > self.cfg.epochs:  # the last finished epoch was in stage 2
             self._set_stage(2)
         self.model.load_state_dict(state["train_model"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+        for cb in self.callbacks:
+            if cb.state_key:
+                cb.load_state_dict(state[cb.state_key])
         self.opt.load_state_dict(state["optimizer"])
         if self.sched is not None and not self.cfg.scheduler.startswith("cosine"):
             self.sched.load_state_dict(state["scheduler"])  # cosine: its config and step say all
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        _set_numpy_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_state(state["rng"])
         self.start, self.best = state["epoch"] + 1, state["best_score"]
         self.history = state["history"]
         log.info(
@@ -251,12 +179,15 @@ class FoldTrainer:
         )
 
     # -- loop --------------------------------------------------------------------------------
-    def validate(self, tta: str = "none", model=None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(pixel probabilities (N_val, 101, 101), salt-present probabilities or None) of
-        `model` (default: the eval model) on the fold's validation ids."""
-        vi = self.val_idx
+    def predict(
+        self, model: torch.nn.Module | list | None = None, tta: str = "none", shard=slice(None)
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pixel probabilities (N, 101, 101), salt-present probabilities (N,) or None) of
+        `model` (default: the eval model; a list: their mean) on the validation ids
+        `val_idx[shard]`, averaged over the views of `tta`."""
+        vi = self.val_idx[shard]
         return predict_array(
-            model or self.eval_model,
+            model if model is not None else self.eval_model,
             self.data.images[vi],
             self.rt,
             self.cfg.val_batch_size,
@@ -264,6 +195,15 @@ class FoldTrainer:
             self.data.z[vi],
             self.spec,
         )
+
+    def validate(self, tta: str = "none", model=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """`predict` on all the fold's validation ids."""
+        return self.predict(model, tta)
+
+    def after_step(self) -> None:
+        """The callbacks' `on_step` (the loop calls it after each optimizer step)."""
+        for cb in self.callbacks:
+            cb.on_step(self)
 
     def run_epoch(self, epoch: int) -> None:
         cfg, t0 = self.cfg, time.time()
@@ -285,8 +225,7 @@ class FoldTrainer:
             done[0] += 1
             if self.sched is not None:
                 self.sched.step_update(first + done[0])
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
+            self.after_step()
 
         low = epoch < low_epochs(cfg)
         desc += f" ({cfg.low_size} px)" if low else ""
@@ -319,7 +258,8 @@ class FoldTrainer:
         )
         improved = score > self.best
         self.best = max(self.best, score)
-        self._replan(epoch)  # before last.pt, so a resumed fold finds the refit schedule
+        for cb in self.callbacks:  # a refit goes before last.pt: a resumed fold finds it
+            cb.on_epoch_end(self, epoch)
         if self.dist.main:
             t_save = time.perf_counter()
             self._save(epoch, score, improved)  # its time is saved with the next epoch's
@@ -330,60 +270,20 @@ class FoldTrainer:
                 f"{seconds:.1f}s{mark}"
             )
 
-    def _replan(self, epoch: int) -> None:
-        """Budgeted runs: refit the fold's epochs to the time its epochs took
-        (`tgs.budget.replan`) when `_refit_due`; saved as foldK/plan.json (a resumed fold keeps
-        it). Rank 0's refit is every rank's; a cosine goes on from this step's learning rate,
-        stretched over the new length (`stage1_scheduler`), other schedules are laid out again."""
-        from tgs.budget.plan import apply_plan, replan
-
-        plan = self.run.plan() if self._refit_due(epoch + 1) else None
-        if plan is None:
-            return
-        seconds = [h["seconds"] for h in self.history]
-        saves = [h["save_seconds"] for h in self.history if h.get("save_seconds") is not None]
-        new = replan(self.cfg, plan, seconds, _median(saves), self.startup)
-        new["saves_timed"] = bool(saves)  # False: no save timed yet (replan_after: 1)
-        new = gather_objects(self.dist, new)[0]
-        self.cfg, self.refits = apply_plan(self.cfg, new), [*self.refits, new]
-        if self.dist.main:
-            self.run.write_fold_refits(self.fold, self.refits)
-            _log_refit(self.fold, new, self.run.fold_plan_path(self.fold))
-        if self.cfg.scheduler.startswith("cosine"):  # plateau and none have no length
-            self.sched = stage1_scheduler(self.cfg, self.opt, self.steps, self.refits)
-            self.sched.step_update((epoch + 1) * self.steps)
-
-    def _refit_due(self, n: int) -> bool:
-        """After `n` epochs of a budgeted stage 1: the first refit once `replan_after` epochs
-        have run; with progressive resizing a second once `replan_after` full-size epochs have
-        (unless the first was already on full-size epochs, or predates the second refit)."""
-        cfg = self.cfg
-        if not (cfg.budget_minutes and cfg.replan_after) or n >= cfg.epochs:
-            return False  # no budget, or stage 1 is over: nothing left to lay out
-        if not self.refits:
-            return n >= cfg.replan_after
-        first, low = self.refits[0], low_epochs(cfg)
-        return (
-            len(self.refits) == 1
-            and bool(low)
-            and n >= low + cfg.replan_after
-            and "from_epochs" in first  # older records: refit once, as then
-            and not first.get("on_full_size")
-        )
-
     def validates(self, epoch: int) -> bool:
-        """Validate after `epoch` (0-based)? Every `val_every` epochs and at each stage's end."""
-        n, every = epoch + 1, max(1, self.cfg.val_every)
-        return n % every == 0 or n == self.cfg.epochs or n == total_epochs(self.cfg)
+        """Validate after `epoch` (0-based)? At each stage's end, and when a callback asks."""
+        n = epoch + 1
+        if n == self.cfg.epochs or n == total_epochs(self.cfg):
+            return True
+        return any(cb.wants_validation(self, epoch) for cb in self.callbacks)
 
     def _save(self, epoch: int, score: float, improved: bool) -> None:
-        """best.pt when improved, a snapshot at each cycle's end, last.pt and log.csv always."""
+        """best.pt when improved, the callbacks' files (snapshots), last.pt and log.csv."""
         run, k = self.run, self.fold
         if improved:
-            save_checkpoint(run.best(k), self._state(epoch, score))
-        if self.cfg.snapshots and (epoch + 1) % cycle_epochs(self.cfg) == 0:
-            cycle = (epoch + 1) // cycle_epochs(self.cfg)
-            save_checkpoint(run.snapshot(k, cycle), self._state(epoch, score))
+            self.save_model(run.best(k), epoch, score)
+        for cb in self.callbacks:
+            cb.on_save(self, epoch, score)
         save_checkpoint(run.last(k), self._full_state(epoch, score))
         with atomic_path(run.log(k)) as tmp:
             pd.DataFrame(self.history).to_csv(tmp, index=False)
@@ -392,18 +292,10 @@ class FoldTrainer:
         """Competition score (p > 0.5) on the fold's validation ids. Distributed: each rank
         predicts a disjoint shard (no padding duplicates) and the per-image scores are gathered,
         so the value equals a single-process evaluation."""
-        d, vi = self.dist, self.val_idx
-        shard = np.arange(len(vi))[d.rank :: d.world]
-        probs, _ = predict_array(
-            self.eval_model,
-            self.data.images[vi[shard]],
-            self.rt,
-            self.cfg.val_batch_size,
-            "none",
-            self.data.z[vi[shard]],
-            self.spec,
-        )
-        scores = per_image_scores(probs > 0.5, self.data.masks[vi[shard]])
+        d = self.dist
+        shard = np.arange(len(self.val_idx))[d.rank :: d.world]
+        probs, _ = self.predict(shard=shard)
+        scores = per_image_scores(probs > 0.5, self.data.masks[self.val_idx[shard]])
         gathered = gather_objects(d, scores.tolist())
         return float(np.mean(np.concatenate([np.asarray(g, dtype=float) for g in gathered])))
 
@@ -417,28 +309,29 @@ class FoldTrainer:
             self.restore()
         if self.started is not None:  # the fold's own one-off seconds before its first epoch
             self.startup = time.time() - self.started
-        t0, epoch = time.time(), self.start
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        epoch = self.start
         while epoch < total_epochs(self.cfg):  # a budget refit may change the total on the way
             self.run_epoch(epoch)
-            if self.cfg.max_minutes and self._out_of_time(t0):
-                log.info("fold %d: stopping after epoch %d: max_minutes", self.fold, epoch + 1)
-                if math.isnan(self.history[-1]["val_score"]):  # stopped between validations
-                    score = self.val_score()
-                    self.history[-1]["val_score"] = score
-                    self.best = max(self.best, score)
-                    self._save(epoch, score, improved=score >= self.best)
+            if any(cb.should_stop(self, epoch) for cb in self.callbacks):
+                self._stop(epoch)
                 break
             epoch += 1
         return self.finish()
 
-    def _out_of_time(self, t0: float) -> bool:
-        """Would one more epoch (as long as the last) pass the max_minutes budget?"""
-        elapsed, last = time.time() - t0, self.history[-1]["seconds"]
-        return elapsed + last > 60 * self.cfg.max_minutes
+    def _stop(self, epoch: int) -> None:
+        """A callback stopped the fit after `epoch`: validate it if it fell between
+        validations, so best.pt holds the last weights when they are the best."""
+        if math.isnan(self.history[-1]["val_score"]):
+            score = self.val_score()
+            self.history[-1]["val_score"] = score
+            self.best = max(self.best, score)
+            self._save(epoch, score, improved=score >= self.best)
 
     def finish(self) -> dict:
-        """Reload the best checkpoint, write the hflip-TTA OOF (oof.npz) and summary.json
-        (rank 0 only when distributed)."""
+        """Reload the best checkpoint, write the OOF (oof.npz: the run's TTA over the fold's
+        model files) and summary.json (rank 0 only when distributed)."""
         if not self.history:
             raise TGSError(f"{self.dir}: no epoch was trained (epochs={total_epochs(self.cfg)})")
         identical = weights_identical(self.dist, self.model) if self.dist.enabled else None
@@ -448,7 +341,7 @@ class FoldTrainer:
         run, k, vi = self.run, self.fold, self.val_idx
         best = read_checkpoint(run.best(k))
         files = run.model_files(k)
-        probs, cls = self.ensemble_oof(files)
+        probs, cls = self.predict(load_models(files, self.rt), self.cfg.tta)
         run.save_oof(k, [self.data.ids[i] for i in vi], probs, cls)
         summary = {
             "fold": k,
@@ -468,56 +361,3 @@ class FoldTrainer:
         run.write_summary(k, summary)
         barrier(self.dist)
         return summary
-
-    def ensemble_oof(self, files: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Validation probabilities averaged over the checkpoints `files` and the run's TTA."""
-        vi = self.val_idx
-        return predict_array(
-            load_models(files, self.rt),
-            self.data.images[vi],
-            self.rt,
-            self.cfg.val_batch_size,
-            self.cfg.tta,
-            self.data.z[vi],
-            self.spec,
-        )
-
-
-def _median(values: list[float]) -> float:
-    """The median of `values` (0.0 for none)."""
-    return float(np.median(values)) if values else 0.0
-
-
-def _log_refit(fold: int, new: dict, path: Path) -> None:
-    log.info(
-        "fold %d: %d real epochs (%s) took %.2fx the probe's estimate -> %d epochs (+%d stage "
-        "2) instead of %d (%s)",
-        fold,
-        new["after_epochs"],
-        "timed on the full-size ones" if new.get("on_full_size") else "timed",
-        new["ratio"],
-        new["epochs"],
-        new["stage2_epochs"],
-        new["planned_epochs"],
-        path,
-    )
-
-
-def _numpy_state() -> dict:
-    """numpy's global RNG state as plain values (checkpoints are read with weights_only)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "name": name,
-        "keys": torch.from_numpy(keys.astype(np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "gauss": float(gauss),
-    }
-
-
-def _set_numpy_state(state) -> None:
-    """Restore `_numpy_state()` (or the tuple older checkpoints stored)."""
-    if isinstance(state, dict):
-        keys = state["keys"].numpy().astype(np.uint32)
-        state = (state["name"], keys, state["pos"], state["has_gauss"], state["gauss"])
-    np.random.set_state(state)

@@ -1,0 +1,86 @@
+"""The budget refit as a training callback: once a budgeted fold has timed its first real
+epochs, its epochs are refit to what they took (`tgs.budget.plan.replan`) and the schedule is
+laid out again over the new length. The pipeline passes it to the trainer (`budget_callbacks`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from tgs.budget.plan import apply_plan, replan
+from tgs.core.config import Config
+from tgs.train.callbacks import Callback, FoldTrainer
+from tgs.train.distributed import gather_objects
+from tgs.train.schedule import low_epochs, stage1_scheduler
+
+log = logging.getLogger(__name__)
+
+
+class BudgetRefit(Callback):
+    """Refit a budgeted fold's epochs when `refit_due`; saved as foldK/plan.json before
+    last.pt, so a resumed fold finds the refit schedule. Rank 0's refit is every rank's; a
+    cosine goes on from this step's learning rate, stretched over the new length
+    (`stage1_scheduler`), other schedules have no length to change."""
+
+    def on_epoch_end(self, t: FoldTrainer, epoch: int) -> None:
+        plan = t.run.plan() if refit_due(t.cfg, t.refits, epoch + 1) else None
+        if plan is None:
+            return
+        seconds = [h["seconds"] for h in t.history]
+        saves = [h["save_seconds"] for h in t.history if h.get("save_seconds") is not None]
+        new = replan(t.cfg, plan, seconds, _median(saves), t.startup)
+        new["saves_timed"] = bool(saves)  # False: no save timed yet (replan_after: 1)
+        new = gather_objects(t.dist, new)[0]
+        t.cfg, t.refits = apply_plan(t.cfg, new), [*t.refits, new]
+        if t.dist.main:
+            t.run.write_fold_refits(t.fold, t.refits)
+            _log_refit(t.fold, new, t.run.fold_plan_path(t.fold))
+        if t.cfg.scheduler.startswith("cosine"):  # plateau and none have no length
+            t.sched = stage1_scheduler(t.cfg, t.opt, t.steps, t.refits)
+            t.sched.step_update((epoch + 1) * t.steps)
+
+
+def refit_due(cfg: Config, refits: list[dict], n: int) -> bool:
+    """After `n` epochs of a budgeted stage 1 with `refits` so far: the first refit once
+    `replan_after` epochs have run; with progressive resizing a second once `replan_after`
+    full-size epochs have (unless the first was already on full-size epochs, or predates the
+    second refit)."""
+    if not (cfg.budget_minutes and cfg.replan_after) or n >= cfg.epochs:
+        return False  # no budget, or stage 1 is over: nothing left to lay out
+    if not refits:
+        return n >= cfg.replan_after
+    first, low = refits[0], low_epochs(cfg)
+    return (
+        len(refits) == 1
+        and bool(low)
+        and n >= low + cfg.replan_after
+        and "from_epochs" in first  # older records: refit once, as then
+        and not first.get("on_full_size")
+    )
+
+
+def budget_callbacks(cfg: Config) -> list[Callback]:
+    """[BudgetRefit()] for a budgeted config that refits (`replan_after` > 0), else []."""
+    return [BudgetRefit()] if cfg.budget_minutes and cfg.replan_after else []
+
+
+def _median(values: list[float]) -> float:
+    """The median of `values` (0.0 for none)."""
+    return float(np.median(values)) if values else 0.0
+
+
+def _log_refit(fold: int, new: dict, path: Path) -> None:
+    log.info(
+        "fold %d: %d real epochs (%s) took %.2fx the probe's estimate -> %d epochs (+%d stage "
+        "2) instead of %d (%s)",
+        fold,
+        new["after_epochs"],
+        "timed on the full-size ones" if new.get("on_full_size") else "timed",
+        new["ratio"],
+        new["epochs"],
+        new["stage2_epochs"],
+        new["planned_epochs"],
+        path,
+    )

@@ -1,0 +1,158 @@
+"""Hooks of one fold's training: what happens around the loop, not the loop itself.
+
+`FoldTrainer` calls each callback at fixed points (in list order); `default_callbacks(cfg)` is
+what a config asks for (EMA weights, cycle snapshots, the validation cadence, `max_minutes`).
+The pipeline adds its own (the budget refit, `tgs.budget.refit`). A callback with a
+`state_key` is saved in last.pt under that key and restored on resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from tgs.core.config import Config
+from tgs.run.folder import Run
+from tgs.train.distributed import Dist
+from tgs.train.schedule import cycle_epochs
+
+log = logging.getLogger(__name__)
+
+
+class FoldTrainer(Protocol):
+    """What a callback sees of `tgs.train.trainer.FoldTrainer` (and may change: a refit sets
+    `cfg`, `refits` and `sched`)."""
+
+    cfg: Config
+    run: Run
+    fold: int
+    dist: Dist
+    model: torch.nn.Module  # the trained weights (not DDP-wrapped)
+    history: list[dict]  # one row per finished epoch (epoch, stage, loss, val_score, seconds...)
+    refits: list[dict]  # the fold's budget refits so far
+    startup: float  # seconds from the fold's launch to its first epoch
+    opt: torch.optim.Optimizer
+    sched: Any  # a timm scheduler or None
+    steps: int  # optimizer steps per epoch
+
+    def save_model(self, path: Path, epoch: int, score: float) -> None: ...
+
+
+class Callback:
+    """Does nothing at every hook; subclasses override what they need."""
+
+    state_key: str | None = None  # last.pt key of `state_dict()` (None: nothing to resume)
+
+    def setup(self, t: FoldTrainer) -> None:
+        """Once, when the trainer has built its model and optimizer (before any resume)."""
+
+    def on_fit_start(self, t: FoldTrainer) -> None:
+        """When `fit` starts its first (or resumed) epoch."""
+
+    def on_step(self, t: FoldTrainer) -> None:
+        """After each optimizer step (and the learning-rate schedule's step)."""
+
+    def wants_validation(self, t: FoldTrainer, epoch: int) -> bool:
+        """Validate after `epoch` (0-based)? The trainer always validates at each stage's end."""
+        return False
+
+    def on_epoch_end(self, t: FoldTrainer, epoch: int) -> None:
+        """After the epoch's row is in `t.history` and `t.best` is updated, before last.pt."""
+
+    def on_save(self, t: FoldTrainer, epoch: int, score: float) -> None:
+        """Rank 0, when the epoch's checkpoints are written (after best.pt, before last.pt)."""
+
+    def should_stop(self, t: FoldTrainer, epoch: int) -> bool:
+        """Stop after `epoch` (0-based)? The trainer validates a stopped epoch if it was not."""
+        return False
+
+    def eval_model(self) -> torch.nn.Module | None:
+        """The weights to validate, save and predict with instead of the trained ones."""
+        return None
+
+    def state_dict(self) -> Any:
+        return None
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore `state_dict()` (as saved in last.pt)."""
+
+
+class EMA(Callback):
+    """An exponential moving average of the weights (decay per step), updated after every
+    step; validated, saved and used to predict in place of the trained weights."""
+
+    state_key = "ema"
+
+    def __init__(self, decay: float):
+        self.decay, self.average = decay, None
+
+    def setup(self, t: FoldTrainer) -> None:
+        avg = get_ema_multi_avg_fn(self.decay)
+        self.average = AveragedModel(t.model, multi_avg_fn=avg, use_buffers=True)
+
+    def on_step(self, t: FoldTrainer) -> None:
+        self.average.update_parameters(t.model)
+
+    def eval_model(self) -> torch.nn.Module:
+        return self.average.module
+
+    def state_dict(self) -> dict:
+        return self.average.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.average.load_state_dict(state)
+
+
+class Snapshots(Callback):
+    """A snapshot checkpoint at the end of each learning-rate cycle (`cycle_epochs`); the OOF
+    and the test predictions average over them."""
+
+    def on_save(self, t: FoldTrainer, epoch: int, score: float) -> None:
+        cycle = cycle_epochs(t.cfg)  # the current config's: a budget refit may change it
+        if (epoch + 1) % cycle == 0:
+            t.save_model(t.run.snapshot(t.fold, (epoch + 1) // cycle), epoch, score)
+
+
+class ValidateEvery(Callback):
+    """Validate every `every` epochs (plateau's patience counts validated epochs)."""
+
+    def __init__(self, every: int):
+        self.every = max(1, every)
+
+    def wants_validation(self, t: FoldTrainer, epoch: int) -> bool:
+        return (epoch + 1) % self.every == 0
+
+
+class TimeLimit(Callback):
+    """Stop before an epoch (as long as the last one) would pass `minutes` of training."""
+
+    def __init__(self, minutes: float):
+        self.minutes, self.started = minutes, time.time()
+
+    def on_fit_start(self, t: FoldTrainer) -> None:
+        self.started = time.time()
+
+    def should_stop(self, t: FoldTrainer, epoch: int) -> bool:
+        elapsed, last = time.time() - self.started, t.history[-1]["seconds"]
+        if elapsed + last <= 60 * self.minutes:
+            return False
+        log.info("fold %d: stopping after epoch %d: max_minutes", t.fold, epoch + 1)
+        return True
+
+
+def default_callbacks(cfg: Config) -> list[Callback]:
+    """The callbacks `cfg` asks for: ValidateEvery always; EMA, Snapshots and TimeLimit when
+    `ema`, `snapshots` and `max_minutes` are set."""
+    out: list[Callback] = [ValidateEvery(cfg.val_every)]
+    if cfg.ema > 0:
+        out.append(EMA(cfg.ema))
+    if cfg.snapshots:
+        out.append(Snapshots())
+    if cfg.max_minutes:
+        out.append(TimeLimit(cfg.max_minutes))
+    return out
