@@ -1,9 +1,14 @@
-"""Test helpers: pack a data folder like Kaggle's download."""
+"""Test helpers: the checkout's root, the tiny training settings, packing a data folder like
+Kaggle's download, a seeded FoldTrainer."""
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 def pack_competition_zip(data_dir: Path, out_dir: Path, name: str = "competition.zip") -> Path:
@@ -40,30 +45,26 @@ def train_args(config, data, folds, fold, run, *extra: str) -> list[str]:
     ]
 
 
-# The same tiny net as `key=value` overrides of the defaults (one thread, 32 px).
+# The tiny net every training test uses (a fold trains in about a second), defined once: as
+# `KEY=VALUE` overrides of the defaults (TINY_ARGS, one thread) and as a config file (TINY).
+TINY_SETTINGS = {
+    "model": "seed_unet",
+    "model_kwargs": {"n_filters": 4},
+    "geometry": "resize",
+    "size": 32,
+    "batch_size": 16,
+    "epochs": 1,
+}
 TINY_ARGS = [
-    "model=seed_unet",
-    "model_kwargs.n_filters=4",
-    "geometry=resize",
-    "size=32",
-    "batch_size=16",
-    "epochs=1",
+    *(f"{k}={v}" for k, v in TINY_SETTINGS.items() if k != "model_kwargs"),
+    *(f"model_kwargs.{k}={v}" for k, v in TINY_SETTINGS["model_kwargs"].items()),
     "threads=1",
 ]
-
-# A config small enough to train a fold in a second (tests only).
-TINY = """
-name: tiny
-model: seed_unet
-model_kwargs: {n_filters: 4}
-geometry: resize
-size: 32
-n_folds: 2
-epochs: 1
-batch_size: 16
-val_batch_size: 32
-loss: bce+dice
-"""
+TINY = yaml.safe_dump(
+    {"name": "tiny", **TINY_SETTINGS, "n_folds": 2, "val_batch_size": 32, "loss": "bce+dice"},
+    sort_keys=False,
+    default_flow_style=None,
+)
 
 
 def fold_trainer(cfg, data, folds, run_dir: Path, fold: int = 0):
@@ -78,3 +79,8 @@ def fold_trainer(cfg, data, folds, run_dir: Path, fold: int = 0):
     seed_everything(cfg.seed + fold)
     callbacks = default_callbacks(cfg) + budget_callbacks(cfg)
     return FoldTrainer(cfg, data, folds, fold, Run(run_dir).create(cfg), callbacks=callbacks)
+
+
+def tiny_yaml(**changes) -> str:
+    """TINY with `changes` (config keys) applied, as a config file's text."""
+    return yaml.safe_dump({**yaml.safe_load(TINY), **changes}, sort_keys=False)

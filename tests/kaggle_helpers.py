@@ -12,9 +12,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tests.helpers import ROOT
 from tgs import COMPETITION
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-key-value"
 TOKEN = "t0ken-value-1234"
 FORBIDDEN = ("tgs.train", "tgs.models.losses", "albumentations")
@@ -72,7 +72,7 @@ def install_kaggle(tmp: Path, script: str) -> Path:
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
     exe = bin_dir / "kaggle"
-    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / script}" "$@"\n')
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "bin" / script}" "$@"\n')
     exe.chmod(0o755)
     return bin_dir
 

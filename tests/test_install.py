@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 import tgs
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 
 BUILD_INPUTS = ("pyproject.toml", "README.md", "tgs")  # all that setuptools reads for the wheel
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 needs_import_linter = pytest.mark.skipif(
     importlib.util.find_spec("importlinter") is None,

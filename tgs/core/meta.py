@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 
@@ -38,15 +40,13 @@ def cpu_name() -> str:
 
 def gpu_name() -> str | None:
     """The first visible CUDA device's name (e.g. "NVIDIA H100 80GB HBM3"); None without one."""
-    import torch
+    import torch  # here: meta.json is written by commands that need no torch otherwise
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def versions() -> dict[str, str]:
     """Versions of the packages a run's numbers depend on (those importable here)."""
-    from importlib import metadata
-
     out = {"python": platform.python_version()}
     for name in ("torch", "segmentation-models-pytorch", "timm", "numpy", "albumentations"):
         try:
@@ -58,8 +58,6 @@ def versions() -> dict[str, str]:
 
 def environment() -> dict:
     """commit, versions, host CPU and cores: recorded in a run's meta.json."""
-    import os
-
     return {
         "commit": git_commit(),
         "versions": versions(),

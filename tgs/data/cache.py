@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tgs import __version__
 from tgs.core.fileio import atomic_path
 from tgs.data.io import TrainData, load_train
 
@@ -32,7 +33,6 @@ def fingerprint(data_dir: str | os.PathLike) -> str:
     """sha256 over train.csv's and depths.csv's bytes and (relative name, size, mtime) of every
     train PNG: what the labelled arrays come from."""
     data_dir = Path(data_dir)
-    from tgs import __version__
 
     h = hashlib.sha256(f"tgs-train-cache-v{FORMAT}-{__version__}".encode())
     for name in ("train.csv", "depths.csv"):  # small: their contents, not just size and mtime

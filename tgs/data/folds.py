@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedKFold  # a 1.7 s import: only when needed
 
 from tgs.core.errors import DataError
 from tgs.core.fileio import atomic_path
@@ -39,7 +40,6 @@ def make_folds(
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
     if len(ids) < n_folds:
         raise DataError(f"{len(ids)} images cannot be split into {n_folds} folds")
-    from sklearn.model_selection import StratifiedKFold  # a 1.7 s import: only when needed
 
     cov = coverage(masks)
     cls = coverage_class(cov)

@@ -10,6 +10,7 @@ from pathlib import Path
 from tgs.core.errors import DataError
 from tgs.core.fileio import atomic_dir
 from tgs.data import io
+from tgs.data.cache import load_train_cached
 
 INNER_ZIPS = {"train.zip": "train", "test.zip": "test"}
 REQUIRED = (*INNER_ZIPS, *io.CSV_FILES)
@@ -71,8 +72,6 @@ def prepare(zip_path: str | os.PathLike, out: str | os.PathLike, force: bool = F
 def validate_folder(data_dir: str | os.PathLike) -> None:
     """Load everything once (images, masks vs train.csv RLE, test ids); raise DataError if off.
     The decoded train arrays are cached in the folder, so later stages do not decode again."""
-    from tgs.data.cache import load_train_cached
-
     io.check_layout(data_dir)
     load_train_cached(data_dir)
     io.test_ids(data_dir)

@@ -17,11 +17,13 @@ import pandas as pd
 
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
+from tgs.data.prepare import prepare
 from tgs.kaggle.client import (
     KaggleError,
     poll,
     run_kaggle,
 )
+from tgs.predict.submission import validate_file
 from tgs.run.records import SUBMISSIONS_DIR, Manifest
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,6 @@ SUBMISSION_COLUMNS = ["fileName", "date", "description", "status", "publicScore"
 def download(out: str | os.PathLike, force: bool = False) -> Path:
     """Download the competition zip and unpack it into `out` like `tgs prepare`; the download
     folder is removed whatever happens."""
-    from tgs.data.prepare import prepare
-
     out = Path(out)
     staging = out.parent / f".{out.name}.download"
     staging.mkdir(parents=True, exist_ok=True)
@@ -98,8 +98,6 @@ def submit(
 ) -> dict:
     """Validate, submit (recorded in the manifest at once), and with `wait` poll with backoff
     until scored or `max_wait` seconds; the scores go into the manifest."""
-    from tgs.predict.submission import validate_file
-
     path = Path(path)
     validate_file(path, sample)  # refuses an invalid file before anything is uploaded
     out = run_kaggle(

@@ -66,7 +66,7 @@ def read_kernel_manifest(kernel_log: Path) -> Manifest | None:
 def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
     """In the kernel: predict the test set with the staged run. Writes only submission.csv and
     tgs-kernel.log to `working` (test images are unpacked to a temporary folder)."""
-    from tgs.predict.test_set import predict_run
+    from tgs.predict.test_set import predict_run  # torch: only inside the kernel
 
     run = Run(run_dir).require()
     info_path = run.root.parent / STAGE_INFO

@@ -16,6 +16,7 @@ from tgs.kaggle.client import KaggleError, find_credentials, kaggle_username, po
 from tgs.kaggle.competition import find_sample
 from tgs.kaggle.inference_kernel import read_kernel_manifest
 from tgs.kaggle.stage import KERNEL_LOG, SUBMISSION, kaggle_names, stage_dataset, stage_kernel
+from tgs.predict.submission import validate_file
 from tgs.run.folder import Run
 from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR, KaggleStaging, Manifest
 
@@ -177,8 +178,6 @@ def kernel_output(
     """Download the kernel's output, validate its submission.csv against sample_submission and
     keep it as submissions/<run>-kernel-cv<CV>.csv with a manifest linking it to the run: the
     kernel's own (from its log, as predict wrote it) with the kernel and the run's config."""
-    from tgs.predict.submission import validate_file
-
     run = Run(run_dir).require()
     th, cfg = run.thresholds(), run.config()
     dest = KaggleStaging(Path(staging)).output(run.name)

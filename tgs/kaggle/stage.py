@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
+from tgs.core.meta import git_commit
 from tgs.resources import KERNELS_DIR
 from tgs.run.folder import Run
 from tgs.run.records import StageInfo
@@ -120,12 +121,11 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
         if f.is_file():
             _copy(f, staged.root / run.relative(f))
     info = StageInfo(run=run.name, models=[run.relative(f) for f in files])
-    from tgs.core.meta import git_commit
-    from tgs.models.registry import SMP_ARCHS
+    from tgs.models.registry import SMP_ARCHS  # torch: not for `tgs kaggle submit`
 
     if cfg.model in SMP_ARCHS:
         try:
-            import segmentation_models_pytorch as smp
+            import segmentation_models_pytorch as smp  # optional: smp runs only
         except ImportError:
             raise TGSError(
                 f"{run.root} is an smp run but segmentation-models-pytorch is not installed "

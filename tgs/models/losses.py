@@ -14,7 +14,7 @@ from tgs.core.errors import ConfigError
 
 
 def _smp():
-    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch as smp  # optional: seed_unet runs need no smp
 
     return smp.losses
 

@@ -57,10 +57,10 @@ def _seed_unet(in_channels: int = 1, **kw: Any) -> nn.Module:
 
 
 def _check_encoder(name: str) -> None:
-    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch as smp  # optional: seed_unet runs need no smp
 
     if name.startswith("tu-"):
-        import timm
+        import timm  # with smp only
 
         if not timm.list_models(name[3:]):
             close = difflib.get_close_matches(name[3:], timm.list_models(), n=3)
@@ -101,7 +101,7 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
         deep_supervision: bool = False,
         **kw: Any,
     ) -> nn.Module:
-        import segmentation_models_pytorch as smp
+        import segmentation_models_pytorch as smp  # optional: seed_unet runs need no smp
 
         if deep_supervision:
             raise ConfigError(

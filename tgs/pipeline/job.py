@@ -10,14 +10,23 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
+from tgs import COMPETITION
+from tgs.budget.probe import ensure_plan
 from tgs.core.config import Config, load_config
 from tgs.core.errors import TGSError
-from tgs.data.io import TrainData
+from tgs.data.folds import load_folds, make_folds, save_folds
+from tgs.data.io import TrainData, test_ids
+from tgs.data.prepare import prepare
+from tgs.data.synth import synth
 from tgs.pipeline.launch import _cpu_ranks, _folds_at_once, _train_in_children
 from tgs.pipeline.options import RunOptions
 from tgs.pipeline.stages import load_data, predict, score, search, train_fold
+from tgs.report import build_report
 from tgs.resources import CONFIGS_DIR
 from tgs.run.folder import Run
+from tgs.train.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +42,9 @@ def resolve_data(data: str | None, config: str | None) -> tuple[Path, str | None
     data/synth with the shipped `demo` config."""
     if data:
         return Path(data), config
-    from tgs import COMPETITION
 
     root = Path("data")
     if not (root / "train.csv").is_file() and (root / f"{COMPETITION}.zip").is_file():
-        from tgs.data.prepare import prepare
-
         if not _has_data(root / "competition"):
             prepare(root / f"{COMPETITION}.zip", root / "competition")
     for candidate in (root, root / "competition"):
@@ -46,23 +52,18 @@ def resolve_data(data: str | None, config: str | None) -> tuple[Path, str | None
             return candidate, config
     synth_dir = root / "synth"
     if not _has_data(synth_dir):
-        from tgs.data.synth import synth
-
         synth(synth_dir, n_train=600, n_test=200, seed=0)
         log.info("wrote synthetic data to %s (600 train, 200 test)", synth_dir)
     return synth_dir, config or str(CONFIGS_DIR / "demo.yaml")
 
 
 def default_config() -> str:
-    import torch
-
     return str(CONFIGS_DIR / ("resnet34.yaml" if torch.cuda.is_available() else "cpu.yaml"))
 
 
 def ensure_folds(path: Path, data: TrainData, cfg: Config) -> None:
     if path.is_file():
         return
-    from tgs.data.folds import make_folds, save_folds
 
     save_folds(make_folds(data.ids, data.masks, data.z, cfg.n_folds, cfg.fold_seed), path)
     log.info("wrote %s (%d folds, seed %d)", path, cfg.n_folds, cfg.fold_seed)
@@ -103,8 +104,6 @@ def _check_launch(opts: RunOptions, cfg: Config) -> bool:
 def run_pipeline(opts: RunOptions) -> RunResult:
     """Data -> folds -> every fold trained -> threshold search -> submission (-> report).
     On a node other than rank 0 of a multi-node run, only the training ranks run."""
-    from tgs.train.validate import validate_config
-
     t0 = time.time()
     if len(opts.gpus) == 1:  # before anything touches CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = opts.gpus[0]
@@ -136,7 +135,6 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     )
     data = load_data(data_dir)
     ensure_folds(folds_csv, data, cfg)
-    from tgs.data.folds import load_folds
 
     folds_df = load_folds(folds_csv, ids=data.ids)
     missing = sorted(set(folds) - set(folds_df["fold"]))
@@ -179,9 +177,6 @@ def _plan(
     """The budget plan for the folds to train: folds at once (GPUs or CPU jobs) make waves; CPU
     processes (jobs x their DDP ranks) are probed as many at once; DDP ranks split each epoch's
     steps (their gradient all-reduce is not probed: the per-fold refit measures it)."""
-    from tgs.budget.probe import ensure_plan
-    from tgs.data.io import test_ids
-
     at_once = _folds_at_once(opts, len(todo))
     ensure_plan(
         run,
@@ -200,6 +195,4 @@ def _plan(
 
 def _report(run: Run, data_dir: Path) -> Path:
     """The run's HTML report (RUN/report/index.html)."""
-    from tgs.report import build_report
-
     return build_report(run, data_dir)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from tgs.core.errors import TGSError
 from tgs.core.procs import FOLD_LAUNCHED, child_env  # noqa: F401 (FOLD_LAUNCHED: re-exported)
 from tgs.pipeline.options import RunOptions
@@ -37,8 +39,6 @@ def _folds_at_once(opts: RunOptions, n: int) -> int:
 
 def _cpu_ranks(opts: RunOptions) -> int:
     """DDP ranks per fold that train on CPU cores (`--nproc` without a GPU), else 1."""
-    import torch
-
     on_cpu = not opts.gpus and not torch.cuda.is_available()
     return max(1, opts.nproc) if on_cpu else 1
 

@@ -12,8 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from tgs.core.config import Config
+from tgs.data.cache import load_train_cached
 from tgs.data.io import TrainData
 from tgs.post.oof import save_search, search_oof
+from tgs.post.rule import check_gate
+from tgs.predict.submission import score_file
 from tgs.run.folder import Run
 
 log = logging.getLogger(__name__)
@@ -22,8 +25,6 @@ log = logging.getLogger(__name__)
 # -- stages --------------------------------------------------------------------------------
 def load_data(data_dir: str | os.PathLike) -> TrainData:
     """The labelled set, decoded once per data folder (cached arrays)."""
-    from tgs.data.cache import load_train_cached
-
     return load_train_cached(data_dir)
 
 
@@ -40,6 +41,7 @@ def train_fold(
     """Train fold `fold` of `folds` (DataFrame id, fold) into the run; returns its summary
     ({} on a non-zero rank). Seeds the RNGs with seed + fold and sets the thread count.
     `started`: `time.time()` when this fold's work began (see `FoldTrainer`)."""
+    # training is imported here only, so `tgs threshold` and predicting never load it
     import torch
 
     from tgs.budget.plan import apply_plan
@@ -67,8 +69,7 @@ def search(
     (with the gate score, `gate` or the config's, and how the OOF was made: TTA and model
     files) and cv.png. Returns the thresholds as thresholds.json holds them (a dict; the
     record is `run.thresholds()`)."""
-    from tgs.post.plot import plot_threshold_search
-    from tgs.post.rule import check_gate
+    from tgs.post.plot import plot_threshold_search  # matplotlib: only when plotting
 
     cfg = run.config()
     gate = check_gate(gate or cfg.gate)
@@ -93,13 +94,11 @@ def search(
 
 def predict(run: Run, data_dir=None, out=None, batch_size: int = 256, tta=None) -> Path:
     """Fold ensemble x TTA on the test set -> submissions/<run>-cv<CV>.csv (+ manifest)."""
-    from tgs.predict.test_set import predict_run
+    from tgs.predict.test_set import predict_run  # torch: not for `tgs threshold`
 
     return predict_run(run, data_dir, out, batch_size, tta)
 
 
 def score(submission: str | os.PathLike, truth: str | os.PathLike) -> float:
     """Competition score of a submission CSV against a truth CSV (train.csv format)."""
-    from tgs.predict.submission import score_file
-
     return score_file(submission, truth)[0]

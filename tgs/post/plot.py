@@ -6,12 +6,12 @@ import os
 
 import numpy as np
 
+from tgs.core.fileio import atomic_path
+
 
 def plot_threshold_search(path: str | os.PathLike, result, title: str = "") -> None:
     """CV score against pixel threshold: best min-area per threshold, and min-area 0."""
     from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
-
-    from tgs.core.fileio import atomic_path
 
     fig = Figure(figsize=(7, 4.5), dpi=110)
     ax = fig.subplots()

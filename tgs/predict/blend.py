@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from tgs.core.errors import TGSError
+from tgs.data.cache import load_train_cached as load_data
+from tgs.data.io import test_ids
+from tgs.post.oof import save_search, search_oof
+from tgs.post.rule import PostProcessing, check_gate
 from tgs.predict.ensemble import mean_prediction
+from tgs.predict.test_set import RunEnsemble, ensemble_batches, write_predictions
 from tgs.run.folder import Run
 from tgs.run.records import SUBMISSIONS_DIR, Blend, BlendMember, Manifest, Thresholds
 
@@ -95,10 +100,7 @@ def search_blend(
     """Search the blend's post-processing on its averaged OOF; write BLEND/thresholds.json,
     search.npz, cv.png and (last) blend.json. `gate` defaults to the first member's recorded
     gate. Returns the thresholds as thresholds.json holds them (a dict)."""
-    from tgs.data.cache import load_train_cached as load_data
-    from tgs.post.oof import save_search, search_oof
-    from tgs.post.plot import plot_threshold_search
-    from tgs.post.rule import PostProcessing, check_gate
+    from tgs.post.plot import plot_threshold_search  # matplotlib: only when plotting
 
     out = Path(out)
     members, member_th = _members(runs, out)
@@ -166,9 +168,6 @@ def predict_blend(
     """The blend's submission (and a .json manifest): every member's fold ensemble with its own
     TTA, averaged with the blend's weights, post-processed with the blend's thresholds. The test
     images come from `data_dir`, default the folder the blend was searched on."""
-    from tgs.data.io import test_ids
-    from tgs.predict.test_set import RunEnsemble, ensemble_batches, write_predictions
-
     t0, out = time.time(), Path(out)
     blend, th = read_blend(out)
     data_dir = Path(data_dir or blend.data)

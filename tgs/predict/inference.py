@@ -17,6 +17,7 @@ from torch import nn
 
 from tgs.core.config import Config
 from tgs.data.inputs import InputSpec
+from tgs.models.checkpoint import load_model
 from tgs.predict.ensemble import mean_prediction
 from tgs.predict.tta import predict_proba
 
@@ -72,8 +73,6 @@ class Runtime:
 
 def load_models(files: Sequence[str | os.PathLike], rt: Runtime) -> list[nn.Module]:
     """Rebuild each checkpoint's model (never downloading weights), on rt's device, eval mode."""
-    from tgs.models.checkpoint import load_model
-
     return [rt.place(load_model(f)[0]).eval() for f in files]
 
 

@@ -25,6 +25,7 @@ from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_dir, write_json
 from tgs.data import rle
 from tgs.post.rule import PostProcessing
+from tgs.predict.test_set import predict_batches, run_tta
 from tgs.run.folder import Run
 
 
@@ -59,8 +60,6 @@ def make_pseudo(
     """Write the confident test predictions of `run` as a labelled set in the competition
     layout (train.csv, train/images, train/masks, depths.csv, pseudo.json); returns its summary.
     Default folder: RUN/pseudo."""
-    from tgs.predict.test_set import predict_batches, run_tta
-
     rule = rule or Confidence()
     data_dir = run.data_dir(data_dir)
     out = Path(out) if out else run.pseudo_dir

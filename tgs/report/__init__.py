@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_dir
+from tgs.data.cache import load_train_cached as load_data
 from tgs.data.io import TrainData
 from tgs.report import gallery, sections
 from tgs.report.analysis import OOF, analyse_oof
@@ -40,8 +41,6 @@ def _replaceable(out: Path) -> None:
 
 def _load_data(run: Run, data_dir: str | os.PathLike | None) -> tuple[TrainData | None, str | None]:
     """(train data, None) or (None, why it could not be read)."""
-    from tgs.data.cache import load_train_cached as load_data
-
     try:
         folder = run.data_dir(data_dir)
     except TGSError as e:

@@ -20,7 +20,7 @@ SHORT_LABELS = ["0"] + [f"{10 * c - 10}-{10 * c}" for c in range(1, 11)]
 def _subplots(*grid: int, figsize: tuple[float, float]):
     """A figure of its own (matplotlib.figure.Figure, no pyplot): rendering it never touches
     the caller's matplotlib backend or global figure list."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib: only when plotting
 
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(*grid)

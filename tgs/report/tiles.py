@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from PIL import Image
 
 GAP = 2  # white pixels between the two panels
 TRUTH = np.array([0, 200, 70], np.uint8)  # green: the true salt area
@@ -43,6 +44,4 @@ def tile(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Write an RGB uint8 array as an optimised PNG."""
-    from PIL import Image
-
     Image.fromarray(rgb).save(path, optimize=True)

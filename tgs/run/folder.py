@@ -23,10 +23,12 @@ import re
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from tgs.core.config import Config, config_from_dict, config_keys, dump_config
 from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_path, write_json, write_text
+from tgs.core.meta import environment
 from tgs.run.records import SUBMISSIONS_DIR, FoldRefits, FoldSummary, Plan, Thresholds
 
 log = logging.getLogger(__name__)
@@ -108,8 +110,6 @@ class Run:
 
     def config(self) -> Config:
         """The run's resolved config (old keys mapped with a warning)."""
-        import yaml
-
         self.require()
         return config_from_dict(yaml.safe_load(self.config_path.read_text()) or {})
 
@@ -132,8 +132,6 @@ class Run:
     ) -> Run:
         """Write config.yaml, meta.json and a copy of the folds file; refuse a run folder that was
         made with another config or other folds."""
-        from tgs.core.meta import environment
-
         self.root.mkdir(parents=True, exist_ok=True)
         text = dump_config(cfg)
         if self.config_path.exists() and self.config_path.read_text() != text:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from tgs.core.config import Config
@@ -98,8 +99,6 @@ def epoch_loader(ds: SaltDataset, cfg: Config, epoch: int, rt: Runtime, d=None) 
     seed = cfg.seed * 1000 + epoch
     sampler = None
     if d is not None and d.enabled:
-        from torch.utils.data.distributed import DistributedSampler
-
         # drop_last: no padding duplicates, so ranks see disjoint samples (a shuffled few rest)
         sampler = DistributedSampler(
             ds, d.world, d.rank, shuffle=True, seed=cfg.seed, drop_last=True

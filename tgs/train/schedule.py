@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
 from torch import nn
 
 from tgs.core.config import Config
@@ -19,8 +21,6 @@ SCHEDULERS = ("cosine", "cosine_restarts", "plateau", "none")
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     """timm's optimizer factory: AdamW or SGD with momentum (not Nesterov), no weight decay on
     norm layers and biases."""
-    from timm.optim import create_optimizer_v2
-
     if cfg.optimizer not in OPTIMIZERS:
         raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
     kw = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
@@ -139,8 +139,6 @@ def build_scheduler(cfg: Config, opt: torch.optim.Optimizer, steps: int):
     """timm's scheduler factory, updated every optimizer step (`step_update`) over `cfg.epochs`
     of `steps` each, with `warmup_epochs` of linear warm-up; plateau is stepped per epoch with
     the validation score. None for `scheduler: none`."""
-    from timm.scheduler import create_scheduler_v2
-
     if cfg.scheduler not in SCHEDULERS:
         raise TGSError(f"unknown scheduler {cfg.scheduler!r} (valid: {', '.join(SCHEDULERS)})")
     if cfg.scheduler == "none":

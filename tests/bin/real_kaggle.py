@@ -39,7 +39,7 @@ _real_send = requests.adapters.HTTPAdapter.send
 
 
 def _no_network(*args, **kwargs):
-    raise OSError("tests/real_kaggle.py: no network in tests")
+    raise OSError("tests/bin/real_kaggle.py: no network in tests")
 
 
 def _dns_fails(*args, **kwargs):
@@ -158,7 +158,7 @@ def api(name: str, req: dict, user: str | None, state: dict) -> tuple[int, dict,
             for p in sorted(folder.iterdir())
         ]
         return ok({"files": files, "log": '[{"stream_name":"stdout","data":"done"}]'})
-    return error(404, f"tests/real_kaggle.py has no canned answer for {name}")
+    return error(404, f"tests/bin/real_kaggle.py has no canned answer for {name}")
 
 
 def answer(request) -> tuple[int, dict, bytes]:

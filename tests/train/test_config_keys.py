@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import fold_trainer
+from tests.helpers import TINY_ARGS, fold_trainer
 from tgs.core.config import load_config
 from tgs.data.dataset import SaltDataset
 from tgs.pipeline.stages import train_fold
@@ -17,14 +17,7 @@ from tgs.train.loop import epoch_loader
 from tgs.train.schedule import build_optimizer, build_scheduler
 from tgs.train.trainer import FoldTrainer
 
-TINY = [
-    "model_kwargs.n_filters=4",
-    "geometry=resize",
-    "size=32",
-    "batch_size=8",
-    "max_train_batches=2",
-    "threads=1",
-]
+TINY = [*TINY_ARGS, "batch_size=8", "max_train_batches=2"]
 
 
 def _trainer(cfg, data, folds, tmp_path, name="r"):
@@ -122,6 +115,7 @@ def _inductor_compiles() -> bool:
         return False
 
 
+@pytest.mark.slow  # trains or spawns processes
 @pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile not available")
 def test_compile_trains_the_same_model(data, folds, tmp_path):
     cfg = load_config(None, [*TINY, "compile=true", "max_train_batches=1"])

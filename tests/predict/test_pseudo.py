@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import TINY_ARGS
 from tgs.cli.main import main
 from tgs.core.config import load_config
 from tgs.core.errors import TGSError
@@ -15,8 +16,6 @@ from tgs.post.rule import PostProcessing
 from tgs.predict.pseudo import Confidence
 from tgs.run.folder import Run
 from tgs.run.records import Thresholds
-
-SMALL = ["model_kwargs.n_filters=4", "geometry=resize", "size=32"]
 
 
 def test_rule_keeps_sure_images_empty_and_salt():
@@ -40,7 +39,7 @@ def pseudo_run(synth_dir, tmp_path_factory):
     cfg = load_config(
         None,
         [
-            *SMALL,
+            *TINY_ARGS,
             "batch_size=8",
             "epochs=2",
             "max_train_batches=3",
@@ -106,7 +105,7 @@ def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, t
     cfg = load_config(
         None,
         [
-            *SMALL,
+            *TINY_ARGS,
             "batch_size=8",
             "epochs=1",
             "max_train_batches=1",
@@ -121,7 +120,7 @@ def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, t
     bad = load_config(
         None,
         [
-            *SMALL,
+            *TINY_ARGS,
             f"pseudo={run.root.parent / 'nope'}",
         ],
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """A stand-in for the `kaggle` CLI: records its arguments and answers like client 2.x
-(tests/real_kaggle.py runs the real client instead, with canned HTTP).
+(tests/bin/real_kaggle.py runs the real client instead, with canned HTTP).
 
 FAKE_KAGGLE_LOG: file to append one JSON list of arguments per call.
 FAKE_KAGGLE_STATE: JSON file for state across calls (submissions, datasets).

@@ -1,5 +1,5 @@
 """The Kaggle commands against the installed `kaggle` client itself, only its HTTP layer
-replaced by canned answers (tests/real_kaggle.py): what a user of client 2.x sees."""
+replaced by canned answers (tests/bin/real_kaggle.py): what a user of client 2.x sees."""
 
 import json
 import logging
@@ -146,6 +146,7 @@ def test_no_network_is_named_with_its_host(real, monkeypatch, capsys):
     )
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_hung_network_times_out(real, monkeypatch, capsys):
     monkeypatch.setenv("REAL_KAGGLE_MODE", "hang")
     t0 = time.time()
@@ -247,6 +248,7 @@ def test_access_token_outside_home_is_not_a_source(real, monkeypatch, tmp_path, 
     assert client.returncode == 1 and "Authentication required" in client.stdout  # agreed
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_push_follow_fetch_and_submit_kernel(
     real, tiny_run, tmp_path, synth_dir, competition_zip, capsys
 ):
@@ -306,6 +308,7 @@ def test_push_follow_fetch_and_submit_kernel(
         ("kernel-error", "Kernel push error: Kernel title is too long"),
     ],
 )
+@pytest.mark.slow  # trains or spawns processes
 def test_push_fails_when_the_client_says_so(real, tiny_run, monkeypatch, capsys, mode, said):
     """Item 3: the client prints these and exits 0; push-kernel fails with its words."""
     monkeypatch.setenv("REAL_KAGGLE_MODE", mode)
@@ -325,6 +328,7 @@ def test_push_network_failure_is_not_blamed_on_create(real, tiny_run, monkeypatc
     assert real.methods() == ["GetDatasetStatus"]  # create was never tried
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_push_long_non_ascii_run_name_passes_client_validation(real, tiny_run, tmp_path, capsys):
     """Slug and titles within the client's limits (6-50) for a 60-character non-ASCII name."""
     long = tmp_path / "runs" / ("Ünïcödé-résumé " * 4)
@@ -337,6 +341,7 @@ def test_push_long_non_ascii_run_name_passes_client_validation(real, tiny_run, t
     assert "does not resolve to the specified id" not in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_kernel_status_names_failures_and_unknown_kernels(real, tiny_run, monkeypatch, capsys):
     assert main(["kaggle", "kernel-status", str(tiny_run), "--user", "alice"]) == 1
     assert "error: no kernel alice/tgs-inference-tiny on Kaggle: push it" in capsys.readouterr().err
@@ -347,6 +352,7 @@ def test_kernel_status_names_failures_and_unknown_kernels(real, tiny_run, monkey
     assert "kernel alice/tgs-inference-tiny failed: ModuleNotFoundError: no smp" in err
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_kernel_output_without_submission_says_so(real, tiny_run, capsys):
     assert main(["kaggle", "push-kernel", str(tiny_run)]) == 0
     assert main(["kaggle", "kernel-output", str(tiny_run)]) == 1

@@ -185,6 +185,7 @@ def test_sixteen_bit_and_eight_bit_masks_read_as_binary(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # trains or spawns processes
 @pytest.mark.skipif(real_zip() is None, reason="shared real data not present")
 def test_real_zip_prepares_and_rle_reproduces_train_csv(tmp_path):
     out = prepare(real_zip(), tmp_path / "real")  # validates every mask against train.csv

@@ -5,11 +5,12 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from tests.helpers import ROOT, tiny_yaml
 from tgs.core.config import load_config
 from tgs.data.batch_aug import DeviceBatches
 from tgs.data.dataset import SaltDataset
@@ -21,8 +22,6 @@ from tgs.post.metric import competition_score
 from tgs.predict.inference import Runtime, predict_array
 from tgs.train.distributed import Dist, has_unused_parameters
 from tgs.train.loop import epoch_loader, fold_indices
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -58,15 +57,13 @@ def test_unused_parameter_probe():
     assert has_unused_parameters(create_model("pspnet", encoder="resnet18"), rt)
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_torchrun_two_cpu_processes(synth_dir, tmp_path):
     data = load_train(synth_dir)
     folds = tmp_path / "folds.csv"
     save_folds(make_folds(data.ids, data.masks, data.z, 2, 0), folds)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "model: seed_unet\nmodel_kwargs: {n_filters: 4}\ngeometry: resize\nsize: 32\n"
-        "epochs: 2\nbatch_size: 4\nthreads: 1\ncls_weight: 0.2\nn_folds: 2\n"
-    )
+    cfg.write_text(tiny_yaml(epochs=2, batch_size=4, threads=1, cls_weight=0.2))
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [
@@ -117,6 +114,7 @@ def test_device_batches_give_every_rank_the_same_number_of_batches():
     assert counts[0] == counts[1] == 1  # 127 each: one batch of 64; without equal shards 2 vs 1
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_run_nproc_from_the_config_trains_a_budgeted_fold_on_cpu_ranks(
     synth_dir, tmp_path, monkeypatch, capfd
 ):

@@ -5,13 +5,12 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import TINY, train_args
+from tests.helpers import ROOT, TINY, train_args
 from tgs.cli.main import main
 from tgs.data import rle
 from tgs.data.io import read_image, read_rle_csv
@@ -21,8 +20,6 @@ from tgs.post.rule import is_blank, postprocess
 from tgs.predict.inference import Runtime, load_models, predict_array
 from tgs.predict.submission import score_file, validate_file
 from tgs.run.folder import Run
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -101,6 +98,7 @@ def test_train_refuses_other_config_in_same_run(synth_dir, tiny_config, tmp_path
     assert main([*base[:-2], "--fold", "7", "--run", str(run)]) == 1  # no such fold
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_train_folds_script(synth_dir, tiny_config, tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     proc = subprocess.run(
@@ -170,6 +168,7 @@ def test_torchrun_command_carries_rendezvous_options(tmp_path):
     assert "--standalone" in single and "--resume" not in single
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_run_gpus_trains_folds_in_parallel_children(synth_dir, tiny_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "runs" / "waves"
@@ -184,6 +183,7 @@ def test_run_gpus_trains_folds_in_parallel_children(synth_dir, tiny_config, tmp_
     assert main([*args, "--resume"]) == 0  # nothing left to train: search and predict again
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_run_jobs_trains_folds_in_parallel_cpu_processes(
     synth_dir, tiny_config, tmp_path, monkeypatch
 ):
@@ -200,6 +200,7 @@ def test_run_jobs_trains_folds_in_parallel_cpu_processes(
     assert f"fold 2: {cores} CPU threads" in (run / "fold2.log").read_text()
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_run_jobs_with_one_fold_to_train_keeps_every_core(
     synth_dir, tiny_config, tmp_path, monkeypatch
 ):

@@ -1,7 +1,6 @@
-from pathlib import Path
-
 import pytest
 
+from tests.helpers import ROOT
 from tgs.core.config import Config, config_from_dict, dump_config, load_config
 from tgs.core.errors import ConfigError
 
@@ -65,7 +64,7 @@ def test_typed_values_accepted():
 
 
 def test_shipped_configs_load():
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     from tgs.train.validate import validate_config
 
     names = sorted(p.stem for p in (root / "tgs/resources/configs").glob("*.yaml"))

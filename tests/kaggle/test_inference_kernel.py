@@ -55,6 +55,7 @@ def test_snapshot_run_stages_the_models_predict_uses(snap_run, tmp_path):
     assert info["models"] == expected and info[SMP] is None
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_seed_snapshot_kernel_offline_matches_predict(
     snap_run, tmp_path, synth_dir, competition_zip
 ):
@@ -75,6 +76,7 @@ def test_seed_snapshot_kernel_offline_matches_predict(
     assert found["smp"] is None and found["network"] == ""
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_smp_imagenet_kernel_offline_matches_predict(smp_run, tmp_path, synth_dir, competition_zip):
     """Items 4 and 5: an smp run whose config says `encoder_weights: imagenet` runs with the
     network cut and empty caches, smp imported from the staged dataset only."""
@@ -94,6 +96,7 @@ def test_smp_imagenet_kernel_offline_matches_predict(smp_run, tmp_path, synth_di
     assert f"{SMP} " in log and "staged-weights" in log
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_kernel_without_staged_smp_fails_as_kaggle_would(
     smp_run, tmp_path, competition_zip, monkeypatch
 ):

@@ -1,6 +1,6 @@
 """Kaggle round trip against a fake `kaggle` program first on PATH, and the rules tgs follows
 (credentials like client 2.x, errors by exit code, polling with backoff). The real client is
-exercised in tests/test_kaggle_real.py."""
+exercised in tests/kaggle/test_real_client.py."""
 
 import json
 import logging

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import ROOT
 from tgs.cli.main import main
 from tgs.core.errors import TGSError
 from tgs.post.rule import PostProcessing, gate_score, is_blank, postprocess
@@ -30,7 +31,7 @@ from tgs.run.records import (
     Thresholds,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "run-v0-0.1.0"
+FIXTURE = ROOT / "tests" / "fixtures" / "run-v0-0.1.0"
 OLD_CSV = FIXTURE / "run-v0-cv0.6123.csv"
 
 

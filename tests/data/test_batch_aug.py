@@ -1,7 +1,9 @@
 """Batch-level on-device augmentation and the data_on_device training path."""
 
+import pytest
 import torch
 
+from tests.helpers import TINY_ARGS
 from tgs.core.config import load_config
 from tgs.data.batch_aug import DeviceBatches, batch_augment
 from tgs.data.folds import make_folds
@@ -33,19 +35,13 @@ def test_affine_keeps_masks_binary_and_extra_planes_untouched():
     assert not torch.equal(ax[:, 0], x[:, 0])
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_data_on_device_path_trains(synth_dir, tmp_path, monkeypatch):
     data = load_train(synth_dir)
     folds = make_folds(data.ids, data.masks, data.z, 2, 0)
     cfg = load_config(
         None,
-        [
-            "model_kwargs.n_filters=4",
-            "geometry=resize",
-            "size=32",
-            "batch_size=8",
-            "epochs=2",
-            "data_on_device=true",
-        ],
+        [*TINY_ARGS, "batch_size=8", "epochs=2", "data_on_device=true"],
     )
 
     used = []

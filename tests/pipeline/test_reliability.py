@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import train_args
+from tests.helpers import ROOT, train_args
 from tgs.cli.main import main
 from tgs.core.config import load_config
 from tgs.core.errors import ConfigError, TGSError
@@ -24,7 +24,6 @@ from tgs.pipeline.stages import train_fold
 from tgs.run.folder import Run
 from tgs.train.validate import validate_config
 
-ROOT = Path(__file__).resolve().parents[1]
 SLOW_TINY = """
 name: kill
 model: seed_unet
@@ -53,6 +52,7 @@ def train_cmd(cfg, data, folds, run, *extra):
     return [sys.executable, "-m", "tgs", *train_args(cfg, data, folds, 0, run, *extra)]
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_sigkill_then_resume_equals_uninterrupted(setup, synth_dir, tmp_path):
     cfg, folds = setup
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -40,6 +40,7 @@ def test_slower_machine_gets_fewer_epochs_never_zero():
     assert plan_epochs(cfg, MEASURED, 1.0, 3, 2000)["epochs"] == 1
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_plan(
     synth_dir, tmp_path, monkeypatch
 ):
@@ -262,6 +263,7 @@ def _killed_and_resumed(tmp_path, data, folds, monkeypatch, killed_in: int, *ext
     return again
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_budgeted_fold_refits_after_two_epochs_and_a_resumed_fold_keeps_the_refit(
     tmp_path, data, folds, monkeypatch
 ):
@@ -285,6 +287,7 @@ def test_budgeted_fold_refits_after_two_epochs_and_a_resumed_fold_keeps_the_refi
     assert resumed["loss"].tolist() == pytest.approx(whole["loss"].tolist())
 
 
+@pytest.mark.slow  # trains or spawns processes
 @pytest.mark.parametrize("killed_in", [4, 8])  # between the refits; right after the second
 def test_progressive_fold_refits_again_on_its_full_size_epochs_and_resumes_there(
     tmp_path, data, folds, monkeypatch, killed_in
@@ -351,17 +354,17 @@ def test_plan_counts_the_folds_that_train_at_once(
 ):
     """5 folds: `jobs` at once on one device (the probe runs as many at once), or one per GPU
     with --gpus whatever `jobs` says (a GPU recipe's `jobs: 5` on a 4-GPU box: 2 waves)."""
+    import tgs.pipeline.job
     from tgs.pipeline.job import RunOptions, _plan
 
     seen = {}
-    import tgs.budget.probe
-
-    monkeypatch.setattr(tgs.budget.probe, "ensure_plan", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(tgs.pipeline.job, "ensure_plan", lambda *a, **kw: seen.update(kw))
     opts = RunOptions(gpus=gpus, jobs=jobs)
     _plan(None, load_config(None), None, None, [0, 1, 2, 3, 4], opts, synth_dir, 0.0, 1)
     assert (seen["waves"], seen["parallel"], seen["n_models"]) == (waves, parallel, 5)
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_a_resumed_fold_still_counts_the_saves_timed_before_it_was_killed(
     tmp_path, data, folds, monkeypatch
 ):

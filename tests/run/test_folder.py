@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import ROOT, TINY_ARGS
 from tgs.core.config import load_config
 from tgs.core.errors import TGSError
 from tgs.data import cache
 from tgs.models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from tgs.models.registry import model_from_config
 from tgs.run.folder import Run
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model_kwargs.n_filters=4", "geometry=resize", "size=32"]
 
 
 def _checkpoint(run: Run, k: int, path: Path, cfg) -> None:
@@ -28,7 +26,7 @@ def _checkpoint(run: Run, k: int, path: Path, cfg) -> None:
 
 
 def test_model_files_are_snapshots_in_cycle_order_else_best(tmp_path):
-    cfg = load_config(None, TINY)
+    cfg = load_config(None, TINY_ARGS)
     run = Run(tmp_path / "r").create(cfg)
     for k in (0, 1):
         _checkpoint(run, k, run.best(k), cfg)
@@ -47,7 +45,7 @@ def test_model_files_are_snapshots_in_cycle_order_else_best(tmp_path):
 def test_create_copies_folds_and_refuses_other_folds_or_config(tmp_path):
     folds = tmp_path / "folds.csv"
     folds.write_text("id,fold\na,0\nb,1\n")
-    cfg = load_config(None, TINY)
+    cfg = load_config(None, TINY_ARGS)
     run = Run(tmp_path / "r").create(cfg, tmp_path, folds)
     meta = run.meta()
     assert run.folds_path.read_text() == folds.read_text()
@@ -58,13 +56,13 @@ def test_create_copies_folds_and_refuses_other_folds_or_config(tmp_path):
     with pytest.raises(TGSError, match="other folds"):
         run.create(cfg, tmp_path, other)
     with pytest.raises(TGSError, match=r"another config .*: lr, model_kwargs differ"):
-        run.create(load_config(None, [*TINY, "lr=0.5", "model_kwargs.n_filters=6"]))
-    runtime = load_config(None, [*TINY, "threads=3", "jobs=2", "device=cpu"])
+        run.create(load_config(None, [*TINY_ARGS, "lr=0.5", "model_kwargs.n_filters=6"]))
+    runtime = load_config(None, [*TINY_ARGS, "threads=3", "jobs=2", "device=cpu"])
     assert run.create(runtime).config() == runtime  # runtime keys may change on resume
 
 
 def test_meta_commit_is_the_source_commit(tmp_path):
-    run = Run(tmp_path / "r").create(load_config(None, TINY))
+    run = Run(tmp_path / "r").create(load_config(None, TINY_ARGS))
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if head.returncode != 0:
         pytest.skip("not a git checkout")
@@ -175,6 +173,7 @@ def test_missing_depths_are_reported_with_ids(synth_dir, tmp_path, caplog):
 
 
 # -- inference does not import training -------------------------------------------------------
+@pytest.mark.slow  # trains or spawns processes
 def test_predict_path_imports_nothing_from_training():
     code = (
         "import sys, tgs.predict.test_set, tgs.kaggle.inference_kernel, tgs.predict.inference;"
@@ -197,7 +196,7 @@ def test_thresholds_record_how_the_oof_was_made_and_predict_warns_on_other_tta(
     data = load_data(synth_dir)
     folds = make_folds(data.ids, data.masks, data.z, 2, 0)
     save_folds(folds, tmp_path / "folds.csv")
-    cfg = load_config(None, [*TINY, "epochs=1", "max_train_batches=2", "batch_size=8"])
+    cfg = load_config(None, [*TINY_ARGS, "epochs=1", "max_train_batches=2", "batch_size=8"])
     run = Run(tmp_path / "r").create(cfg, synth_dir, tmp_path / "folds.csv")
     for k in (0, 1):
         train_fold(run, cfg, data, folds, k)
@@ -218,16 +217,16 @@ def test_thresholds_record_how_the_oof_was_made_and_predict_warns_on_other_tta(
 
 
 def test_runtime_keys_may_change_on_resume_others_may_not(tmp_path):
-    cfg = load_config(None, TINY)
+    cfg = load_config(None, TINY_ARGS)
     run = Run(tmp_path / "r").create(cfg)
-    run.create(load_config(None, [*TINY, "threads=1", "jobs=2"]))  # another machine's cores
+    run.create(load_config(None, [*TINY_ARGS, "threads=1", "jobs=2"]))  # another machine's cores
     assert run.config().threads == 1
     with pytest.raises(TGSError, match="lr differ"):
-        run.create(load_config(None, [*TINY, "threads=1", "jobs=2", "lr=0.5"]))
+        run.create(load_config(None, [*TINY_ARGS, "threads=1", "jobs=2", "lr=0.5"]))
 
 
 def test_folds_made_with_different_ttas_cannot_share_a_search(tmp_path):
-    run = Run(tmp_path / "r").create(load_config(None, TINY))
+    run = Run(tmp_path / "r").create(load_config(None, TINY_ARGS))
     for k, tta in ((0, "hflip"), (1, "none")):
         run.write_summary(k, {"tta": tta, "models": [f"fold{k}/best.pt"]})
     with pytest.raises(TGSError, match="different TTAs"):

@@ -146,6 +146,7 @@ def page_images(index) -> list[str]:
     return re.findall(r'<img [^>]*src="([^"]+)"', index.read_text())
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypatch):
     run = make_run(tmp_path, synth_dir, data)
     test_masks, manifest = write_submission(run, synth_dir, monkeypatch, tmp_path)
@@ -205,6 +206,7 @@ def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypat
     assert "lr" in html and "<details>" in html  # config diff and the folded full config
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_report_empties_by_the_recorded_gate_score(tmp_path, synth_dir, data):
     run = make_run(tmp_path, synth_dir, data, gate="mean")
     assert run.thresholds().gate == "mean"
@@ -248,6 +250,7 @@ def test_partial_run_renders_what_exists_and_says_what_is_missing(tmp_path, synt
     assert f"{want:.4f}" in html
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_budget_plan_sets_the_epochs_shown(tmp_path, synth_dir, data):
     run = make_run(
         tmp_path, synth_dir, data, finished=(0,), started=(1,), threshold=False, budget_minutes=5.0
@@ -298,6 +301,7 @@ def test_not_a_run_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_cli_prints_the_page_and_rebuilds_but_never_replaces_other_folders(
     tmp_path, synth_dir, data, capsys
 ):
@@ -326,6 +330,7 @@ def test_boundary_outlines_the_mask_edge_and_closes_at_the_border():
 TINY_RUN = TINY + "max_train_batches: 2\nthreads: 1\n"
 
 
+@pytest.mark.slow  # trains or spawns processes
 def test_tgs_run_writes_the_report_at_the_end(tmp_path, synth_dir, monkeypatch):
     from tgs.pipeline.job import RunOptions, run_pipeline
 
