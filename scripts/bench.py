@@ -274,7 +274,7 @@ def bench_cpu_paths(quick: bool) -> list[dict]:
 # pages from before exec, which would charge the benchmark's own arrays to predict.
 _PEAK_RSS_CHILD = """
 import resource, sys
-from tgs.cli import main
+from tgs.cli.main import main
 rc = main(sys.argv[1:])
 try:
     kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))

@@ -1,0 +1,137 @@
+"""`tgs train` (one fold), `tgs threshold` (the post-processing search) and `tgs run`
+(the whole job).
+
+Handlers parse, call one library function and print; imports of the library sit inside them
+so that `tgs --help`, `tgs config` and `tgs validate` do not load torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tgs.cli.common import Command
+
+
+def add_parsers(cmd: Command) -> None:
+    """Register train, threshold and run."""
+    sp = cmd("train", _train, "train one fold into RUN/fold{K}")
+    sp.add_argument("--config")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--folds", required=True, help="folds CSV")
+    sp.add_argument("--fold", type=int, required=True)
+    sp.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        help="run folder (default runs/<config name>); under torchrun use --run-dir",
+    )
+    sp.add_argument("--resume", action="store_true", help="continue from RUN/fold{K}/last.pt")
+    sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    sp = cmd("threshold", _threshold, "search threshold x min-area on the run's OOF")
+    sp.add_argument("--run", required=True)
+    sp.add_argument("--data", help="data folder (default: the one the run trained on)")
+    sp.add_argument(
+        "--gate",
+        help="what the empty gate thresholds: head, mask_max or mean (default: the config's "
+        "`gate`; recorded in thresholds.json, which predict follows; `tgs run` searches with the "
+        "config's)",
+    )
+
+    sp = cmd("run", _run, "the whole job: folds -> train every fold -> thresholds -> submission")
+    sp.add_argument(
+        "--config",
+        help="a YAML file or a shipped config by name (demo, cpu, cpu_folds, resnet34, ablation); "
+        "default: cpu (resnet34 with CUDA)",
+    )
+    sp.add_argument("--data", help="default: data/, data/competition, else synthetic data")
+    sp.add_argument("--folds", help="comma-separated folds to train (default: all)")
+    sp.add_argument("--run", help="run folder (default runs/<config name>)")
+    sp.add_argument("--folds-csv", help="default folds/<data>-<k>f-s<seed>.csv")
+    sp.add_argument("--resume", action="store_true", help="continue started folds, skip finished")
+    sp.add_argument("--gpus", help="e.g. 0,1,2,3: folds in parallel waves, one per GPU")
+    sp.add_argument(
+        "--nproc", type=int, default=0, help="processes per fold (DDP; default: config nproc)"
+    )
+    sp.add_argument(
+        "--jobs",
+        type=int,
+        help="folds trained at once, each in its own process: they share the one GPU, or split "
+        "the CPU cores (default: config jobs)",
+    )
+    for flag in (
+        "nnodes",
+        "node-rank",
+        "rdzv-backend",
+        "rdzv-endpoint",
+        "rdzv-id",
+        "master-addr",
+        "master-port",
+    ):
+        sp.add_argument(f"--{flag}", help=f"passed to torchrun as --{flag.replace('-', '_')}")
+    sp.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+
+def _train(a: argparse.Namespace) -> None:
+    from tgs.pipeline.fold import train_one_fold
+
+    summary = train_one_fold(a.config, a.overrides, a.data, a.folds, a.fold, a.run, a.resume)
+    if not summary:  # a non-zero rank of a distributed run
+        return
+    print(
+        f"fold {a.fold}: best val {summary['best_val_score']:.4f} at epoch "
+        f"{summary['best_epoch']}, OOF ({summary['tta']}, p>0.5) {summary['oof_score_0.5']:.4f}"
+    )
+
+
+def _threshold(a: argparse.Namespace) -> None:
+    from tgs.pipeline.stages import search
+    from tgs.run.folder import Run
+
+    run = Run(a.run).require()
+    r = search(run, a.data, gate=a.gate)
+    gate = f", empty when {r['gate']} < {r['empty_threshold']:.2f}" if r["empty_threshold"] else ""
+    print(
+        f"CV {r['cv']:.4f} at threshold {r['threshold']:.2f}, min-area {r['min_area']}{gate} "
+        f"(CV at 0.5: {r['cv_at_0.5']:.4f}; all-empty: {r['all_empty']:.4f}; "
+        f"{r['n_images']} OOF images, folds {r['folds']}) -> {run.thresholds_path}, "
+        f"{run.cv_plot_path.name}"
+    )
+
+
+def _run(a: argparse.Namespace) -> None:
+    from tgs.pipeline.job import RunOptions, run_pipeline
+
+    torchrun = []
+    for flag in (
+        "nnodes",
+        "node_rank",
+        "rdzv_backend",
+        "rdzv_endpoint",
+        "rdzv_id",
+        "master_addr",
+        "master_port",
+    ):
+        value = getattr(a, flag)
+        if value is not None:
+            torchrun += [f"--{flag}", str(value)]
+    opts = RunOptions(
+        config=a.config,
+        data=a.data,
+        folds=[int(k) for k in a.folds.split(",")] if a.folds else None,
+        run=a.run,
+        folds_csv=a.folds_csv,
+        resume=a.resume,
+        overrides=a.overrides,
+        gpus=a.gpus.split(",") if a.gpus else [],
+        jobs=a.jobs,
+        nproc=a.nproc,
+        torchrun=torchrun,
+        report=not a.no_report,
+    )
+    r = run_pipeline(opts)
+    line = f"== CV {r.cv:.4f} | submission {r.submission} | {r.seconds:.0f}s"
+    print(line + (f" | report {r.report}" if r.report else ""))
+    if r.holdout_score is not None:
+        print(f"== score against the held-out truth.csv: {r.holdout_score:.4f}")

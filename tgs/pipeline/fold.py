@@ -1,0 +1,49 @@
+"""`tgs train`: one fold of a run, on its own or as a child process of `tgs run` (then under
+torchrun for DDP)."""
+
+from __future__ import annotations
+
+import os
+
+from tgs.budget.probe import ensure_plan
+from tgs.core.config import load_config
+from tgs.core.errors import TGSError
+from tgs.core.procs import fold_started
+from tgs.data.cache import load_train_cached
+from tgs.data.folds import load_folds
+from tgs.data.io import test_ids
+from tgs.pipeline.stages import train_fold
+from tgs.run.folder import Run
+from tgs.train.distributed import init_distributed, shutdown_distributed
+from tgs.train.validate import validate_config
+
+
+def train_one_fold(
+    config: str | os.PathLike | None,
+    overrides: list[str],
+    data_dir: str | os.PathLike,
+    folds_csv: str | os.PathLike,
+    fold: int,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> dict:
+    """Train fold `fold` of `folds_csv` into the run (default runs/<config name>), planning the
+    budget first when the config has one and no `tgs run` planned it; returns the fold's
+    summary ({} on a non-zero rank of a distributed fold)."""
+    cfg = load_config(config, overrides)
+    validate_config(cfg)
+    run = Run(run_dir or Run.default_root(cfg))
+    data = load_train_cached(data_dir)
+    folds = load_folds(folds_csv, ids=data.ids)
+    if fold not in set(folds["fold"]):
+        raise TGSError(f"fold {fold} is not in {folds_csv} (folds: {sorted(set(folds['fold']))})")
+    dist = init_distributed()
+    try:
+        if dist.main:  # under torchrun only rank 0 writes the run files
+            run.create(cfg, data_dir, folds_csv)
+        if cfg.budget_minutes and not dist.enabled:  # `tgs run` plans before the folds
+            n = len(cfg.folds or range(cfg.n_folds))
+            ensure_plan(run, cfg, data, folds, fold, n, len(test_ids(data_dir)), 0.0)
+        return train_fold(run, cfg, data, folds, fold, resume, dist, fold_started())
+    finally:
+        shutdown_distributed(dist)
