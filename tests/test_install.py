@@ -123,7 +123,7 @@ def test_the_venv_imports_the_installed_copy_with_its_package_data(installed):
     assert not [p for p in found["path"] if p and Path(p).resolve().is_relative_to(ROOT)]
     assert found["version"] == found["dist"] == tgs.__version__
     assert {"cpu", "demo"} <= set(found["configs"])
-    assert found["kernels"] == ["kernel-metadata.json", "tgs_inference.py"]
+    assert found["kernels"] == ["kernel-metadata.json", "tgs_inference.py", "tgs_train.py"]
 
 
 def test_tgs_command_runs_a_tiny_job_and_stages_its_kernel(installed):

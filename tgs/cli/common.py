@@ -6,5 +6,13 @@ import argparse
 from collections.abc import Callable
 
 Handler = Callable[[argparse.Namespace], None]
-# cmd(name, handler, help) -> the sub-command's parser, its handler set as `fn`
-Command = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, handler: Handler, help_: str
+) -> argparse.ArgumentParser:
+    """Sub-command `name` of `sub` (the parser's add_subparsers()), with `help_` as its help
+    and description; `main` runs `handler` (the parsed arguments' `func`)."""
+    sp = sub.add_parser(name, help=help_, description=help_)
+    sp.set_defaults(func=handler)
+    return sp

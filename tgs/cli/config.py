@@ -1,28 +1,30 @@
 """`tgs config`: the resolved config (YAML + `KEY=VALUE` overrides), or one key.
 
-Handlers parse, call one library function and print; imports of the library sit inside them
-so that `tgs --help`, `tgs config` and `tgs validate` do not load torch.
+Handlers parse, call one library function and print. Imports that load numpy, pandas or
+torch sit inside the handlers, so that `tgs --help` and `tgs config` load none of them (and
+`tgs validate` no torch); the light ones are at the top.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tgs.cli.common import Command
+from tgs.cli.common import add_command
+from tgs.core.config import dump_config, load_config
 from tgs.core.errors import TGSError
 
 
-def add_parsers(cmd: Command) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register config."""
-    sp = cmd("config", _config, "print the resolved config (YAML + key=value overrides)")
+    sp = add_command(
+        sub, "config", _config, "print the resolved config (YAML + key=value overrides)"
+    )
     sp.add_argument("--config")
     sp.add_argument("--get", help="print one key's value")
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
 
 def _config(a: argparse.Namespace) -> None:
-    from tgs.core.config import dump_config, load_config
-
     cfg = load_config(a.config, a.overrides)
     if a.get:
         value = cfg.to_dict().get(a.get)

@@ -1,7 +1,8 @@
 """`tgs prepare`, `tgs synth`, `tgs holdout`, `tgs folds`: the data folder and its folds.
 
-Handlers parse, call one library function and print; imports of the library sit inside them
-so that `tgs --help`, `tgs config` and `tgs validate` do not load torch.
+Handlers parse, call one library function and print. Imports that load numpy, pandas or
+torch sit inside the handlers, so that `tgs --help` and `tgs config` load none of them (and
+`tgs validate` no torch); the light ones are at the top.
 """
 
 from __future__ import annotations
@@ -9,31 +10,33 @@ from __future__ import annotations
 import argparse
 import time
 
-from tgs.cli.common import Command
+from tgs.cli.common import add_command
 
 
-def add_parsers(cmd: Command) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register prepare, synth, holdout and folds."""
-    sp = cmd("prepare", _prepare, "unpack the competition zip into a data folder")
+    sp = add_command(sub, "prepare", _prepare, "unpack the competition zip into a data folder")
     sp.add_argument("zip")
     sp.add_argument("--out", required=True)
     sp.add_argument("--force", action="store_true", help="replace an existing folder")
 
-    sp = cmd("synth", _synth, "write synthetic data in the competition layout")
+    sp = add_command(sub, "synth", _synth, "write synthetic data in the competition layout")
     sp.add_argument("--out", required=True)
     sp.add_argument("--n-train", type=int, default=800)
     sp.add_argument("--n-test", type=int, default=400)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--force", action="store_true")
 
-    sp = cmd("holdout", _holdout, "split a data folder's train set into train + scored holdout")
+    sp = add_command(
+        sub, "holdout", _holdout, "split a data folder's train set into train + scored holdout"
+    )
     sp.add_argument("--data", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--frac", type=float, default=0.2)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--force", action="store_true")
 
-    sp = cmd("folds", _folds, "coverage-stratified k folds -> CSV")
+    sp = add_command(sub, "folds", _folds, "coverage-stratified k folds -> CSV")
     sp.add_argument("--data", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--n-folds", type=int, default=5)
@@ -63,11 +66,8 @@ def _holdout(a: argparse.Namespace) -> None:
 
 
 def _folds(a: argparse.Namespace) -> None:
-    from tgs.data.cache import load_train_cached
-    from tgs.data.folds import make_folds, save_folds
+    from tgs.data.folds import write_folds
 
-    data = load_train_cached(a.data)  # reports ids without a depth
-    df = make_folds(data.ids, data.masks, data.z, a.n_folds, a.seed)
-    save_folds(df, a.out)
+    df = write_folds(a.data, a.out, a.n_folds, a.seed)
     sizes = df["fold"].value_counts().sort_index().tolist()
     print(f"wrote {a.out}: {len(df)} ids in {a.n_folds} folds of sizes {sizes}")

@@ -1,21 +1,27 @@
 """`tgs kaggle ...`: download, submit, submissions, push-kernel, kernel-status, kernel-output.
 
-Handlers parse, call the library (tgs.kaggle) and print; its imports sit inside them so that
-`tgs --help` does not load pandas or torch.
+`tgs kaggle` runs its sub-command's handler with the kaggle client's --timeout; handlers parse,
+call one library function (tgs.kaggle) and print. Imports that load numpy, pandas or torch sit
+inside the handlers, so that `tgs --help` and `tgs config` load none of them; the light ones
+are at the top.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
-from tgs.cli.common import Command
+from tgs.cli.common import Handler
 from tgs.core.errors import TGSError
+from tgs.kaggle.client import shell_command, timeout
+from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR
 
 
-def add_parsers(cmd: Command) -> None:
-    """Register kaggle and its sub-commands."""
-    sp = cmd("kaggle", _kaggle, "Kaggle round trip: download, submit, submissions, kernels")
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register kaggle and its sub-commands (each with its handler as `kaggle_func`)."""
+    sp = sub.add_parser("kaggle", help="Kaggle round trip: download, submit, submissions, kernels")
+    sp.set_defaults(func=_kaggle)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--timeout",
@@ -25,8 +31,10 @@ def add_parsers(cmd: Command) -> None:
     )
     ks = sp.add_subparsers(dest="kaggle_command", required=True, metavar="KAGGLE_COMMAND")
 
-    def cmd(name: str, help: str) -> argparse.ArgumentParser:
-        return ks.add_parser(name, help=help, parents=[common])
+    def cmd(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        k = ks.add_parser(name, help=help, parents=[common])
+        k.set_defaults(kaggle_func=handler)
+        return k
 
     def waits(k: argparse.ArgumentParser, poll: float, max_wait: float) -> None:
         k.add_argument("--poll", type=float, default=poll, help="first wait between polls (s)")
@@ -37,20 +45,24 @@ def add_parsers(cmd: Command) -> None:
         k.add_argument("--kernel", help="OWNER/SLUG (default: the kernel push-kernel made)")
         k.add_argument("--user", help="Kaggle username (default: from the credentials)")
         k.add_argument("--title", help="kernel title given to push-kernel")
-        k.add_argument("--staging", default="build/kaggle", help="push-kernel's staging folder")
+        k.add_argument("--staging", default=KAGGLE_STAGING_DIR, help="push-kernel's staging folder")
 
-    k = cmd("download", "download the competition data and unpack it")
+    k = cmd("download", _download, "download the competition data and unpack it")
     k.add_argument("--out", default="data/competition")
     k.add_argument("--force", action="store_true")
-    k = cmd("submit", "validate, then submit a CSV (with --wait: record scores)")
+    k = cmd("submit", _submit, "validate, then submit a CSV (with --wait: record scores)")
     k.add_argument("file")
     k.add_argument("-m", "--message", required=True)
     k.add_argument("--wait", action="store_true", help="poll (with backoff) until scored")
     waits(k, 30.0, 3600.0)
     k.add_argument("--sample", help="sample_submission.csv (default: manifest's data, data/)")
-    k = cmd("submissions", "Kaggle submissions joined with local manifests")
-    k.add_argument("--dir", default="submissions")
-    k = cmd("push-kernel", "stage RUN as a dataset + offline inference kernel and push both")
+    k = cmd("submissions", _submissions, "Kaggle submissions joined with local manifests")
+    k.add_argument("--dir", default=SUBMISSIONS_DIR)
+    k = cmd(
+        "push-kernel",
+        _push_kernel,
+        "stage RUN as a dataset + offline inference kernel and push both",
+    )
     k.add_argument("run", nargs="?", help="run folder")
     k.add_argument("--run", dest="run_opt", help=argparse.SUPPRESS)
     k.add_argument("--user", help="Kaggle username (default: from the credentials)")
@@ -59,84 +71,89 @@ def add_parsers(cmd: Command) -> None:
     k.add_argument("--gpu", action="store_true", help="enable the GPU in the kernel")
     k.add_argument("-m", "--message", default="tgs push-kernel", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
-    k.add_argument("--staging", default="build/kaggle")
+    k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
     k.add_argument("--max-wait", type=float, default=1800.0, help="for the dataset to be ready")
-    k = cmd("kernel-status", "status of RUN's kernel (with --wait: until it finishes)")
+    k = cmd(
+        "kernel-status", _kernel_status, "status of RUN's kernel (with --wait: until it finishes)"
+    )
     kernel_of(k)
     k.add_argument("--wait", action="store_true", help="poll (with backoff) until finished")
     waits(k, 30.0, 7200.0)
-    k = cmd("kernel-output", "fetch RUN's kernel submission.csv, validate it, write a manifest")
+    k = cmd(
+        "kernel-output",
+        _kernel_output,
+        "fetch RUN's kernel submission.csv, validate it, write a manifest",
+    )
     kernel_of(k)
     k.add_argument("--sample", help="sample_submission.csv (default: the run's data, data/)")
-    k.add_argument("--dir", default="submissions", help="where the submission goes")
-
-
-def _sample_for(submission: Path, sample: str | None) -> Path:
-    """sample_submission.csv for validating `submission`: --sample, else its manifest's data,
-    else data/ or data/competition."""
-    from tgs.kaggle.competition import find_sample
-
-    return find_sample(submission, sample)
+    k.add_argument("--dir", default=SUBMISSIONS_DIR, help="where the submission goes")
 
 
 def _kaggle(a: argparse.Namespace) -> None:
-    from tgs.kaggle import client as kaggle_cli
-
-    kaggle_cli.set_timeout(a.timeout)
-    try:
-        _kaggle_command(a)
-    finally:
-        kaggle_cli.set_timeout(None)
+    with timeout(a.timeout):
+        a.kaggle_func(a)
 
 
-def _kaggle_command(a: argparse.Namespace) -> None:
-    import shlex
+def _download(a: argparse.Namespace) -> None:
+    from tgs.kaggle.competition import download
 
-    from tgs.kaggle import competition as kaggle
-    from tgs.kaggle import kernels as kaggle_kernel
+    print(f"downloaded and prepared {download(a.out, force=a.force)}")
 
-    cmd = a.kaggle_command
-    if cmd == "download":
-        print(f"downloaded and prepared {kaggle.download(a.out, force=a.force)}")
-    elif cmd == "submit":
-        path = Path(a.file)
-        sample = _sample_for(path, a.sample)
-        rec = kaggle.submit(path, a.message, sample, a.wait, a.poll, a.max_wait)
-        scores = f" public {rec.get('public')} private {rec.get('private')}" if a.wait else ""
-        manifest = path.with_suffix(".json")
-        print(f"submitted {path} ({rec['status']}){scores}; recorded in {manifest}")
-    elif cmd == "submissions":
-        import pandas as pd
 
-        table = kaggle.submissions_table(a.dir)
-        with pd.option_context("display.width", 200, "display.max_colwidth", 40):
-            print(table.to_string(index=False) if len(table) else "no submissions yet")
-    elif cmd == "push-kernel":
-        run = a.run or a.run_opt
-        if not run:
-            raise TGSError("push-kernel needs the run folder: python -m tgs kaggle push-kernel RUN")
-        p = kaggle_kernel.push_kernel(
-            run, a.user, a.dataset, a.title, a.gpu, a.dry_run, a.message, a.staging, a.max_wait
-        )
-        if a.dry_run:
-            from tgs.kaggle.client import shell_command
+def _submit(a: argparse.Namespace) -> None:
+    from tgs.kaggle.competition import submit
 
-            status, create, version, push = (shell_command(c) for c in p.commands)
-            print(f"# dry run: staged {p.staged}/dataset and {p.staged}/kernel; called nothing.")
-            print("# the commands push-kernel runs (paste them to push by hand):")
-            print(f"{status}\n{create}  # a new dataset\n{version}  # an existing one")
-            print(f"{push}  # once `{status}` says ready")
-            return
-        print(f"dataset {p.dataset_ref} is ready; kernel {p.kernel_ref} pushed: {p.kernel_url}")
-        print(f"follow it: python -m tgs kaggle kernel-status {shlex.quote(run)} --wait")
-    elif cmd in ("kernel-status", "kernel-output"):
-        ref = kaggle_kernel.kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
-        if cmd == "kernel-status":
-            status = kaggle_kernel.kernel_status(ref, a.wait, a.poll, a.max_wait)
-            print(f"kernel {ref}: {status}")
-            if status == "complete":
-                print(f"next: python -m tgs kaggle kernel-output {shlex.quote(a.run)}")
-            return
-        path = kaggle_kernel.kernel_output(a.run, ref, a.sample, a.dir, a.staging)
-        print(f"wrote {path} (valid; manifest {path.with_suffix('.json')}) from kernel {ref}")
-        print("next: python -m tgs kaggle submit " + shlex.join([str(path), "-m", ref]))
+    path = Path(a.file)
+    rec = submit(path, a.message, a.sample, a.wait, a.poll, a.max_wait)
+    scores = f" public {rec.get('public')} private {rec.get('private')}" if a.wait else ""
+    manifest = path.with_suffix(".json")
+    print(f"submitted {path} ({rec['status']}){scores}; recorded in {manifest}")
+
+
+def _submissions(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from tgs.kaggle.competition import submissions_table
+
+    table = submissions_table(a.dir)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 40):
+        print(table.to_string(index=False) if len(table) else "no submissions yet")
+
+
+def _push_kernel(a: argparse.Namespace) -> None:
+    from tgs.kaggle.kernels import push_kernel
+
+    run = a.run or a.run_opt
+    if not run:
+        raise TGSError("push-kernel needs the run folder: python -m tgs kaggle push-kernel RUN")
+    p = push_kernel(
+        run, a.user, a.dataset, a.title, a.gpu, a.dry_run, a.message, a.staging, a.max_wait
+    )
+    if a.dry_run:
+        status, create, version, push = (shell_command(c) for c in p.commands)
+        print(f"# dry run: staged {p.staged}/dataset and {p.staged}/kernel; called nothing.")
+        print("# the commands push-kernel runs (paste them to push by hand):")
+        print(f"{status}\n{create}  # a new dataset\n{version}  # an existing one")
+        print(f"{push}  # once `{status}` says ready")
+        return
+    print(f"dataset {p.dataset_ref} is ready; kernel {p.kernel_ref} pushed: {p.kernel_url}")
+    print(f"follow it: python -m tgs kaggle kernel-status {shlex.quote(run)} --wait")
+
+
+def _kernel_status(a: argparse.Namespace) -> None:
+    from tgs.kaggle.kernels import kernel_ref, kernel_status
+
+    ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
+    status = kernel_status(ref, a.wait, a.poll, a.max_wait)
+    print(f"kernel {ref}: {status}")
+    if status == "complete":
+        print(f"next: python -m tgs kaggle kernel-output {shlex.quote(a.run)}")
+
+
+def _kernel_output(a: argparse.Namespace) -> None:
+    from tgs.kaggle.kernels import kernel_output, kernel_ref
+
+    ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
+    path = kernel_output(a.run, ref, a.sample, a.dir, a.staging)
+    print(f"wrote {path} (valid; manifest {path.with_suffix('.json')}) from kernel {ref}")
+    print("next: python -m tgs kaggle submit " + shlex.join([str(path), "-m", ref]))

@@ -9,10 +9,9 @@ import os
 import sys
 
 from tgs.cli import config, data, kaggle, predict, report, submission, train
-from tgs.cli.common import Handler
 from tgs.core.errors import TGSError
 
-GROUPS = (data, submission, config, train, predict, report, kaggle)
+GROUPS = (data, submission, config, train, predict, report, kaggle)  # in `tgs --help` order
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,14 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="TGS Salt toolkit: data -> folds -> train -> thresholds -> submission.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def cmd(name: str, fn: Handler, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.set_defaults(fn=fn)
-        return sp
-
     for group in GROUPS:
-        group.add_parsers(cmd)
+        group.add_parsers(sub)
     return p
 
 
@@ -60,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
     try:
-        args.fn(args)
+        args.func(args)
     except TGSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

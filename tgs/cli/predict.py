@@ -1,27 +1,30 @@
 """`tgs predict`, `tgs blend`, `tgs pseudo`: test-set predictions of a run or a blend, and
 pseudo-labels.
 
-Handlers parse, call one library function and print; imports of the library sit inside them
-so that `tgs --help`, `tgs config` and `tgs validate` do not load torch.
+Handlers parse, call one library function and print. Imports that load numpy, pandas or
+torch sit inside the handlers, so that `tgs --help` and `tgs config` load none of them (and
+`tgs validate` no torch); the light ones are at the top.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tgs.cli.common import Command
+from tgs.cli.common import add_command
 from tgs.core.errors import TGSError
 
 
-def add_parsers(cmd: Command) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register predict, blend and pseudo."""
-    sp = cmd("predict", _predict, "fold ensemble x TTA on the test set -> submission")
+    sp = add_command(sub, "predict", _predict, "fold ensemble x TTA on the test set -> submission")
     sp.add_argument("--run", required=True)
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
     sp.add_argument("--out", help="submission path (default submissions/<run>-cv<CV>.csv)")
     sp.add_argument("--batch-size", type=int, default=256)
     sp.add_argument("--tta", help="TTA views (default: the one the thresholds were searched with)")
-    sp = cmd("blend", _blend, "average finished runs (same folds) -> search -> one submission")
+    sp = add_command(
+        sub, "blend", _blend, "average finished runs (same folds) -> search -> one submission"
+    )
     sp.add_argument(
         "runs",
         nargs="*",
@@ -34,7 +37,9 @@ def add_parsers(cmd: Command) -> None:
     sp.add_argument("--gate", help="head, mask_max or mean (default: the first run's)")
     sp.add_argument("--no-predict", action="store_true", help="search only, no submission")
     sp.add_argument("--batch-size", type=int, default=256)
-    sp = cmd("pseudo", _pseudo, "confident test predictions of RUN -> an extra training set")
+    sp = add_command(
+        sub, "pseudo", _pseudo, "confident test predictions of RUN -> an extra training set"
+    )
     sp.add_argument("--run", required=True)
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
     sp.add_argument("--out", help="output folder (default RUN/pseudo)")

@@ -1,19 +1,20 @@
 """`tgs report`: the static HTML report of a run.
 
-Handlers parse, call one library function and print; imports of the library sit inside them
-so that `tgs --help`, `tgs config` and `tgs validate` do not load torch.
+Handlers parse, call one library function and print. Imports that load numpy, pandas or
+torch sit inside the handlers, so that `tgs --help` and `tgs config` load none of them (and
+`tgs validate` no torch); the light ones are at the top.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tgs.cli.common import Command
+from tgs.cli.common import add_command
 
 
-def add_parsers(cmd: Command) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register report."""
-    sp = cmd("report", _report, "static HTML report of a run (finished or partial)")
+    sp = add_command(sub, "report", _report, "static HTML report of a run (finished or partial)")
     sp.add_argument("--run", required=True)
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
     sp.add_argument("--out", help="output folder (default RUN/report)")

@@ -1,23 +1,24 @@
 """`tgs validate` and `tgs score`: a submission CSV checked as Kaggle would, and scored.
 
-Handlers parse, call one library function and print; imports of the library sit inside them
-so that `tgs --help`, `tgs config` and `tgs validate` do not load torch.
+Handlers parse, call one library function and print. Imports that load numpy, pandas or
+torch sit inside the handlers, so that `tgs --help` and `tgs config` load none of them (and
+`tgs validate` no torch); the light ones are at the top.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tgs.cli.common import Command
+from tgs.cli.common import add_command
 
 
-def add_parsers(cmd: Command) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register validate and score."""
-    sp = cmd("validate", _validate, "check a submission CSV as Kaggle would")
+    sp = add_command(sub, "validate", _validate, "check a submission CSV as Kaggle would")
     sp.add_argument("submission")
     sp.add_argument("--sample", required=True, help="sample_submission.csv")
 
-    sp = cmd("score", _score, "competition score of a submission against a truth CSV")
+    sp = add_command(sub, "score", _score, "competition score of a submission against a truth CSV")
     sp.add_argument("submission")
     sp.add_argument("--truth", required=True, help="CSV in train.csv format")
 

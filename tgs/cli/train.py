@@ -1,20 +1,21 @@
 """`tgs train` (one fold), `tgs threshold` (the post-processing search) and `tgs run`
 (the whole job).
 
-Handlers parse, call one library function and print; imports of the library sit inside them
-so that `tgs --help`, `tgs config` and `tgs validate` do not load torch.
+Handlers parse, call one library function and print. Imports that load numpy, pandas or
+torch sit inside the handlers, so that `tgs --help` and `tgs config` load none of them (and
+`tgs validate` no torch); the light ones are at the top.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tgs.cli.common import Command
+from tgs.cli.common import add_command
 
 
-def add_parsers(cmd: Command) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register train, threshold and run."""
-    sp = cmd("train", _train, "train one fold into RUN/fold{K}")
+    sp = add_command(sub, "train", _train, "train one fold into RUN/fold{K}")
     sp.add_argument("--config")
     sp.add_argument("--data", required=True)
     sp.add_argument("--folds", required=True, help="folds CSV")
@@ -28,7 +29,7 @@ def add_parsers(cmd: Command) -> None:
     sp.add_argument("--resume", action="store_true", help="continue from RUN/fold{K}/last.pt")
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
-    sp = cmd("threshold", _threshold, "search threshold x min-area on the run's OOF")
+    sp = add_command(sub, "threshold", _threshold, "search threshold x min-area on the run's OOF")
     sp.add_argument("--run", required=True)
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
     sp.add_argument(
@@ -38,7 +39,9 @@ def add_parsers(cmd: Command) -> None:
         "config's)",
     )
 
-    sp = cmd("run", _run, "the whole job: folds -> train every fold -> thresholds -> submission")
+    sp = add_command(
+        sub, "run", _run, "the whole job: folds -> train every fold -> thresholds -> submission"
+    )
     sp.add_argument(
         "--config",
         help="a YAML file or a shipped config by name (demo, cpu, cpu_folds, resnet34, ablation); "

@@ -13,6 +13,7 @@ from sklearn.model_selection import StratifiedKFold  # a 1.7 s import: only when
 
 from tgs.core.errors import DataError
 from tgs.core.fileio import atomic_path
+from tgs.data.cache import load_train_cached
 from tgs.data.io import id_mismatch
 
 COLUMNS = ("id", "fold", "coverage", "coverage_class", "z")
@@ -58,6 +59,17 @@ def save_folds(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write the folds CSV atomically."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6f")
+
+
+def write_folds(
+    data_dir: str | os.PathLike, path: str | os.PathLike, n_folds: int = 5, seed: int = 42
+) -> pd.DataFrame:
+    """`tgs folds`: the folds of a data folder's train set (read through its cache, which
+    reports ids without a depth), written to `path`; returns them."""
+    data = load_train_cached(data_dir)
+    df = make_folds(data.ids, data.masks, data.z, n_folds, seed)
+    save_folds(df, path)
+    return df
 
 
 def load_folds(path: str | os.PathLike, ids: Sequence[str] | None = None) -> pd.DataFrame:

@@ -69,6 +69,34 @@ def prepare(zip_path: str | os.PathLike, out: str | os.PathLike, force: bool = F
     return out
 
 
+def prepare_folder(src: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
+    """The competition's files as a folder holds them (Kaggle mounts them under /kaggle/input:
+    train.zip and test.zip, or train/ and test/ already unpacked, and the CSVs) -> the data
+    folder `out`, validated; `src` is only read. Returns `out`."""
+    src, out = Path(src), Path(out)
+    missing = [n for n in io.CSV_FILES if not (src / n).is_file()]
+    missing += [
+        z for z, sub in INNER_ZIPS.items() if not (src / z).is_file() and not (src / sub).is_dir()
+    ]
+    if missing:
+        raise DataError(f"{src} lacks {', '.join(missing)}: is it the competition's data?")
+    with atomic_dir(out, overwrite=force) as tmp:
+        for name in io.CSV_FILES:
+            shutil.copyfile(src / name, tmp / name)
+        for name, sub in INNER_ZIPS.items():
+            if (src / name).is_file():
+                inner = _open_zip(src / name)
+                _extract_inner(inner, name, tmp / sub, str(src))
+                inner.close()
+            else:
+                shutil.copytree(src / sub, tmp / sub)
+        try:
+            validate_folder(tmp)
+        except DataError as e:
+            raise DataError(f"{src}: {str(e).replace(str(tmp), str(out))}") from None
+    return out
+
+
 def validate_folder(data_dir: str | os.PathLike) -> None:
     """Load everything once (images, masks vs train.csv RLE, test ids); raise DataError if off.
     The decoded train arrays are cached in the folder, so later stages do not decode again."""

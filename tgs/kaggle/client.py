@@ -21,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -149,6 +150,18 @@ def set_timeout(seconds: float | None) -> None:
     """The idle timeout of every kaggle call (None: $TGS_KAGGLE_TIMEOUT, else 300 s)."""
     global _timeout
     _timeout = seconds
+
+
+@contextmanager
+def timeout(seconds: float | None) -> Iterator[None]:
+    """`set_timeout(seconds)` for the kaggle calls made inside the block (a command's
+    --timeout), the previous timeout again after it."""
+    previous = _timeout
+    set_timeout(seconds)
+    try:
+        yield
+    finally:
+        set_timeout(previous)
 
 
 def idle_timeout() -> float:

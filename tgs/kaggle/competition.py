@@ -91,14 +91,16 @@ def _scored(rows: pd.DataFrame, file: str, message: str, ref: str | None) -> dic
 def submit(
     path: str | os.PathLike,
     message: str,
-    sample: str | os.PathLike,
+    sample: str | os.PathLike | None,
     wait: bool = False,
     poll_seconds: float = 30.0,
     max_wait: float = 3600.0,
 ) -> dict:
-    """Validate, submit (recorded in the manifest at once), and with `wait` poll with backoff
-    until scored or `max_wait` seconds; the scores go into the manifest."""
+    """Validate (against `sample`, else the sample_submission.csv `find_sample` finds), submit
+    (recorded in the manifest at once), and with `wait` poll with backoff until scored or
+    `max_wait` seconds; the scores go into the manifest."""
     path = Path(path)
+    sample = find_sample(path, sample)
     validate_file(path, sample)  # refuses an invalid file before anything is uploaded
     out = run_kaggle(
         ["competitions", "submit", "-c", COMPETITION, "-f", str(path), "-m", message],

@@ -37,6 +37,9 @@ SUBMISSION = "submission.csv"
 KERNEL_LOG = "tgs-kernel.log"
 
 
+INFERENCE_SCRIPT = "tgs_inference.py"  # the template kernel-metadata.json's code_file
+
+
 SMP = "segmentation_models_pytorch"
 
 
@@ -121,39 +124,102 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
         if f.is_file():
             _copy(f, staged.root / run.relative(f))
     info = StageInfo(run=run.name, models=[run.relative(f) for f in files])
-    from tgs.models.registry import SMP_ARCHS  # torch: not for `tgs kaggle submit`
+    return _finish_dataset(out, info, cfg.model, dataset_ref, title)
 
-    if cfg.model in SMP_ARCHS:
-        try:
-            import segmentation_models_pytorch as smp  # optional: smp runs only
-        except ImportError:
-            raise TGSError(
-                f"{run.root} is an smp run but segmentation-models-pytorch is not installed "
-                "here to bundle: pip install segmentation-models-pytorch"
-            ) from None
-        shutil.copytree(Path(smp.__file__).parent, out / SMP, ignore=_IGNORE)
-        info.smp = smp.__version__
+
+def _finish_dataset(out: Path, info: StageInfo, model: str, ref: str, title: str) -> Path:
+    """smp bundled when `model` needs it, tgs-stage.json (`info`, stamped) and the dataset's
+    metadata, in the staged dataset folder `out`."""
+    info.smp = _bundle_smp(model, out)
     info.commit, info.staged = git_commit(), time.strftime("%Y-%m-%d %H:%M:%S")
     info.write(out / STAGE_INFO)
-    meta = {"title": title, "id": dataset_ref, "licenses": [{"name": "CC0-1.0"}]}
+    meta = {"title": title, "id": ref, "licenses": [{"name": "CC0-1.0"}]}
     (out / "dataset-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def _write_kernel(out: Path, script: str, **fields) -> Path:
+    """Kernel folder `out`: the template `script` and kernel-metadata.json, the template's
+    filled with `fields` and the competition attached."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    template = json.loads((KERNEL_TEMPLATE_DIR / "kernel-metadata.json").read_text())
+    shutil.copy2(KERNEL_TEMPLATE_DIR / script, out / script)
+    template.update(code_file=script, competition_sources=[COMPETITION], **fields)
+    (out / "kernel-metadata.json").write_text(json.dumps(template, indent=2) + "\n")
     return out
 
 
 def stage_kernel(out: Path, kernel_ref: str, title: str, dataset_ref: str, gpu: bool) -> Path:
     """Kernel folder: the entry script and its filled kernel-metadata.json (internet off)."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    template = json.loads((KERNEL_TEMPLATE_DIR / "kernel-metadata.json").read_text())
-    shutil.copy2(KERNEL_TEMPLATE_DIR / template["code_file"], out / template["code_file"])
-    template.update(
+    return _write_kernel(
+        out,
+        INFERENCE_SCRIPT,
         id=kernel_ref,
         title=title,
         enable_gpu=gpu,
         enable_internet=False,
         dataset_sources=[dataset_ref],
-        competition_sources=[COMPETITION],
     )
-    (out / "kernel-metadata.json").write_text(json.dumps(template, indent=2) + "\n")
-    return out
+
+
+# -- the training kernel ------------------------------------------------------------------------
+TRAIN_CONFIG = "train-config.yaml"  # the staged dataset's resolved config
+TRAIN_SCRIPT = "tgs_train.py"
+DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # kaggle 2.x: P100 is retired (sm_60 has no kernels)
+
+
+def _bundle_smp(model: str, out: Path) -> str | None:
+    """Copy segmentation_models_pytorch into `out` for an smp model (Kaggle's image lacks it);
+    its version, or None for seed_unet."""
+    from tgs.models.registry import SMP_ARCHS  # torch: not for `tgs kaggle submit`
+
+    if model not in SMP_ARCHS:
+        return None
+    try:
+        import segmentation_models_pytorch as smp  # optional: smp runs only
+    except ImportError:
+        raise TGSError(
+            f"model {model!r} needs segmentation-models-pytorch here to bundle: "
+            "pip install segmentation-models-pytorch"
+        ) from None
+    shutil.copytree(Path(smp.__file__).parent, out / SMP, ignore=_IGNORE)
+    return smp.__version__
+
+
+def stage_training_dataset(
+    config_text: str, name: str, model: str, out: Path, ref: str, title: str
+) -> Path:
+    """Dataset folder for a training kernel: tgs/ (source), smp when `model` needs it,
+    train-config.yaml (`config_text`, the resolved config), tgs-stage.json, metadata."""
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(PACKAGE_DIR, out / "tgs", ignore=_IGNORE)
+    (out / TRAIN_CONFIG).write_text(config_text)
+    info = StageInfo(run=name, models=[], extra={"kind": "train"})
+    return _finish_dataset(out, info, model, ref, title)
+
+
+def stage_training_kernel(
+    out: Path,
+    kernel_ref: str,
+    title: str,
+    dataset_ref: str,
+    accelerator: str = DEFAULT_ACCELERATOR,
+    resume_from: str | None = None,
+) -> Path:
+    """Kernel folder of a training kernel: tgs_train.py and its kernel-metadata.json (GPU on,
+    internet on so ImageNet weights download there, the competition and the staged dataset
+    attached; `resume_from`, an earlier training kernel, attached as a kernel source)."""
+    return _write_kernel(
+        out,
+        TRAIN_SCRIPT,
+        id=kernel_ref,
+        title=title,
+        enable_gpu=True,
+        enable_internet=True,
+        machine_shape=accelerator,
+        dataset_sources=[dataset_ref],
+        kernel_sources=[resume_from] if resume_from else [],
+    )

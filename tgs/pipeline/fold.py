@@ -9,10 +9,9 @@ from tgs.budget.probe import ensure_plan
 from tgs.core.config import load_config
 from tgs.core.errors import TGSError
 from tgs.core.procs import fold_started
-from tgs.data.cache import load_train_cached
 from tgs.data.folds import load_folds
 from tgs.data.io import test_ids
-from tgs.pipeline.stages import train_fold
+from tgs.pipeline.stages import load_data, train_fold
 from tgs.run.folder import Run
 from tgs.train.distributed import init_distributed, shutdown_distributed
 from tgs.train.validate import validate_config
@@ -28,12 +27,14 @@ def train_one_fold(
     resume: bool = False,
 ) -> dict:
     """Train fold `fold` of `folds_csv` into the run (default runs/<config name>), planning the
-    budget first when the config has one and no `tgs run` planned it; returns the fold's
-    summary ({} on a non-zero rank of a distributed fold)."""
+    budget first when the config has one and no `tgs run` planned it (one process: `tgs run`
+    plans before it launches DDP folds); the fold's time starts when `tgs run` launched this
+    process, else now (`fold_started`). Returns the fold's summary ({} on a non-zero rank of a
+    distributed fold)."""
     cfg = load_config(config, overrides)
     validate_config(cfg)
     run = Run(run_dir or Run.default_root(cfg))
-    data = load_train_cached(data_dir)
+    data = load_data(data_dir)
     folds = load_folds(folds_csv, ids=data.ids)
     if fold not in set(folds["fold"]):
         raise TGSError(f"fold {fold} is not in {folds_csv} (folds: {sorted(set(folds['fold']))})")

@@ -17,13 +17,13 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_dir, write_json
 from tgs.data import rle
+from tgs.data.layout import write_image, write_mask
 from tgs.post.rule import PostProcessing
 from tgs.predict.test_set import predict_batches, run_tta
 from tgs.run.folder import Run
@@ -73,8 +73,8 @@ def make_pseudo(
             keep = rule.select(b.probs, b.masks, b.cls)
             for i in np.flatnonzero(keep):
                 id_ = b.ids[i]
-                cv2.imwrite(str(tmp / "train" / "images" / f"{id_}.png"), b.images[i])
-                cv2.imwrite(str(tmp / "train" / "masks" / f"{id_}.png"), b.masks[i] * 255)
+                write_image(tmp / "train" / "images" / f"{id_}.png", b.images[i])
+                write_mask(tmp / "train" / "masks" / f"{id_}.png", b.masks[i])
                 rows.append((id_, b.masks[i]))
         if not rows:
             raise TGSError(f"no test prediction of {run.root} passes {rule}: loosen the rule")

@@ -1,0 +1,115 @@
+"""In a Kaggle training kernel: prepare the competition data in a writable folder, run `tgs run`
+into /kaggle/working/run (continuing an earlier kernel's run when its output is attached), stop
+before the session limit, and say in tgs-train.json how far it got."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tgs import COMPETITION
+from tgs.core.config import Config, load_config
+from tgs.core.errors import TGSError
+from tgs.core.meta import gpu_name
+from tgs.data.prepare import prepare_folder
+from tgs.kaggle.inference_kernel import find_input
+from tgs.kaggle.stage import SUBMISSION, TRAIN_CONFIG
+
+SESSION_MINUTES = 12 * 60  # Kaggle: a CPU or GPU session runs at most 12 hours
+MARGIN_MINUTES = 20  # imports, the data, predict and the report after the last fold, saving
+OUTPUT_LIMIT_GB = 20  # Kaggle keeps up to 20 GB of /kaggle/working
+STATUS = "tgs-train.json"
+RUN = "run"
+
+
+def session_minutes() -> float:
+    """The session's limit (TGS_KAGGLE_SESSION_MINUTES, for tests; else Kaggle's 12 h)."""
+    return float(os.environ.get("TGS_KAGGLE_SESSION_MINUTES", SESSION_MINUTES))
+
+
+def check_budget(cfg: Config, limit: float) -> None:
+    """Refuse a `budget_minutes` that a session of `limit` minutes cannot hold with margin."""
+    most = limit - MARGIN_MINUTES
+    if cfg.budget_minutes > most:
+        raise TGSError(
+            f"budget_minutes={cfg.budget_minutes:g} does not fit a Kaggle session: it runs at "
+            f"most {limit:g} min, and {MARGIN_MINUTES} go to setting up and saving (budget <= "
+            f"{most:g}); "
+            "lower it, or train with fixed epochs and continue with --resume-from"
+        )
+
+
+def _competition(input_root: Path) -> Path:
+    comps = [p for p in find_input(input_root, COMPETITION) if p.is_dir()]
+    if not comps:
+        raise TGSError(f"competition data not attached: no {COMPETITION} folder in {input_root}")
+    return comps[0]
+
+
+def _earlier_run(input_root: Path, staged: Path) -> Path | None:
+    """An attached earlier kernel's run folder (its output's run/config.yaml), if any."""
+    found = [
+        p.parent for p in find_input(input_root, f"{RUN}/config.yaml") if staged not in p.parents
+    ]
+    return found[0] if found else None
+
+
+def run_training(staged: Path, input_root: Path, working: Path) -> dict:
+    """The kernel's work; returns (and writes to working/tgs-train.json) its status."""
+    t0, limit = time.time(), session_minutes()
+    cfg = load_config(staged / TRAIN_CONFIG)
+    check_budget(cfg, limit)
+    working.mkdir(parents=True, exist_ok=True)
+    run_dir, earlier = working / RUN, _earlier_run(input_root, staged)
+    if earlier is not None and not run_dir.exists():
+        shutil.copytree(earlier, run_dir)  # the earlier session's run, continued with --resume
+    scratch = Path(tempfile.mkdtemp(prefix="tgs-train-"))
+    data = prepare_folder(_competition(input_root), scratch / "data")  # input is read-only
+    config = run_dir / "config.yaml" if earlier is not None else staged / TRAIN_CONFIG
+    cmd = [sys.executable, "-m", "tgs", "run", "--config", str(config), "--data", str(data)]
+    cmd += ["--run", str(run_dir)] + (["--resume"] if earlier is not None else [])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(staged), os.environ.get("PYTHONPATH", "")]),
+    }
+    left = 60 * (limit - MARGIN_MINUTES) - (time.time() - t0)
+    proc = subprocess.Popen(cmd, cwd=working, env=env, start_new_session=True)
+    try:
+        rc, stopped = proc.wait(timeout=max(1.0, left)), False
+    except subprocess.TimeoutExpired:  # the session ends soon: stop, keep what is saved
+        os.killpg(proc.pid, signal.SIGKILL)
+        rc, stopped = proc.wait(), True
+    subs = sorted((working / "submissions").glob("*.csv"), key=lambda p: p.stat().st_mtime)
+    finished = rc == 0 and bool(subs)
+    if finished:
+        shutil.copyfile(subs[-1], working / SUBMISSION)
+    status = {
+        "run": cfg.name,
+        "finished": finished,
+        "stopped_at_session_limit": stopped,
+        "exit_code": rc,
+        "resumed": earlier is not None,
+        "gpu": gpu_name(),
+        "seconds": round(time.time() - t0, 1),
+        "submission": subs[-1].name if finished else None,
+        "output_gb": round(
+            sum(f.stat().st_size for f in working.rglob("*") if f.is_file()) / 1e9, 3
+        ),
+    }
+    (working / STATUS).write_text(json.dumps(status, indent=2) + "\n")
+    shutil.rmtree(scratch, ignore_errors=True)
+    if rc != 0 and not stopped:
+        raise TGSError(f"tgs run failed in the kernel (exit {rc}); see the log above")
+    return status
+
+
+def _size(folder: Path) -> int:
+    """Bytes of the files under `folder` (Kaggle keeps OUTPUT_LIMIT_GB of the working folder)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
