@@ -58,15 +58,28 @@ def prepare(zip_path: str | os.PathLike, out: str | os.PathLike, force: bool = F
                 shutil.copyfileobj(src, dst)
         for name, sub in INNER_ZIPS.items():
             outer.extract(name, tmp)
-            inner = _open_zip(tmp / name)
-            _extract_inner(inner, name, tmp / sub, str(zip_path))
-            inner.close()
+            _unpack_inner(tmp / name, name, tmp / sub, str(zip_path))
             (tmp / name).unlink()
-        try:
-            validate_folder(tmp)
-        except DataError as e:  # name the files as the user will know them
-            raise DataError(f"{zip_path}: {str(e).replace(str(tmp), str(out))}") from None
+        _validate_as(tmp, out, zip_path)
     return out
+
+
+def _unpack_inner(path: Path, name: str, dest: Path, where: str) -> None:
+    """Inner zip `path` (train.zip or test.zip) -> its images/ and masks/ under `dest`."""
+    inner = _open_zip(path)
+    try:
+        _extract_inner(inner, name, dest, where)
+    finally:
+        inner.close()
+
+
+def _validate_as(tmp: Path, out: Path, source: Path) -> None:
+    """`validate_folder(tmp)`, its errors naming `source` and the files as they will be in
+    `out` (the user never sees the temporary folder)."""
+    try:
+        validate_folder(tmp)
+    except DataError as e:
+        raise DataError(f"{source}: {str(e).replace(str(tmp), str(out))}") from None
 
 
 def prepare_folder(src: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
@@ -85,15 +98,10 @@ def prepare_folder(src: str | os.PathLike, out: str | os.PathLike, force: bool =
             shutil.copyfile(src / name, tmp / name)
         for name, sub in INNER_ZIPS.items():
             if (src / name).is_file():
-                inner = _open_zip(src / name)
-                _extract_inner(inner, name, tmp / sub, str(src))
-                inner.close()
+                _unpack_inner(src / name, name, tmp / sub, str(src))
             else:
                 shutil.copytree(src / sub, tmp / sub)
-        try:
-            validate_folder(tmp)
-        except DataError as e:
-            raise DataError(f"{src}: {str(e).replace(str(tmp), str(out))}") from None
+        _validate_as(tmp, out, src)
     return out
 
 

@@ -75,10 +75,8 @@ def run_training(staged: Path, input_root: Path, working: Path) -> dict:
     config = run_dir / "config.yaml" if earlier is not None else staged / TRAIN_CONFIG
     cmd = [sys.executable, "-m", "tgs", "run", "--config", str(config), "--data", str(data)]
     cmd += ["--run", str(run_dir)] + (["--resume"] if earlier is not None else [])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(staged), os.environ.get("PYTHONPATH", "")]),
-    }
+    path = os.pathsep.join(filter(None, [str(staged), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     left = 60 * (limit - MARGIN_MINUTES) - (time.time() - t0)
     proc = subprocess.Popen(cmd, cwd=working, env=env, start_new_session=True)
     try:
@@ -99,9 +97,8 @@ def run_training(staged: Path, input_root: Path, working: Path) -> dict:
         "gpu": gpu_name(),
         "seconds": round(time.time() - t0, 1),
         "submission": subs[-1].name if finished else None,
-        "output_gb": round(
-            sum(f.stat().st_size for f in working.rglob("*") if f.is_file()) / 1e9, 3
-        ),
+        "output_gb": round(_size(working) / 1e9, 3),
+        "output_limit_gb": OUTPUT_LIMIT_GB,
     }
     (working / STATUS).write_text(json.dumps(status, indent=2) + "\n")
     shutil.rmtree(scratch, ignore_errors=True)
