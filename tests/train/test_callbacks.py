@@ -101,7 +101,10 @@ def test_time_limit_stops_before_an_epoch_would_pass_it(tmp_path, data, folds):
 def test_ema_weights_are_validated_saved_and_resumed(tmp_path, data, folds):
     t = _trainer(tmp_path, data, folds, [EMA(0.5)], "epochs=2")
     assert t.eval_model is not t.model
+    start = {k: v.clone() for k, v in t.eval_model.state_dict().items()}
     t.fit()
+    moved = t.eval_model.state_dict()
+    assert any(not torch.equal(start[k], v) for k, v in moved.items())  # updated at each step
     last = read_checkpoint(t.run.last(0))
     ema_model = t.eval_model.state_dict()
     assert all(torch.equal(last["model"][k], v) for k, v in ema_model.items())  # saved: EMA's
