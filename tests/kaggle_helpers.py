@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import zipfile
@@ -129,21 +131,33 @@ def smp_imagenet_run(tmp_factory, data: Path) -> Path:
     return _made["smp"]
 
 
-def run_kernel_offline(dataset: Path, competition_zip: Path, root: Path) -> tuple[Path, dict, str]:
-    """Run the staged kernel script like Kaggle would (the competition's zips and the dataset
-    under input/), with the network cut, empty caches and smp importable only from `dataset`.
+def run_kernel_offline(
+    dataset: Path,
+    competition_zip: Path,
+    root: Path,
+    script: str = "tgs_inference.py",
+    earlier: Path | None = None,
+    env: dict | None = None,
+) -> tuple[Path, dict, str]:
+    """Run the staged kernel `script` (in dataset/../kernel) like Kaggle would: the competition's
+    zips (read-only), the dataset and an `earlier` kernel's output under input/, the network cut
+    (also in the processes it starts), empty caches, smp importable only from `dataset`.
     Returns (working folder, {"modules", "smp", "network"}, stdout)."""
     inputs, harness, home = root / "input", root / "harness", root / "home"
     for d in (inputs / COMPETITION, harness, home):
         d.mkdir(parents=True)
     with zipfile.ZipFile(competition_zip) as zf:
         zf.extractall(inputs / COMPETITION)
+    read_only(inputs / COMPETITION)
     (inputs / "staged-weights").symlink_to(dataset.resolve(), target_is_directory=True)
+    if earlier is not None:
+        shutil.copytree(earlier, inputs / "earlier-kernel-output")
+        read_only(inputs / "earlier-kernel-output")
     (harness / "sitecustomize.py").write_text(SITECUSTOMIZE)
     working, report, net = root / "working", root / "report.json", root / "network.log"
     net.touch()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KAGGLE"))}
-    env.update(
+    child = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KAGGLE"))}
+    child.update(
         PYTHONPATH=str(harness),
         HOME=str(home),
         XDG_CACHE_HOME=str(home / "cache"),
@@ -154,17 +168,23 @@ def run_kernel_offline(dataset: Path, competition_zip: Path, root: Path) -> tupl
         TGS_TEST_SMP_FROM=str(inputs / "staged-weights"),
         TGS_TEST_NET_LOG=str(net),
         TGS_TEST_REPORT=str(report),
+        **(env or {}),
     )
-    script = dataset.parent / "kernel" / "tgs_inference.py"
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, str(dataset.parent / "kernel" / script)],
         cwd=root,
-        env=env,
+        env=child,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     found = json.loads(report.read_text())
     found["network"] = net.read_text()
-    return working, found, proc.stdout
+    return working, found, proc.stdout + proc.stderr
+
+
+def read_only(root: Path) -> None:
+    """Take the write bits off `root` and everything under it (as Kaggle mounts its inputs)."""
+    for p in [root, *root.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))

@@ -10,7 +10,8 @@ Environment:
   REAL_KAGGLE_LOG     one JSON line per request: method, URL path, auth scheme
   REAL_KAGGLE_ACCEPT  JSON {"keys": {user: key}, "tokens": {token: user}}: credentials accepted
   REAL_KAGGLE_MODE    comma-separated: offline (DNS fails), hang (never answers), 403,
-                      dataset-error, bad-sources, kernel-error, kernel-fails
+                      dataset-error, bad-sources, kernel-error, kernel-fails,
+                      no-quota (GPU hours used up), accelerator-refused
   REAL_KAGGLE_LATEST  version the server announces (X-Kaggle-APIVersion); default: installed
   REAL_KAGGLE_ZIP     the competition zip `competitions download` delivers
   REAL_KAGGLE_OUTPUT  folder whose files are the kernel's output
@@ -36,6 +37,12 @@ STORE = "https://storage.googleapis.com/"
 MODES = set(filter(None, os.environ.get("REAL_KAGGLE_MODE", "").split(",")))
 STATE = Path(os.environ["REAL_KAGGLE_STATE"])
 _real_send = requests.adapters.HTTPAdapter.send
+KERNEL_LOG_FAILED = [
+    "== fold 0\n",
+    "Traceback (most recent call last):\n",
+    '  File "/kaggle/input/tgs-ktiny-train/tgs/train/trainer.py", line 90, in fit\n',
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n",
+]
 
 
 def _no_network(*args, **kwargs):
@@ -140,6 +147,8 @@ def api(name: str, req: dict, user: str | None, state: dict) -> tuple[int, dict,
         bad = req.get("datasetDataSources", []) if "bad-sources" in MODES else []
         if "kernel-error" in MODES:
             return ok({"error": "Kernel title is too long"})
+        if "accelerator-refused" in MODES:  # the words are ours: Kaggle's are not known here
+            return ok({"error": f"Accelerator {req.get('machineShape')} is not available"})
         body = {"ref": f"/code/{ref}", "url": f"https://www.kaggle.com/code/{ref}"}
         body.update(versionNumber=1, invalidDatasetSources=bad)
         return ok(body)
@@ -153,11 +162,15 @@ def api(name: str, req: dict, user: str | None, state: dict) -> tuple[int, dict,
         return ok({"status": "RUNNING" if kernel["polls"] < 2 else "COMPLETE"})
     if method == "ListKernelSessionOutput":
         folder = Path(os.environ["REAL_KAGGLE_OUTPUT"])
-        files = [
-            {"fileName": p.name, "url": f"{STORE}kernel-output/{p.name}"}
-            for p in sorted(folder.iterdir())
-        ]
-        return ok({"files": files, "log": '[{"stream_name":"stdout","data":"done"}]'})
+        names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        files = [{"fileName": n, "url": f"{STORE}kernel-output/{n}"} for n in names]
+        lines = KERNEL_LOG_FAILED if "kernel-fails" in MODES else ["done\n"]
+        log = json.dumps([{"stream_name": "stdout", "data": line} for line in lines])
+        return ok({"files": files, "log": log})
+    if method == "GetAcceleratorQuotaStatistics":
+        used = 30 * 3600 if "no-quota" in MODES else 4 * 3600 + 1800
+        gpu = {"timeUsed": f"{used}s", "totalTimeAllowed": f"{30 * 3600}s"}
+        return ok({"quotaRefreshTime": "2026-12-05T00:00:00Z", "gpuQuota": gpu})
     return error(404, f"tests/bin/real_kaggle.py has no canned answer for {name}")
 
 
@@ -171,7 +184,8 @@ def answer(request) -> tuple[int, dict, bytes]:
         data = Path(os.environ["REAL_KAGGLE_ZIP"]).read_bytes()
         return 200, {"Content-Type": "application/zip", "Content-Length": str(len(data))}, data
     if url.startswith(STORE + "kernel-output/"):
-        data = (Path(os.environ["REAL_KAGGLE_OUTPUT"]) / url.rsplit("/", 1)[1]).read_bytes()
+        name = url[len(STORE + "kernel-output/") :]
+        data = (Path(os.environ["REAL_KAGGLE_OUTPUT"]) / name).read_bytes()
         return 200, {"Content-Length": str(len(data))}, data
     if not url.startswith(API):
         return 404, {}, b"not found"

@@ -34,6 +34,7 @@ def test_every_command_has_a_handler_from_its_group_module():
         "download",
         "submit",
         "submissions",
+        "train",
         "push-kernel",
         "kernel-status",
         "kernel-output",

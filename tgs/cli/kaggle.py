@@ -1,4 +1,5 @@
-"""`tgs kaggle ...`: download, submit, submissions, push-kernel, kernel-status, kernel-output.
+"""`tgs kaggle ...`: download, submit, submissions, train, push-kernel, kernel-status,
+kernel-output.
 
 `tgs kaggle` runs its sub-command's handler with the kaggle client's --timeout; handlers parse,
 call one library function (tgs.kaggle) and print. Imports that load numpy, pandas or torch sit
@@ -15,6 +16,7 @@ from pathlib import Path
 from tgs.cli.common import Handler
 from tgs.core.errors import TGSError
 from tgs.kaggle.client import shell_command, timeout
+from tgs.kaggle.limits import DEFAULT_ACCELERATOR
 from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR
 
 
@@ -59,6 +61,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k = cmd("submissions", _submissions, "Kaggle submissions joined with local manifests")
     k.add_argument("--dir", default=SUBMISSIONS_DIR)
     k = cmd(
+        "train",
+        _train,
+        "push a training kernel: `tgs run` with CFG on Kaggle's GPU (come back: kernel-output)",
+    )
+    k.add_argument("--config", default="resnet34", help="YAML file or shipped config name")
+    k.add_argument("--run", help="run name: the kernel's and runs/NAME's (default: config name)")
+    k.add_argument("--user", help="Kaggle username (default: from the credentials)")
+    k.add_argument(
+        "--accelerator",
+        default=DEFAULT_ACCELERATOR,
+        help=f"kaggle kernels push --accelerator (default {DEFAULT_ACCELERATOR})",
+    )
+    k.add_argument(
+        "--resume-from",
+        metavar="OWNER/KERNEL",
+        help="continue that training kernel's run in a new kernel (its output attached)",
+    )
+    k.add_argument("-m", "--message", default="tgs kaggle train", help="dataset version notes")
+    k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
+    k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
+    k.add_argument("--max-wait", type=float, default=1800.0, help="for the dataset to be ready")
+    k.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    k = cmd(
         "push-kernel",
         _push_kernel,
         "stage RUN as a dataset + offline inference kernel and push both",
@@ -82,10 +107,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k = cmd(
         "kernel-output",
         _kernel_output,
-        "fetch RUN's kernel submission.csv, validate it, write a manifest",
+        "fetch RUN's kernel output: its submission.csv (validated, with a manifest); for a "
+        "training kernel also the run, as RUN",
     )
     kernel_of(k)
     k.add_argument("--sample", help="sample_submission.csv (default: the run's data, data/)")
+    k.add_argument(
+        "--data", help="training kernel: the competition folder here (default data/competition)"
+    )
     k.add_argument("--dir", default=SUBMISSIONS_DIR, help="where the submission goes")
 
 
@@ -130,14 +159,44 @@ def _push_kernel(a: argparse.Namespace) -> None:
         run, a.user, a.dataset, a.title, a.gpu, a.dry_run, a.message, a.staging, a.max_wait
     )
     if a.dry_run:
-        status, create, version, push = (shell_command(c) for c in p.commands)
-        print(f"# dry run: staged {p.staged}/dataset and {p.staged}/kernel; called nothing.")
-        print("# the commands push-kernel runs (paste them to push by hand):")
-        print(f"{status}\n{create}  # a new dataset\n{version}  # an existing one")
-        print(f"{push}  # once `{status}` says ready")
+        _print_dry_run(p, "push-kernel")
         return
     print(f"dataset {p.dataset_ref} is ready; kernel {p.kernel_ref} pushed: {p.kernel_url}")
     print(f"follow it: python -m tgs kaggle kernel-status {shlex.quote(run)} --wait")
+
+
+def _print_dry_run(p, command: str) -> None:
+    status, create, version, push = (shell_command(c) for c in p.commands)
+    print(f"# dry run: staged {p.staged}/dataset and {p.staged}/kernel; called nothing.")
+    print(f"# the commands {command} runs (paste them to push by hand):")
+    print(f"{status}\n{create}  # a new dataset\n{version}  # an existing one")
+    print(f"{push}  # once `{status}` says ready")
+
+
+def _train(a: argparse.Namespace) -> None:
+    from tgs.kaggle.train import push_training
+
+    p = push_training(
+        a.config,
+        a.overrides,
+        a.run,
+        a.user,
+        a.accelerator,
+        a.resume_from,
+        a.dry_run,
+        a.message,
+        a.staging,
+        a.max_wait,
+    )
+    name = Path(p.staged).parent.name
+    if a.dry_run:
+        _print_dry_run(p, "tgs kaggle train")
+        return
+    print(
+        f"dataset {p.dataset_ref} is ready; training kernel {p.kernel_ref} pushed: {p.kernel_url}"
+    )
+    print(f"follow it: python -m tgs kaggle kernel-status runs/{shlex.quote(name)} --wait")
+    print(f"then bring the run back: python -m tgs kaggle kernel-output runs/{shlex.quote(name)}")
 
 
 def _kernel_status(a: argparse.Namespace) -> None:
@@ -152,8 +211,19 @@ def _kernel_status(a: argparse.Namespace) -> None:
 
 def _kernel_output(a: argparse.Namespace) -> None:
     from tgs.kaggle.kernels import kernel_output, kernel_ref
+    from tgs.kaggle.train import fetch_run, is_training
 
     ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
+    if is_training(Path(a.run).name, a.staging):
+        got = fetch_run(a.run, ref, a.data, a.sample, a.dir, a.staging)
+        st = got.status
+        print(
+            f"run {got.run} trained by kernel {ref} on {st.gpu or 'CPU'} in {st.seconds / 60:.1f}"
+            f" min{' (resumed)' if st.resumed else ''}; its submission {got.submission} (valid)"
+        )
+        print(f"next: python -m tgs report --run {shlex.quote(str(got.run))}")
+        print("  or: python -m tgs kaggle submit " + shlex.join([str(got.submission), "-m", ref]))
+        return
     path = kernel_output(a.run, ref, a.sample, a.dir, a.staging)
     print(f"wrote {path} (valid; manifest {path.with_suffix('.json')}) from kernel {ref}")
     print("next: python -m tgs kaggle submit " + shlex.join([str(path), "-m", ref]))

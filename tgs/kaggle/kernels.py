@@ -34,6 +34,7 @@ class Push:
     staged: Path
     commands: list[list[str]] = field(default_factory=list)
     kernel_url: str | None = None
+    quota: str | None = None  # the GPU quota `kaggle quota` reported before a training push
 
 
 def _user(username: str | None, dry_run: bool = False) -> str:
@@ -65,17 +66,32 @@ def push_kernel(
     names = kaggle_names(run.name, dataset_slug, kernel_title)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
     layout = KaggleStaging(Path(staging))
-    root = layout.run_dir(run.name)
     ds_dir = stage_dataset(run, layout.dataset(run.name), dataset_ref, names.dataset_title)
     k_dir = stage_kernel(layout.kernel(run.name), kernel_ref, names.kernel_title, dataset_ref, gpu)
-    status = ["datasets", "status", dataset_ref]
+    result = Push(dataset_ref, kernel_ref, layout.run_dir(run.name))
+    return publish(result, ds_dir, k_dir, message, max_wait, dry_run)
+
+
+def publish(
+    push: Push,
+    ds_dir: Path,
+    k_dir: Path,
+    message: str,
+    max_wait: float,
+    dry_run: bool = False,
+    push_args: tuple[str, ...] = (),
+) -> Push:
+    """Create (or version) the staged dataset `ds_dir` as `push.dataset_ref`, wait until Kaggle
+    says it is ready, then `kaggle kernels push -p K_DIR PUSH_ARGS`; fills `push.commands` (all
+    four when `dry_run`, which calls nothing) and `push.kernel_url`."""
+    ref = push.dataset_ref
+    status = ["datasets", "status", ref]
     create = ["datasets", "create", "-p", str(ds_dir), "--dir-mode", "zip"]
     version = ["datasets", "version", "-p", str(ds_dir), "-m", message, "--dir-mode", "zip"]
-    push = ["kernels", "push", "-p", str(k_dir)]
-    result = Push(dataset_ref, kernel_ref, root)
+    command = ["kernels", "push", "-p", str(k_dir), *push_args]
     if dry_run:
-        result.commands = [status, create, version, push]
-        return result
+        push.commands = [status, create, version, command]
+        return push
     try:
         run_kaggle(status)
         upload = version
@@ -83,13 +99,13 @@ def push_kernel(
         if e.kind != "not_found":  # network, credentials...: not a reason to create
             raise
         upload = create
-    log.info("uploading %s to Kaggle dataset %s", ds_dir, dataset_ref)
+    log.info("uploading %s to Kaggle dataset %s", ds_dir, ref)
     run_kaggle(upload, progress=True)
-    wait_dataset_ready(dataset_ref, max_wait=max_wait)
-    out = run_kaggle(push, progress=True)
+    wait_dataset_ready(ref, max_wait=max_wait)
+    out = run_kaggle(command, progress=True)
     url = re.search(r"(https://\S*kaggle\.com/\S+)", out.stdout)
-    result.commands, result.kernel_url = [status, upload, push], url.group(1) if url else None
-    return result
+    push.commands, push.kernel_url = [status, upload, command], url.group(1) if url else None
+    return push
 
 
 def wait_dataset_ready(ref: str, max_wait: float = 1800.0, first: float = 5.0) -> None:
@@ -112,16 +128,37 @@ def kernel_ref(
     title: str | None = None,
     staging: str | os.PathLike = STAGING,
 ) -> str:
-    """The run's kernel: `kernel`, else the id push-kernel staged, else the default name."""
-    run = Run(run_dir).require()
+    """The run's kernel: `kernel`, else the id push-kernel or `tgs kaggle train` staged for a
+    run of this name (the run folder need not exist yet), else the default inference name."""
+    run = Run(run_dir)
     if kernel:
         if not re.match(r"^[^/\s]+/[^/\s]{5,}$", kernel):
             raise KaggleError(f"--kernel {kernel!r}: expected OWNER/KERNEL-SLUG")
         return kernel
-    staged = KaggleStaging(Path(staging)).kernel_metadata(run.name)
-    if staged.is_file() and not (username or title):
-        return json.loads(staged.read_text())["id"]
+    staged = staged_kernel(run.name, staging)
+    if staged and not (username or title):
+        return json.loads(staged[0].read_text())["id"]
+    run.require()
     return f"{_user(username)}/{kaggle_names(run.name, title=title).kernel_slug}"
+
+
+def staged_kernel(run_name: str, staging: str | os.PathLike = STAGING) -> tuple[Path, bool] | None:
+    """The kernel-metadata.json last staged for `run_name` (push-kernel's inference kernel or
+    `tgs kaggle train`'s, the newer when both are) and whether it is the training kernel's."""
+    found = [
+        (p.stat().st_mtime, p, training)
+        for training in (False, True)
+        if (p := KaggleStaging(Path(staging), training).kernel_metadata(run_name)).is_file()
+    ]
+    return max(found)[1:] if found else None
+
+
+def download_output(ref: str, dest: Path) -> Path:
+    """`kaggle kernels output REF` into an emptied `dest` (its log as <slug>.log)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    run_kaggle(["kernels", "output", ref, "-p", str(dest), "-o"], progress=True)
+    return dest
 
 
 def _kernel_status(ref: str) -> tuple[str, str | None]:
@@ -156,16 +193,42 @@ def kernel_status(
             log.info("kernel %s: %s", ref, status)  # the final status is the caller's to show
         seen.append(status)
         if status == "error":
-            raise KaggleError(
-                f"kernel {ref} failed: {failure or 'no message'}; its log: "
-                f"kaggle kernels output {ref} -p {KaggleStaging().log()}"
-            )
+            raise KaggleError(f"kernel {ref} failed: {failure or 'no message'}{_log_tail(ref)}")
         return status if (status in KERNEL_DONE or not wait) else None
 
     found = poll(check, poll_seconds, max_wait if wait else 0.0)
     if found is None:
         log.warning("warning: kernel %s still %s after %.0fs", ref, seen[-1], max_wait)
     return found or seen[-1]
+
+
+def _log_tail(ref: str, lines: int = 15) -> str:
+    """The last lines of a failed kernel's log (fetched without its output files) and where
+    the whole log goes, as the end of an error message."""
+    dest = KaggleStaging().log()
+    fetch = ["kernels", "output", ref, "-p", str(dest), "-o"]
+    log_file, text = None, ""
+    try:  # a pattern no file matches: only the log comes
+        run_kaggle([*fetch, "--file-pattern", "^$"])
+        log_file = next(Path(dest).glob("*.log"), None)
+        text = kernel_log_text(log_file.read_text()) if log_file else ""
+    except (KaggleError, OSError) as e:
+        log.debug("kernel log not fetched: %s", e)
+    tail = "\n".join("  | " + ln for ln in text.splitlines()[-lines:])
+    where = f"{log_file}" if text else f"kaggle {' '.join(fetch)}"
+    return (f"; its log ends:\n{tail}\n" if tail else "; ") + f"the whole log: {where}"
+
+
+def kernel_log_text(raw: str) -> str:
+    """A kernel log as text: Kaggle's JSON list of {stream_name, data} entries joined, or the
+    text itself when it is not that list."""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(entries, list):
+        return raw
+    return "".join(str(e.get("data", "")) for e in entries if isinstance(e, dict))
 
 
 def kernel_output(
@@ -180,10 +243,7 @@ def kernel_output(
     kernel's own (from its log, as predict wrote it) with the kernel and the run's config."""
     run = Run(run_dir).require()
     th, cfg = run.thresholds(), run.config()
-    dest = KaggleStaging(Path(staging)).output(run.name)
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    run_kaggle(["kernels", "output", ref, "-p", str(dest), "-o"], progress=True)
+    dest = download_output(ref, KaggleStaging(Path(staging)).output(run.name))
     got = dest / SUBMISSION
     if not got.is_file():
         files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"

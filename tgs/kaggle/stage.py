@@ -15,6 +15,7 @@ from pathlib import Path
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
 from tgs.core.meta import git_commit
+from tgs.kaggle.limits import DEFAULT_ACCELERATOR
 from tgs.resources import KERNELS_DIR
 from tgs.run.folder import Run
 from tgs.run.records import StageInfo
@@ -80,15 +81,22 @@ class KaggleNames:
 
 
 def kaggle_names(
-    run_name: str, dataset: str | None = None, title: str | None = None
+    run_name: str,
+    dataset: str | None = None,
+    title: str | None = None,
+    train: bool = False,
+    part: int = 1,
 ) -> KaggleNames:
-    """Default names for a run (any name: long, spaces, non-ASCII), or the given ones checked."""
-    names = KaggleNames(
-        dataset or _fit("tgs-", run_name, "-weights"),
-        _fit("tgs weights ", run_name),
-        title or _fit("tgs inference ", run_name),
-        "",
-    )
+    """Default names for a run (any name: long, spaces, non-ASCII), or the given ones checked.
+    `train`: a training kernel's (part > 1: the session that continues part - 1)."""
+    if train:
+        suffix = f" part {part}" if part > 1 else ""
+        defaults = (_fit("tgs-", run_name, "-train"), _fit("tgs train code ", run_name))
+        defaults += (_fit("tgs train ", run_name, suffix),)
+    else:
+        defaults = (_fit("tgs-", run_name, "-weights"), _fit("tgs weights ", run_name))
+        defaults += (_fit("tgs inference ", run_name),)
+    names = KaggleNames(dataset or defaults[0], defaults[1], title or defaults[2], "")
     names.kernel_slug = slugify(names.kernel_title)
     if not (6 <= len(names.dataset_slug) <= NAME_MAX and _SLUG.match(names.dataset_slug)):
         raise TGSError(
@@ -123,14 +131,18 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
     for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
         if f.is_file():
             _copy(f, staged.root / run.relative(f))
+    from tgs.models.registry import smp_needed_by  # torch: not for `tgs kaggle submit`
+
     info = StageInfo(run=run.name, models=[run.relative(f) for f in files])
-    return _finish_dataset(out, info, cfg.model, dataset_ref, title)
+    return _finish_dataset(out, info, smp_needed_by(cfg), dataset_ref, title)
 
 
-def _finish_dataset(out: Path, info: StageInfo, model: str, ref: str, title: str) -> Path:
-    """smp bundled when `model` needs it, tgs-stage.json (`info`, stamped) and the dataset's
-    metadata, in the staged dataset folder `out`."""
-    info.smp = _bundle_smp(model, out)
+def _finish_dataset(
+    out: Path, info: StageInfo, smp_needed_by: str | None, ref: str, title: str
+) -> Path:
+    """smp bundled when something needs it (`smp_needed_by`), tgs-stage.json (`info`, stamped)
+    and the dataset's metadata, in the staged dataset folder `out`."""
+    info.smp = _bundle_smp(smp_needed_by, out)
     info.commit, info.staged = git_commit(), time.strftime("%Y-%m-%d %H:%M:%S")
     info.write(out / STAGE_INFO)
     meta = {"title": title, "id": ref, "licenses": [{"name": "CC0-1.0"}]}
@@ -167,21 +179,18 @@ def stage_kernel(out: Path, kernel_ref: str, title: str, dataset_ref: str, gpu: 
 # -- the training kernel ------------------------------------------------------------------------
 TRAIN_CONFIG = "train-config.yaml"  # the staged dataset's resolved config
 TRAIN_SCRIPT = "tgs_train.py"
-DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # kaggle 2.x: P100 is retired (sm_60 has no kernels)
 
 
-def _bundle_smp(model: str, out: Path) -> str | None:
-    """Copy segmentation_models_pytorch into `out` for an smp model (Kaggle's image lacks it);
-    its version, or None for seed_unet."""
-    from tgs.models.registry import SMP_ARCHS  # torch: not for `tgs kaggle submit`
-
-    if model not in SMP_ARCHS:
+def _bundle_smp(needed_by: str | None, out: Path) -> str | None:
+    """Copy segmentation_models_pytorch into `out` when something (`needed_by`: what, e.g.
+    "model 'unet'") needs it: Kaggle's image lacks it. Its version, or None when not needed."""
+    if needed_by is None:
         return None
     try:
         import segmentation_models_pytorch as smp  # optional: smp runs only
     except ImportError:
         raise TGSError(
-            f"model {model!r} needs segmentation-models-pytorch here to bundle: "
+            f"{needed_by} needs segmentation-models-pytorch here to bundle: "
             "pip install segmentation-models-pytorch"
         ) from None
     shutil.copytree(Path(smp.__file__).parent, out / SMP, ignore=_IGNORE)
@@ -189,16 +198,17 @@ def _bundle_smp(model: str, out: Path) -> str | None:
 
 
 def stage_training_dataset(
-    config_text: str, name: str, model: str, out: Path, ref: str, title: str
+    config_text: str, name: str, smp_needed_by: str | None, out: Path, ref: str, title: str
 ) -> Path:
-    """Dataset folder for a training kernel: tgs/ (source), smp when `model` needs it,
-    train-config.yaml (`config_text`, the resolved config), tgs-stage.json, metadata."""
+    """Dataset folder for a training kernel: tgs/ (source), smp when the run needs it
+    (`smp_needed_by`: what does), train-config.yaml (`config_text`, the resolved config),
+    tgs-stage.json, metadata."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(PACKAGE_DIR, out / "tgs", ignore=_IGNORE)
     (out / TRAIN_CONFIG).write_text(config_text)
     info = StageInfo(run=name, models=[], extra={"kind": "train"})
-    return _finish_dataset(out, info, model, ref, title)
+    return _finish_dataset(out, info, smp_needed_by, ref, title)
 
 
 def stage_training_kernel(

@@ -4,7 +4,7 @@ before the session limit, and say in tgs-train.json how far it got."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import shutil
 import signal
@@ -20,13 +20,13 @@ from tgs.core.errors import TGSError
 from tgs.core.meta import gpu_name
 from tgs.data.prepare import prepare_folder
 from tgs.kaggle.inference_kernel import find_input
+from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES
 from tgs.kaggle.stage import SUBMISSION, TRAIN_CONFIG
+from tgs.run.records import TrainStatus
 
-SESSION_MINUTES = 12 * 60  # Kaggle: a CPU or GPU session runs at most 12 hours
-MARGIN_MINUTES = 20  # imports, the data, predict and the report after the last fold, saving
-OUTPUT_LIMIT_GB = 20  # Kaggle keeps up to 20 GB of /kaggle/working
-STATUS = "tgs-train.json"
-RUN = "run"
+log = logging.getLogger(__name__)
+STATUS = TrainStatus.FILE
+RUN = "run"  # the run folder in /kaggle/working
 
 
 def session_minutes() -> float:
@@ -61,8 +61,10 @@ def _earlier_run(input_root: Path, staged: Path) -> Path | None:
     return found[0] if found else None
 
 
-def run_training(staged: Path, input_root: Path, working: Path) -> dict:
-    """The kernel's work; returns (and writes to working/tgs-train.json) its status."""
+def run_training(staged: Path, input_root: Path, working: Path) -> TrainStatus:
+    """The kernel's work; returns (and writes to working/tgs-train.json) its status. With an
+    earlier kernel's run attached it continues that run with `--resume` (the staged config must
+    hold what the run's checkpoints hold: `tgs run` refuses other keys than the runtime ones)."""
     t0, limit = time.time(), session_minutes()
     cfg = load_config(staged / TRAIN_CONFIG)
     check_budget(cfg, limit)
@@ -72,8 +74,8 @@ def run_training(staged: Path, input_root: Path, working: Path) -> dict:
         shutil.copytree(earlier, run_dir)  # the earlier session's run, continued with --resume
     scratch = Path(tempfile.mkdtemp(prefix="tgs-train-"))
     data = prepare_folder(_competition(input_root), scratch / "data")  # input is read-only
-    config = run_dir / "config.yaml" if earlier is not None else staged / TRAIN_CONFIG
-    cmd = [sys.executable, "-m", "tgs", "run", "--config", str(config), "--data", str(data)]
+    cmd = [sys.executable, "-m", "tgs", "run", "--config", str(staged / TRAIN_CONFIG)]
+    cmd += ["--data", str(data)]
     cmd += ["--run", str(run_dir)] + (["--resume"] if earlier is not None else [])
     path = os.pathsep.join(filter(None, [str(staged), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
@@ -88,19 +90,25 @@ def run_training(staged: Path, input_root: Path, working: Path) -> dict:
     finished = rc == 0 and bool(subs)
     if finished:
         shutil.copyfile(subs[-1], working / SUBMISSION)
-    status = {
-        "run": cfg.name,
-        "finished": finished,
-        "stopped_at_session_limit": stopped,
-        "exit_code": rc,
-        "resumed": earlier is not None,
-        "gpu": gpu_name(),
-        "seconds": round(time.time() - t0, 1),
-        "submission": subs[-1].name if finished else None,
-        "output_gb": round(_size(working) / 1e9, 3),
-        "output_limit_gb": OUTPUT_LIMIT_GB,
-    }
-    (working / STATUS).write_text(json.dumps(status, indent=2) + "\n")
+    status = TrainStatus(
+        run=cfg.name,
+        finished=finished,
+        stopped_at_session_limit=stopped,
+        exit_code=rc,
+        resumed=earlier is not None,
+        gpu=gpu_name(),
+        seconds=round(time.time() - t0, 1),
+        submission=subs[-1].name if finished else None,
+        output_gb=round(_size(working) / 1e9, 3),
+        output_limit_gb=OUTPUT_LIMIT_GB,
+    )
+    status.write(working / STATUS)
+    if status.output_gb > 0.9 * OUTPUT_LIMIT_GB:
+        log.warning(
+            "warning: /kaggle/working holds %.1f GB; Kaggle keeps at most %d GB",
+            status.output_gb,
+            OUTPUT_LIMIT_GB,
+        )
     shutil.rmtree(scratch, ignore_errors=True)
     if rc != 0 and not stopped:
         raise TGSError(f"tgs run failed in the kernel (exit {rc}); see the log above")

@@ -60,6 +60,7 @@ class LovaszHinge(nn.Module):
         return losses.mean()
 
 
+SMP_LOSSES = frozenset({"dice", "soft_bce", "focal", "jaccard", "lovasz_batch"})  # smp's own
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "bce": lambda: nn.BCEWithLogitsLoss(),
     "dice": lambda: _smp().DiceLoss("binary", from_logits=True),
@@ -97,9 +98,10 @@ class WeightedSum(nn.Module):
 _TERM = re.compile(r"^\s*(?:(\d*\.?\d+(?:e-?\d+)?)\s*\*\s*)?([a-z_0-9]+)\s*$")
 
 
-def create_loss(spec: str) -> WeightedSum:
-    """'bce', 'bce+dice', '0.5*bce+lovasz' -> a loss module on (logits, 0/1 float target)."""
-    parts = []
+def loss_terms(spec: str) -> list[tuple[float, str]]:
+    """'0.5*bce+lovasz' -> [(0.5, 'bce'), (1.0, 'lovasz')]; ConfigError naming a bad term or an
+    unknown loss (with the valid names)."""
+    terms = []
     for term in spec.split("+"):
         match = _TERM.match(term)
         if not match:
@@ -109,5 +111,10 @@ def create_loss(spec: str) -> WeightedSum:
             close = difflib.get_close_matches(name, list(LOSSES), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown loss {name!r}{hint} (valid: {', '.join(LOSSES)})")
-        parts.append((weight, name, LOSSES[name]()))
-    return WeightedSum(parts)
+        terms.append((weight, name))
+    return terms
+
+
+def create_loss(spec: str) -> WeightedSum:
+    """'bce', 'bce+dice', '0.5*bce+lovasz' -> a loss module on (logits, 0/1 float target)."""
+    return WeightedSum([(weight, name, LOSSES[name]()) for weight, name in loss_terms(spec)])

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tgs.core.config import config_keys
+from tgs.core.config import Config, config_keys
 from tgs.core.errors import ConfigError
 from tgs.models.geometry import Geometry
 from tgs.models.heads import UnetHypercolumn
@@ -206,3 +206,19 @@ def model_from_config(cfg: Any, pretrained: bool = True) -> SegModel:
         **({"deep_supervision": True} if cfg.aux_weight > 0 else {}),
         **cfg.model_kwargs,
     )
+
+
+def smp_needed_by(cfg: Config, training: bool = False) -> str | None:
+    """What in `cfg` imports segmentation_models_pytorch (Kaggle's image lacks it): an smp model
+    or, when `training`, an smp loss term; None when nothing does."""
+    # the losses module only here: the offline inference kernel imports this one, never losses
+    from tgs.models.losses import SMP_LOSSES, loss_terms
+
+    if cfg.model in SMP_ARCHS:
+        return f"model {cfg.model!r}"
+    specs = [cfg.loss] + ([cfg.stage2_loss] if cfg.stage2_epochs else []) if training else []
+    for spec in specs:
+        smp_terms = [name for _, name in loss_terms(spec) if name in SMP_LOSSES]
+        if smp_terms:
+            return f"loss {spec!r} ({', '.join(smp_terms)})"
+    return None

@@ -364,7 +364,8 @@ class Run:
         )
 
     def kernel_submission_path(
-        self, cv: float, folder: str | os.PathLike = SUBMISSIONS_DIR
+        self, cv: float, folder: str | os.PathLike = SUBMISSIONS_DIR, tag: str = "kernel"
     ) -> Path:
-        """submissions/<run>-kernel-cv<CV>.csv: the submission the run's Kaggle kernel made."""
-        return Path(folder) / f"{self.name}-kernel-cv{cv:.4f}.csv"
+        """submissions/<run>-<tag>-cv<CV>.csv: the submission a Kaggle kernel made (`kernel`:
+        the run's inference kernel; `kaggle`: the kernel that trained the run)."""
+        return Path(folder) / f"{self.name}-{tag}-cv{cv:.4f}.csv"

@@ -8,7 +8,8 @@ rebuilds it when the file is missing, not JSON, or a field has the wrong type.
     RUN/foldK/summary.json   FoldSummary  how the fold trained and made its OOF
     SUB.json                 Manifest     what made a submission (predict, blend or kernel)
     BLEND/blend.json         Blend        a blend's members, data folder and gate
-    DATASET/tgs-stage.json   StageInfo    what `tgs kaggle push-kernel` staged
+    DATASET/tgs-stage.json   StageInfo    what `tgs kaggle push-kernel` / `train` staged
+    OUTPUT/tgs-train.json    TrainStatus  how far a Kaggle training kernel's session got
     build/kaggle/RUN/        KaggleStaging  the staging folders of a run's dataset and kernel
 
 Fields a record does not know are kept (`extra`) and written back after the known ones, so a
@@ -357,6 +358,7 @@ class Manifest(Record):
     model_seconds: float | None = _spec(_number, None)
     kernel: str | None = _spec(_str, None)
     kernel_output: str | None = _spec(_str, None)
+    made: str | None = _spec(_str, None)
     kaggle: list[dict] | None = _spec(_list_of(_dict), None)
     extra: dict = field(default_factory=dict)
 
@@ -367,8 +369,9 @@ class Manifest(Record):
 
     @property
     def made_by(self) -> str:
-        """`kernel` for a Kaggle kernel's submission, else `local`."""
-        return "kernel" if self.kernel else "local"
+        """`made` when set (`kaggle-train`: a run trained in a Kaggle kernel), else `kernel`
+        for an inference kernel's submission, else `local`."""
+        return self.made or ("kernel" if self.kernel else "local")
 
     @property
     def source(self) -> str | None:
@@ -397,15 +400,40 @@ class StageInfo(Record):
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(kw_only=True)
+class TrainStatus(Record):
+    """tgs-train.json in a training kernel's output: whether its run finished (a submission
+    made), was stopped at the session limit, or continued an earlier kernel's run; the GPU it
+    had, its time and the output's size against Kaggle's limit."""
+
+    FILE: ClassVar[str] = "tgs-train.json"
+    REBUILD: ClassVar[str] = "python -m tgs kaggle kernel-output RUN (download it again)"
+
+    run: str = _spec(_str)
+    finished: bool = _spec(_bool)
+    stopped_at_session_limit: bool = _spec(_bool)
+    exit_code: int = _spec(_int)
+    resumed: bool = _spec(_bool)
+    gpu: str | None = _spec(_str, None, keep_none=True)
+    seconds: float = _spec(_number)
+    submission: str | None = _spec(_str, None, keep_none=True)
+    output_gb: float = _spec(_number)
+    output_limit_gb: float = _spec(_number)
+    extra: dict = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class KaggleStaging:
     """Where push-kernel stages a run and kernel-output fetches its output:
-    ROOT/RUN/{dataset, kernel, output, log}."""
+    ROOT/RUN/{dataset, kernel, output}; `training`: what `tgs kaggle train` stages and fetches,
+    ROOT/RUN/train/{dataset, kernel, output}. ROOT/log: a failed kernel's log."""
 
     root: Path = Path(KAGGLE_STAGING_DIR)
+    training: bool = False
 
     def run_dir(self, run_name: str) -> Path:
-        return Path(self.root) / run_name
+        folder = Path(self.root) / run_name
+        return folder / "train" if self.training else folder
 
     def dataset(self, run_name: str) -> Path:
         return self.run_dir(run_name) / "dataset"

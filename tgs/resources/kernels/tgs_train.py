@@ -8,6 +8,7 @@ Override the folders with TGS_KAGGLE_INPUT and TGS_KAGGLE_WORKING to run it anyw
 the same way.
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -31,4 +32,4 @@ if __name__ == "__main__":
     from tgs.kaggle.training_kernel import run_training
 
     status = run_training(staged, INPUT, WORKING)
-    print(status)
+    print(json.dumps(status.to_dict(), indent=2))

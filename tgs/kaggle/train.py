@@ -1,0 +1,262 @@
+"""Train on Kaggle's GPU: `tgs kaggle train` stages tgs and the resolved config as a dataset and
+pushes a training kernel (GPU and internet on, the competition attached; an earlier training
+kernel attached to continue its run); `fetch_run` brings the kernel's output back as a local
+run folder and its submission with a manifest (`made: kaggle-train`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tgs.core.config import dump_config, load_config
+from tgs.core.errors import TGSError
+from tgs.core.fileio import write_json
+from tgs.kaggle.client import KaggleError, run_kaggle
+from tgs.kaggle.competition import find_sample
+from tgs.kaggle.kernels import STAGING, Push, _user, download_output, publish, staged_kernel
+from tgs.kaggle.limits import DEFAULT_ACCELERATOR, MARGIN_MINUTES, SESSION_MINUTES
+from tgs.kaggle.stage import (
+    SUBMISSION,
+    kaggle_names,
+    stage_training_dataset,
+    stage_training_kernel,
+)
+from tgs.kaggle.training_kernel import RUN, check_budget
+from tgs.predict.submission import validate_file
+from tgs.run.folder import Run
+from tgs.run.records import SUBMISSIONS_DIR, KaggleStaging, Manifest, TrainStatus
+
+log = logging.getLogger(__name__)
+MADE = "kaggle-train"  # the manifest's `made` of a submission a training kernel wrote
+_PART = re.compile(r"-part-(\d+)$")
+_KERNEL = re.compile(r"^[^/\s]+/[^/\s]{5,}$")
+
+
+def push_training(
+    config: str | os.PathLike | None,
+    overrides: list[str],
+    run_name: str | None = None,
+    username: str | None = None,
+    accelerator: str = DEFAULT_ACCELERATOR,
+    resume_from: str | None = None,
+    dry_run: bool = False,
+    message: str = "tgs kaggle train",
+    staging: str | os.PathLike = STAGING,
+    max_wait: float = 1800.0,
+) -> Push:
+    """Resolve and check the config (a budget the session cannot hold is refused), stage the
+    training dataset and kernel under STAGING/RUN/train, check the GPU quota, publish the dataset
+    and push the kernel with `--accelerator`. `resume_from` (OWNER/KERNEL): the new kernel
+    ("... part N") takes that kernel's output and continues its run."""
+    from tgs.models.registry import smp_needed_by  # torch, like validate_config
+    from tgs.train.validate import validate_config  # torch: resolves every name before pushing
+
+    cfg = load_config(config, overrides)
+    validate_config(cfg)
+    check_budget(cfg, SESSION_MINUTES)
+    name = run_name or cfg.name
+    part = 1
+    if resume_from:
+        if not _KERNEL.match(resume_from):
+            raise KaggleError(f"--resume-from {resume_from!r}: expected OWNER/KERNEL-SLUG")
+        found = _PART.search(resume_from)
+        part = int(found.group(1)) + 1 if found else 2
+    user = _user(username, dry_run)
+    names = kaggle_names(name, train=True, part=part)
+    dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
+    layout = KaggleStaging(Path(staging), training=True)
+    ds = stage_training_dataset(
+        dump_config(cfg),
+        name,
+        smp_needed_by(cfg, training=True),
+        layout.dataset(name),
+        dataset_ref,
+        names.dataset_title,
+    )
+    k_dir = stage_training_kernel(
+        layout.kernel(name), kernel_ref, names.kernel_title, dataset_ref, accelerator, resume_from
+    )
+    result = Push(dataset_ref, kernel_ref, layout.run_dir(name))
+    if not dry_run:
+        result.quota = check_gpu_quota(cfg.budget_minutes)
+    try:
+        return publish(
+            result, ds, k_dir, message, max_wait, dry_run, ("--accelerator", accelerator)
+        )
+    except KaggleError as e:
+        if "kernels push" not in str(e):
+            raise
+        raise KaggleError(
+            f"{e}; the kernel asked for {accelerator}: choose another with --accelerator, and "
+            "see your weekly GPU hours with `kaggle quota`",
+            e.kind,
+        ) from None
+
+
+def check_gpu_quota(budget_minutes: float) -> str | None:
+    """`kaggle quota`'s GPU row as 'used U of T, R left (refreshes ...)'; KaggleError when no
+    GPU time is left, a warning when less than the run's budget is. None when the client or
+    Kaggle gives no quota (older clients): the push then goes on."""
+    try:
+        out = run_kaggle(["quota", "--csv"]).stdout
+    except KaggleError as e:
+        if e.kind in ("network", "timeout", "rejected", "missing"):
+            raise
+        log.warning("warning: cannot read your GPU quota (%s); pushing anyway", e)
+        return None
+    rows = {r.get("resource"): r for r in csv.DictReader(io.StringIO(out.strip()))}
+    gpu = rows.get("GPU")
+    if gpu is None:
+        return None
+    left = float(gpu["remaining"].rstrip("h"))
+    said = (
+        f"used {gpu['used']} of {gpu['total']}, {gpu['remaining']} left "
+        f"(refreshes {gpu.get('refreshAt') or 'weekly'})"
+    )
+    if left <= 0:
+        raise KaggleError(f"no Kaggle GPU quota left this week: {said}", "quota")
+    if budget_minutes and left * 60 < budget_minutes + MARGIN_MINUTES:
+        log.warning(
+            "warning: GPU quota %s is less than the run's budget_minutes=%g plus %d min",
+            said,
+            budget_minutes,
+            MARGIN_MINUTES,
+        )
+    else:
+        log.info("GPU quota: %s", said)
+    return said
+
+
+@dataclass
+class FetchedRun:
+    """What kernel-output brought back from a training kernel."""
+
+    run: Path
+    submission: Path
+    status: TrainStatus
+
+
+def is_training(run_name: str, staging: str | os.PathLike = STAGING) -> bool:
+    """Whether the kernel last staged for `run_name` is a training kernel (`tgs kaggle train`)
+    rather than push-kernel's inference kernel."""
+    staged = staged_kernel(run_name, staging)
+    return bool(staged and staged[1])
+
+
+def fetch_run(
+    run_dir: str | os.PathLike,
+    ref: str,
+    data: str | os.PathLike | None = None,
+    sample: str | os.PathLike | None = None,
+    folder: str | os.PathLike = SUBMISSIONS_DIR,
+    staging: str | os.PathLike = STAGING,
+) -> FetchedRun:
+    """Download training kernel REF's output; refuse an unfinished run (what is missing and the
+    command that continues it); copy its run folder to RUN_DIR (meta.json: where and on which GPU
+    it trained, the local data folder) and its submission, validated, to
+    FOLDER/<run>-kaggle-cv<CV>.csv with a manifest."""
+    local = Run(run_dir)
+    dest = download_output(ref, KaggleStaging(Path(staging), training=True).output(local.name))
+    status_path = dest / TrainStatus.FILE
+    if not status_path.is_file():
+        files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+        raise KaggleError(
+            f"kernel {ref}'s output has no {TrainStatus.FILE} ({files}): not a tgs training "
+            f"kernel, or still running: python -m tgs kaggle kernel-status {local.root} --wait"
+        )
+    status = TrainStatus.read(status_path)
+    remote = Run(dest / RUN)
+    if not status.finished:
+        raise TGSError(_unfinished(ref, status, remote, local))
+    sample = find_sample(None, sample, (data,) if data else ())
+    _adopt(remote, local, ref, status, sample.parent)
+    return FetchedRun(local.root, _keep_submission(dest, local, ref, sample, folder), status)
+
+
+def _unfinished(ref: str, status: TrainStatus, remote: Run, local: Run) -> str:
+    """What an unfinished training kernel's output lacks, and the command that continues it."""
+    why = (
+        "it stopped at the session limit"
+        if status.stopped_at_session_limit
+        else f"tgs run exited with {status.exit_code}"
+    )
+    if not remote.exists():
+        return f"kernel {ref} holds no run folder ({why}): push it again with tgs kaggle train"
+    cfg = remote.config()
+    folds = cfg.folds or list(range(cfg.n_folds))
+    done = set(remote.finished_folds())
+    missing = [
+        f"fold {k} ({'started' if remote.started(k) else 'not started'})"
+        for k in folds
+        if k not in done
+    ]
+    if not remote.thresholds_path.is_file():
+        missing.append(remote.thresholds_path.name)
+    missing.append(SUBMISSION)
+    again = f"python -m tgs kaggle train --config {remote.config_path} --run {local.name} "
+    return (
+        f"kernel {ref} did not finish its run ({why}): missing {', '.join(missing)}; "
+        f"continue it in a new session: {again}--resume-from {ref}"
+    )
+
+
+def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -> None:
+    """Copy the kernel's run folder to `local` (replacing an earlier copy of a Kaggle-trained
+    run, never a local run) and say in meta.json where it trained and where its data is here."""
+    if local.exists() and not local.meta().get("trained_on"):
+        raise TGSError(
+            f"{local.root} is a run trained here, not by kernel {ref}: name another run folder"
+        )
+    tmp = local.root.with_name(local.name + ".fetching")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(remote.root, tmp)
+    meta = Run(tmp).meta()
+    meta["trained_on"] = {
+        "where": "kaggle",
+        "kernel": ref,
+        "gpu": status.gpu,
+        "seconds": status.seconds,
+        "resumed": status.resumed,
+        "kernel_data": meta.get("data"),
+        "fetched": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    meta["data"] = str(data.resolve())  # predict, report, blend and pseudo read the data here
+    write_json(Run(tmp).meta_path, meta)
+    if local.root.exists():
+        shutil.rmtree(local.root)
+    tmp.rename(local.root)
+
+
+def _keep_submission(dest: Path, local: Run, ref: str, sample: Path, folder) -> Path:
+    """The kernel's submission.csv, validated, as FOLDER/<run>-kaggle-cv<CV>.csv with the
+    kernel's predict manifest pointed at the local run (`made: kaggle-train`)."""
+    got = dest / SUBMISSION
+    n = validate_file(got, sample)
+    th = local.thresholds()
+    path = local.kernel_submission_path(th.require_cv(local.thresholds_path), folder, "kaggle")
+    status = TrainStatus.read(dest / TrainStatus.FILE)
+    made = dest / "submissions" / Manifest.path_for(status.submission or SUBMISSION).name
+    base = Manifest.read(made) if made.is_file() else Manifest(submission=SUBMISSION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(got, path)
+    manifest = replace(
+        base,
+        submission=path.name,
+        run=str(local.root),
+        data=str(sample.parent),
+        cv=th.cv,
+        thresholds=th,
+        n_images=n,
+        kernel=ref,
+        kernel_output=str(dest),
+        made=MADE,
+    )
+    manifest.write(Manifest.path_for(path))
+    return path
