@@ -5,6 +5,7 @@ staged dataset."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -170,6 +171,7 @@ def run_kernel_offline(
         TGS_TEST_REPORT=str(report),
         **(env or {}),
     )
+    before = tree_digest(inputs)
     proc = subprocess.run(
         [sys.executable, str(dataset.parent / "kernel" / script)],
         cwd=root,
@@ -179,6 +181,9 @@ def run_kernel_offline(
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert tree_digest(inputs) == before, (
+        "the kernel wrote under input/ (Kaggle mounts it read-only)"
+    )
     found = json.loads(report.read_text())
     found["network"] = net.read_text()
     return working, found, proc.stdout + proc.stderr
@@ -188,3 +193,14 @@ def read_only(root: Path) -> None:
     """Take the write bits off `root` and everything under it (as Kaggle mounts its inputs)."""
     for p in [root, *root.rglob("*")]:
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of every path and file's bytes under `root` (symlinks followed), to prove that
+    nothing was written there: as root the read-only bits alone prove nothing."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()

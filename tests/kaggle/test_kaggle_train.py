@@ -17,7 +17,8 @@ from tgs.kaggle.stage import TRAIN_SCRIPT
 
 COMP = "tgs-salt-identification-challenge"
 CONFIG = tiny_yaml(name="ktiny", threads=1, max_train_batches=2, epochs=3)
-# long enough (~50 s here) that a session stopped after ~15 s is always stopped mid-run
+# long enough (~50 s here) that a session stopped after ~15 s (5.25 min limit - 5 min to save)
+# is always stopped mid-run
 LONG = tiny_yaml(
     name="klong", threads=1, epochs=12, size=64, model_kwargs={"n_filters": 16}, max_train_batches=2
 )
@@ -160,6 +161,8 @@ def test_train_on_kaggle_and_bring_the_run_back(
     (again,) = (tmp_path / "submissions").glob("ktiny-cv*.csv")
     assert again.read_bytes() == local
     assert main(["report", "--run", "runs/ktiny"]) == 0
+    assert main(["blend", "runs/ktiny", "local", "--out", "blends/b", "--no-predict"]) == 0
+    assert main(["pseudo", "--run", "runs/ktiny", "--out", "pseudo", "--max-uncertain", "1"]) == 0
     assert main(["kaggle", "push-kernel", "runs/ktiny", "--dry-run"]) == 0
     capsys.readouterr()
     assert main(["kaggle", "submit", str(sub), "-m", "trained on kaggle", "--wait"]) == 0
@@ -168,9 +171,8 @@ def test_train_on_kaggle_and_bring_the_run_back(
     assert row[:3] == [sub.name, "runs/ktiny", "ktiny"] and row[6] == "kaggle-train"
     # a run folder trained here is never replaced by a kernel's
     refuse = ["kaggle", "kernel-output", "local", "--kernel", "alice/tgs-train-ktiny"]
-    shutil.copytree(tmp_path / "build/kaggle/ktiny/train", tmp_path / "build/kaggle/local/train")
     assert main([*refuse, "--data", str(synth_dir)]) == 1
-    assert "local is a run trained here, not by kernel" in capsys.readouterr().err
+    assert "local exists and is not a run brought back from Kaggle" in capsys.readouterr().err
     assert not list(tmp_path.glob("local.fetching"))
 
 
@@ -183,8 +185,9 @@ def test_a_run_longer_than_a_session_continues_in_a_second_kernel(
     uninterrupted local run."""
     cfg = _config(tmp_path, LONG, "klong")
     assert main(["kaggle", "train", "--config", str(cfg)]) == 0
-    first = _run_on_kaggle(tmp_path, competition_zip, "klong", "session1", minutes=20.25)
+    first = _run_on_kaggle(tmp_path, competition_zip, "klong", "session1", minutes=5.25)
     assert json.loads((first / "tgs-train.json").read_text())["stopped_at_session_limit"]
+    assert main(["kaggle", "kernel-status", "runs/klong", "--wait", "--poll", "0"]) == 0
     capsys.readouterr()
     assert main(["kaggle", "kernel-output", "runs/klong", "--data", str(synth_dir)]) == 1
     err = capsys.readouterr().err
@@ -207,6 +210,16 @@ def test_a_run_longer_than_a_session_continues_in_a_second_kernel(
     assert "(resumed)" in capsys.readouterr().out
     (sub,) = (tmp_path / "submissions").glob("klong-kaggle-cv*.csv")
     assert sub.read_bytes() == _local_submission(tmp_path, synth_dir, cfg, monkeypatch)
+
+
+def test_resume_from_a_kernel_that_has_not_finished_is_refused(real, tmp_path, capsys):
+    cfg = _config(tmp_path, CONFIG, "ktiny")
+    assert main(["kaggle", "train", "--config", str(cfg), "--run", "ktiny"]) == 0
+    again = ["kaggle", "train", "--config", str(cfg), "--resume-from", "alice/tgs-train-ktiny"]
+    assert main(again) == 1  # the canned kernel is running on its first status poll
+    err = capsys.readouterr().err
+    assert "--resume-from alice/tgs-train-ktiny is running: its output is attached only once" in err
+    assert "tgs-train-ktiny-part-2" not in real.state()["kernels"]
 
 
 def test_a_failed_kernel_shows_the_end_of_its_log(real, tmp_path, monkeypatch, capsys):

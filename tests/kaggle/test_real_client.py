@@ -300,6 +300,9 @@ def test_kernel_status_names_failures_and_unknown_kernels(real, tiny_run, monkey
 def test_kernel_output_without_submission_says_so(real, tiny_run, capsys):
     assert main(["kaggle", "push-kernel", str(tiny_run)]) == 0
     assert main(["kaggle", "kernel-output", str(tiny_run)]) == 1
+    assert "kernel alice/tgs-inference-tiny is running, not complete" in capsys.readouterr().err
+    assert main(["kaggle", "kernel-status", str(tiny_run), "--wait", "--poll", "0"]) == 0
+    assert main(["kaggle", "kernel-output", str(tiny_run)]) == 1
     err = capsys.readouterr().err
     assert "kernel alice/tgs-inference-tiny has no submission.csv in its output" in err
     assert "tgs-inference-tiny.log" in err and not list(real.tmp.glob("submissions/*"))

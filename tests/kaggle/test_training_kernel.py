@@ -4,6 +4,7 @@ Kaggle runs it and brought back, is tested in test_kaggle_train.py."""
 
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,23 @@ def test_smp_is_bundled_when_the_model_or_a_loss_term_needs_it(tmp_path):
     ds = stage_training_dataset("name: x\n", "x", "loss 'dice'", tmp_path / "d", "a/b", "title")
     assert (ds / "segmentation_models_pytorch" / "__init__.py").is_file()
     assert json.loads((ds / "tgs-stage.json").read_text())["kind"] == "train"
+
+
+def test_the_kernel_trains_a_fold_per_gpu_and_resumes_only_what_is_attached(
+    tmp_path, competition_zip
+):
+    from tgs.kaggle.training_kernel import run_command, run_training
+
+    one = run_command(Path("c.yaml"), Path("d"), Path("run"), False, gpus=1)
+    assert "--gpus" not in one and "--resume" not in one
+    two = run_command(Path("c.yaml"), Path("d"), Path("run"), True, gpus=2)
+    assert two[-3:] == ["--resume", "--gpus", "0,1"]  # Kaggle's T4 x2: a fold on each
+    check_budget(load_config(None, ["budget_minutes=0"]), 5.0)  # fixed epochs: any session
+    inputs = tmp_path / "input"
+    with zipfile.ZipFile(competition_zip) as zf:
+        zf.extractall(inputs / COMPETITION)
+    staged = stage_training_dataset(
+        "name: x\n", "x", None, inputs / "ds", "a/b", "title", resume_from="al/tgs-train-x"
+    )
+    with pytest.raises(TGSError, match="continues al/tgs-train-x's run, but no run/config.yaml"):
+        run_training(staged, inputs, tmp_path / "working")

@@ -113,7 +113,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     kernel_of(k)
     k.add_argument("--sample", help="sample_submission.csv (default: the run's data, data/)")
     k.add_argument(
-        "--data", help="training kernel: the competition folder here (default data/competition)"
+        "--data",
+        help="training kernel: the competition folder here (default: data/ or data/competition, "
+        "where sample_submission.csv is)",
     )
     k.add_argument("--dir", default=SUBMISSIONS_DIR, help="where the submission goes")
 
@@ -203,27 +205,26 @@ def _kernel_status(a: argparse.Namespace) -> None:
     from tgs.kaggle.kernels import kernel_ref, kernel_status
 
     ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
-    status = kernel_status(ref, a.wait, a.poll, a.max_wait)
+    status = kernel_status(ref, a.wait, a.poll, a.max_wait, a.staging)
     print(f"kernel {ref}: {status}")
     if status == "complete":
         print(f"next: python -m tgs kaggle kernel-output {shlex.quote(a.run)}")
 
 
 def _kernel_output(a: argparse.Namespace) -> None:
-    from tgs.kaggle.kernels import kernel_output, kernel_ref
-    from tgs.kaggle.train import fetch_run, is_training
+    from tgs.kaggle.kernels import kernel_ref
+    from tgs.kaggle.train import fetch_output
 
     ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
-    if is_training(Path(a.run).name, a.staging):
-        got = fetch_run(a.run, ref, a.data, a.sample, a.dir, a.staging)
-        st = got.status
-        print(
-            f"run {got.run} trained by kernel {ref} on {st.gpu or 'CPU'} in {st.seconds / 60:.1f}"
-            f" min{' (resumed)' if st.resumed else ''}; its submission {got.submission} (valid)"
-        )
-        print(f"next: python -m tgs report --run {shlex.quote(str(got.run))}")
-        print("  or: python -m tgs kaggle submit " + shlex.join([str(got.submission), "-m", ref]))
+    got = fetch_output(a.run, ref, a.data, a.sample, a.dir, a.staging)
+    if isinstance(got, Path):  # an inference kernel's submission
+        print(f"wrote {got} (valid; manifest {got.with_suffix('.json')}) from kernel {ref}")
+        print("next: python -m tgs kaggle submit " + shlex.join([str(got), "-m", ref]))
         return
-    path = kernel_output(a.run, ref, a.sample, a.dir, a.staging)
-    print(f"wrote {path} (valid; manifest {path.with_suffix('.json')}) from kernel {ref}")
-    print("next: python -m tgs kaggle submit " + shlex.join([str(path), "-m", ref]))
+    st = got.status
+    print(
+        f"run {got.run} trained by kernel {ref} on {st.gpu or 'CPU'} in {st.seconds / 60:.1f}"
+        f" min{' (resumed)' if st.resumed else ''}; its submission {got.submission} (valid)"
+    )
+    print(f"next: python -m tgs report --run {shlex.quote(str(got.run))}")
+    print("  or: python -m tgs kaggle submit " + shlex.join([str(got.submission), "-m", ref]))

@@ -45,6 +45,13 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+def gpu_count() -> int:
+    """How many CUDA devices are visible (0 without CUDA)."""
+    import torch  # here, as in gpu_name
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages a run's numbers depend on (those importable here)."""
     out = {"python": platform.python_version()}

@@ -181,7 +181,11 @@ def _kernel_status(ref: str) -> tuple[str, str | None]:
 
 
 def kernel_status(
-    ref: str, wait: bool = False, poll_seconds: float = 30.0, max_wait: float = 7200.0
+    ref: str,
+    wait: bool = False,
+    poll_seconds: float = 30.0,
+    max_wait: float = 7200.0,
+    staging: str | os.PathLike = STAGING,
 ) -> str:
     """The kernel's status (queued, running, complete, error...); with `wait` poll with backoff
     until it finishes or `max_wait` seconds pass. KaggleError when the kernel failed."""
@@ -193,7 +197,8 @@ def kernel_status(
             log.info("kernel %s: %s", ref, status)  # the final status is the caller's to show
         seen.append(status)
         if status == "error":
-            raise KaggleError(f"kernel {ref} failed: {failure or 'no message'}{_log_tail(ref)}")
+            tail = _log_tail(ref, staging)
+            raise KaggleError(f"kernel {ref} failed: {failure or 'no message'}{tail}")
         return status if (status in KERNEL_DONE or not wait) else None
 
     found = poll(check, poll_seconds, max_wait if wait else 0.0)
@@ -202,16 +207,16 @@ def kernel_status(
     return found or seen[-1]
 
 
-def _log_tail(ref: str, lines: int = 15) -> str:
+def _log_tail(ref: str, staging: str | os.PathLike = STAGING, lines: int = 15) -> str:
     """The last lines of a failed kernel's log (fetched without its output files) and where
     the whole log goes, as the end of an error message."""
-    dest = KaggleStaging().log()
+    dest = KaggleStaging(Path(staging)).log()
     fetch = ["kernels", "output", ref, "-p", str(dest), "-o"]
-    log_file, text = None, ""
+    log_file, text = dest / f"{ref.split('/')[-1]}.log", ""
     try:  # a pattern no file matches: only the log comes
+        log_file.unlink(missing_ok=True)
         run_kaggle([*fetch, "--file-pattern", "^$"])
-        log_file = next(Path(dest).glob("*.log"), None)
-        text = kernel_log_text(log_file.read_text()) if log_file else ""
+        text = kernel_log_text(log_file.read_text()) if log_file.is_file() else ""
     except (KaggleError, OSError) as e:
         log.debug("kernel log not fetched: %s", e)
     tail = "\n".join("  | " + ln for ln in text.splitlines()[-lines:])
@@ -237,13 +242,15 @@ def kernel_output(
     sample: str | os.PathLike | None = None,
     folder: str | os.PathLike = SUBMISSIONS_DIR,
     staging: str | os.PathLike = STAGING,
+    downloaded: Path | None = None,
 ) -> Path:
-    """Download the kernel's output, validate its submission.csv against sample_submission and
-    keep it as submissions/<run>-kernel-cv<CV>.csv with a manifest linking it to the run: the
-    kernel's own (from its log, as predict wrote it) with the kernel and the run's config."""
+    """Download the inference kernel's output (unless `downloaded` holds it), validate its
+    submission.csv against sample_submission and keep it as submissions/<run>-kernel-cv<CV>.csv
+    with a manifest linking it to the run: the kernel's own (from its log, as predict wrote it)
+    with the kernel and the run's config."""
     run = Run(run_dir).require()
     th, cfg = run.thresholds(), run.config()
-    dest = download_output(ref, KaggleStaging(Path(staging)).output(run.name))
+    dest = downloaded or download_output(ref, KaggleStaging(Path(staging)).output(run.name))
     got = dest / SUBMISSION
     if not got.is_file():
         files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"

@@ -198,16 +198,22 @@ def _bundle_smp(needed_by: str | None, out: Path) -> str | None:
 
 
 def stage_training_dataset(
-    config_text: str, name: str, smp_needed_by: str | None, out: Path, ref: str, title: str
+    config_text: str,
+    name: str,
+    smp_needed_by: str | None,
+    out: Path,
+    ref: str,
+    title: str,
+    resume_from: str | None = None,
 ) -> Path:
     """Dataset folder for a training kernel: tgs/ (source), smp when the run needs it
     (`smp_needed_by`: what does), train-config.yaml (`config_text`, the resolved config),
-    tgs-stage.json, metadata."""
+    tgs-stage.json (with `resume_from`, the kernel whose run it continues), metadata."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(PACKAGE_DIR, out / "tgs", ignore=_IGNORE)
     (out / TRAIN_CONFIG).write_text(config_text)
-    info = StageInfo(run=name, models=[], extra={"kind": "train"})
+    info = StageInfo(run=name, models=[], extra={"kind": "train", "resume_from": resume_from})
     return _finish_dataset(out, info, smp_needed_by, ref, title)
 
 

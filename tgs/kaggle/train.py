@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import re
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -17,10 +18,18 @@ from pathlib import Path
 
 from tgs.core.config import dump_config, load_config
 from tgs.core.errors import TGSError
-from tgs.core.fileio import write_json
+from tgs.core.fileio import atomic_dir, write_json
 from tgs.kaggle.client import KaggleError, run_kaggle
 from tgs.kaggle.competition import find_sample
-from tgs.kaggle.kernels import STAGING, Push, _user, download_output, publish, staged_kernel
+from tgs.kaggle.kernels import (
+    STAGING,
+    Push,
+    _user,
+    download_output,
+    kernel_output,
+    kernel_status,
+    publish,
+)
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR, MARGIN_MINUTES, SESSION_MINUTES
 from tgs.kaggle.stage import (
     SUBMISSION,
@@ -28,7 +37,7 @@ from tgs.kaggle.stage import (
     stage_training_dataset,
     stage_training_kernel,
 )
-from tgs.kaggle.training_kernel import RUN, check_budget
+from tgs.kaggle.training_kernel import LOCK_FILE, RUN, check_budget
 from tgs.predict.submission import validate_file
 from tgs.run.folder import Run
 from tgs.run.records import SUBMISSIONS_DIR, KaggleStaging, Manifest, TrainStatus
@@ -68,6 +77,14 @@ def push_training(
             raise KaggleError(f"--resume-from {resume_from!r}: expected OWNER/KERNEL-SLUG")
         found = _PART.search(resume_from)
         part = int(found.group(1)) + 1 if found else 2
+    if resume_from and not dry_run:
+        status = kernel_status(resume_from, staging=staging)
+        if status != "complete":
+            raise KaggleError(
+                f"--resume-from {resume_from} is {status}: its output is attached only once it "
+                f"has finished (python -m tgs kaggle kernel-status runs/{name} --kernel "
+                f"{resume_from} --wait)"
+            )
     user = _user(username, dry_run)
     names = kaggle_names(name, train=True, part=part)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
@@ -79,6 +96,7 @@ def push_training(
         layout.dataset(name),
         dataset_ref,
         names.dataset_title,
+        resume_from,
     )
     k_dir = stage_training_kernel(
         layout.kernel(name), kernel_ref, names.kernel_title, dataset_ref, accelerator, resume_from
@@ -91,10 +109,17 @@ def push_training(
             result, ds, k_dir, message, max_wait, dry_run, ("--accelerator", accelerator)
         )
     except KaggleError as e:
-        if "kernels push" not in str(e):
+        said = str(e)
+        if "not valid kernel sources" in said:
+            raise KaggleError(
+                f"{said}: Kaggle took the kernel without --resume-from {resume_from}'s output, so "
+                f"it stops at once (it continues no run); check the kernel's name and push again",
+                e.kind,
+            ) from None
+        if "Kernel push error" not in said:  # network, credentials, rate limits: as they are
             raise
         raise KaggleError(
-            f"{e}; the kernel asked for {accelerator}: choose another with --accelerator, and "
+            f"{said}; the kernel asked for {accelerator}: choose another with --accelerator, and "
             "see your weekly GPU hours with `kaggle quota`",
             e.kind,
         ) from None
@@ -143,44 +168,68 @@ class FetchedRun:
     status: TrainStatus
 
 
-def is_training(run_name: str, staging: str | os.PathLike = STAGING) -> bool:
-    """Whether the kernel last staged for `run_name` is a training kernel (`tgs kaggle train`)
-    rather than push-kernel's inference kernel."""
-    staged = staged_kernel(run_name, staging)
-    return bool(staged and staged[1])
-
-
-def fetch_run(
+def fetch_output(
     run_dir: str | os.PathLike,
     ref: str,
     data: str | os.PathLike | None = None,
     sample: str | os.PathLike | None = None,
     folder: str | os.PathLike = SUBMISSIONS_DIR,
     staging: str | os.PathLike = STAGING,
-) -> FetchedRun:
-    """Download training kernel REF's output; refuse an unfinished run (what is missing and the
-    command that continues it); copy its run folder to RUN_DIR (meta.json: where and on which GPU
-    it trained, the local data folder) and its submission, validated, to
-    FOLDER/<run>-kaggle-cv<CV>.csv with a manifest."""
+) -> FetchedRun | Path:
+    """`tgs kaggle kernel-output`: download kernel REF's output (once it is complete) to
+    STAGING/<run>/output; a training kernel's (it has tgs-train.json) becomes the run RUN_DIR
+    (`fetch_run`), an inference kernel's submission is kept beside its run (`kernel_output`)."""
     local = Run(run_dir)
-    dest = download_output(ref, KaggleStaging(Path(staging), training=True).output(local.name))
-    status_path = dest / TrainStatus.FILE
-    if not status_path.is_file():
-        files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+    status = kernel_status(ref, staging=staging)  # a failed kernel raises with its log's end
+    if status != "complete":
         raise KaggleError(
-            f"kernel {ref}'s output has no {TrainStatus.FILE} ({files}): not a tgs training "
-            f"kernel, or still running: python -m tgs kaggle kernel-status {local.root} --wait"
+            f"kernel {ref} is {status}, not complete: python -m tgs kaggle kernel-status "
+            f"{local.root} --wait"
         )
-    status = TrainStatus.read(status_path)
+    dest = download_output(ref, KaggleStaging(Path(staging)).output(local.name))
+    if not (dest / TrainStatus.FILE).is_file():
+        return kernel_output(run_dir, ref, sample, folder, staging, downloaded=dest)
+    return fetch_run(local, ref, dest, data, sample, folder, staging)
+
+
+def fetch_run(
+    local: Run,
+    ref: str,
+    dest: Path,
+    data: str | os.PathLike | None,
+    sample: str | os.PathLike | None,
+    folder: str | os.PathLike,
+    staging: str | os.PathLike,
+) -> FetchedRun:
+    """A training kernel's downloaded output `dest` -> the run `local` (meta.json: where and on
+    which GPU it trained, the data folder here) and its submission, validated, as
+    FOLDER/<run>-kaggle-cv<CV>.csv with a manifest; an unfinished run is refused with what is
+    missing and the command that continues it."""
+    status = TrainStatus.read(dest / TrainStatus.FILE)
     remote = Run(dest / RUN)
     if not status.finished:
-        raise TGSError(_unfinished(ref, status, remote, local))
-    sample = find_sample(None, sample, (data,) if data else ())
-    _adopt(remote, local, ref, status, sample.parent)
+        raise TGSError(_unfinished(ref, status, remote, local, staging))
+    data_dir, sample = _local_data(data, sample)
+    _adopt(remote, local, ref, status, data_dir)
     return FetchedRun(local.root, _keep_submission(dest, local, ref, sample, folder), status)
 
 
-def _unfinished(ref: str, status: TrainStatus, remote: Run, local: Run) -> str:
+def _local_data(data, sample) -> tuple[Path, Path]:
+    """(the competition folder here, its sample_submission.csv): `data` when given (checked),
+    else the folder of the sample found in data/ or data/competition."""
+    if data is None:
+        found = find_sample(None, sample)
+        return found.parent, found
+    data = Path(data)
+    if not (data / "train.csv").is_file() or not (data / "test").is_dir():
+        raise TGSError(
+            f"--data {data}: not a competition folder (train.csv, train/, test/); get one with "
+            "python -m tgs kaggle download"
+        )
+    return data, Path(sample) if sample else data / "sample_submission.csv"
+
+
+def _unfinished(ref: str, status: TrainStatus, remote: Run, local: Run, staging) -> str:
     """What an unfinished training kernel's output lacks, and the command that continues it."""
     why = (
         "it stopped at the session limit"
@@ -200,38 +249,40 @@ def _unfinished(ref: str, status: TrainStatus, remote: Run, local: Run) -> str:
     if not remote.thresholds_path.is_file():
         missing.append(remote.thresholds_path.name)
     missing.append(SUBMISSION)
-    again = f"python -m tgs kaggle train --config {remote.config_path} --run {local.name} "
+    again = ["python", "-m", "tgs", "kaggle", "train", "--config", str(remote.config_path)]
+    again += ["--run", local.name, "--resume-from", ref]
+    if str(staging) != str(STAGING):
+        again[-2:-2] = ["--staging", str(staging)]
     return (
         f"kernel {ref} did not finish its run ({why}): missing {', '.join(missing)}; "
-        f"continue it in a new session: {again}--resume-from {ref}"
+        f"continue it in a new session: {shlex.join(again)}"
     )
 
 
 def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -> None:
-    """Copy the kernel's run folder to `local` (replacing an earlier copy of a Kaggle-trained
-    run, never a local run) and say in meta.json where it trained and where its data is here."""
-    if local.exists() and not local.meta().get("trained_on"):
+    """Copy the kernel's run folder to `local` atomically, replacing only an earlier copy of a
+    Kaggle-trained run, and say in meta.json where it trained and where its data is here."""
+    if local.root.exists() and not (local.exists() and local.meta().get("trained_on")):
         raise TGSError(
-            f"{local.root} is a run trained here, not by kernel {ref}: name another run folder"
+            f"{local.root} exists and is not a run brought back from Kaggle (a run trained "
+            f"here, or another folder): name another run folder for kernel {ref}"
         )
-    tmp = local.root.with_name(local.name + ".fetching")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(remote.root, tmp)
-    meta = Run(tmp).meta()
-    meta["trained_on"] = {
-        "where": "kaggle",
-        "kernel": ref,
-        "gpu": status.gpu,
-        "seconds": status.seconds,
-        "resumed": status.resumed,
-        "kernel_data": meta.get("data"),
-        "fetched": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    meta["data"] = str(data.resolve())  # predict, report, blend and pseudo read the data here
-    write_json(Run(tmp).meta_path, meta)
-    if local.root.exists():
-        shutil.rmtree(local.root)
-    tmp.rename(local.root)
+    with atomic_dir(local.root, overwrite=True) as tmp:
+        shutil.copytree(remote.root, tmp, dirs_exist_ok=True)
+        (tmp / LOCK_FILE).unlink(missing_ok=True)  # the kernel's session is over
+        copy = Run(tmp)
+        meta = copy.meta()
+        meta["trained_on"] = {
+            "where": "kaggle",
+            "kernel": ref,
+            "gpu": status.gpu,
+            "seconds": status.seconds,
+            "resumed": status.resumed,
+            "kernel_data": meta.get("data"),
+            "fetched": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        meta["data"] = str(data.resolve())  # predict, report, blend and pseudo read data here
+        write_json(copy.meta_path, meta)
 
 
 def _keep_submission(dest: Path, local: Run, ref: str, sample: Path, folder) -> Path:

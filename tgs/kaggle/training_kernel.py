@@ -17,16 +17,17 @@ from pathlib import Path
 from tgs import COMPETITION
 from tgs.core.config import Config, load_config
 from tgs.core.errors import TGSError
-from tgs.core.meta import gpu_name
+from tgs.core.meta import gpu_count, gpu_name
 from tgs.data.prepare import prepare_folder
 from tgs.kaggle.inference_kernel import find_input
-from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES
+from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES, STOP_MINUTES
 from tgs.kaggle.stage import SUBMISSION, TRAIN_CONFIG
-from tgs.run.records import TrainStatus
+from tgs.run.records import StageInfo, TrainStatus
 
 log = logging.getLogger(__name__)
 STATUS = TrainStatus.FILE
 RUN = "run"  # the run folder in /kaggle/working
+LOCK_FILE = ".lock"  # a run folder's writer lock (tgs.run.lock)
 
 
 def session_minutes() -> float:
@@ -37,7 +38,7 @@ def session_minutes() -> float:
 def check_budget(cfg: Config, limit: float) -> None:
     """Refuse a `budget_minutes` that a session of `limit` minutes cannot hold with margin."""
     most = limit - MARGIN_MINUTES
-    if cfg.budget_minutes > most:
+    if cfg.budget_minutes and cfg.budget_minutes > most:
         raise TGSError(
             f"budget_minutes={cfg.budget_minutes:g} does not fit a Kaggle session: it runs at "
             f"most {limit:g} min, and {MARGIN_MINUTES} go to setting up and saving (budget <= "
@@ -61,6 +62,13 @@ def _earlier_run(input_root: Path, staged: Path) -> Path | None:
     return found[0] if found else None
 
 
+def run_command(config: Path, data: Path, run_dir: Path, resume: bool, gpus: int) -> list[str]:
+    """The kernel's `tgs run`: one fold per GPU when it has several (Kaggle's T4 x2)."""
+    cmd = [sys.executable, "-m", "tgs", "run", "--config", str(config), "--data", str(data)]
+    cmd += ["--run", str(run_dir)] + (["--resume"] if resume else [])
+    return cmd + (["--gpus", ",".join(map(str, range(gpus)))] if gpus > 1 else [])
+
+
 def run_training(staged: Path, input_root: Path, working: Path) -> TrainStatus:
     """The kernel's work; returns (and writes to working/tgs-train.json) its status. With an
     earlier kernel's run attached it continues that run with `--resume` (the staged config must
@@ -70,16 +78,21 @@ def run_training(staged: Path, input_root: Path, working: Path) -> TrainStatus:
     check_budget(cfg, limit)
     working.mkdir(parents=True, exist_ok=True)
     run_dir, earlier = working / RUN, _earlier_run(input_root, staged)
+    resume_from = StageInfo.read(staged / StageInfo.FILE).extra.get("resume_from")
+    if resume_from and earlier is None:
+        raise TGSError(
+            f"this kernel continues {resume_from}'s run, but no run/config.yaml of its output is "
+            f"attached under {input_root}: is {resume_from} a finished tgs training kernel?"
+        )
     if earlier is not None and not run_dir.exists():
         shutil.copytree(earlier, run_dir)  # the earlier session's run, continued with --resume
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)  # that session is over: its lock is stale
     scratch = Path(tempfile.mkdtemp(prefix="tgs-train-"))
     data = prepare_folder(_competition(input_root), scratch / "data")  # input is read-only
-    cmd = [sys.executable, "-m", "tgs", "run", "--config", str(staged / TRAIN_CONFIG)]
-    cmd += ["--data", str(data)]
-    cmd += ["--run", str(run_dir)] + (["--resume"] if earlier is not None else [])
+    cmd = run_command(staged / TRAIN_CONFIG, data, run_dir, earlier is not None, gpu_count())
     path = os.pathsep.join(filter(None, [str(staged), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
-    left = 60 * (limit - MARGIN_MINUTES) - (time.time() - t0)
+    left = 60 * (limit - STOP_MINUTES) - (time.time() - t0)
     proc = subprocess.Popen(cmd, cwd=working, env=env, start_new_session=True)
     try:
         rc, stopped = proc.wait(timeout=max(1.0, left)), False
