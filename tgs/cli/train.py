@@ -16,9 +16,9 @@ from tgs.cli.common import add_command
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register train, threshold and run."""
     sp = add_command(sub, "train", _train, "train one fold into RUN/fold{K}")
-    sp.add_argument("--config")
-    sp.add_argument("--data", required=True)
-    sp.add_argument("--folds", required=True, help="folds CSV")
+    sp.add_argument("--config", help="YAML or shipped config (default: an existing RUN's own)")
+    sp.add_argument("--data", help="data folder (default: the one an existing RUN trained on)")
+    sp.add_argument("--folds", help="folds CSV (default: an existing RUN's folds.csv)")
     sp.add_argument("--fold", type=int, required=True)
     sp.add_argument(
         "--run",

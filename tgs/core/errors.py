@@ -19,3 +19,8 @@ class SubmissionError(TGSError):
 
 class ConfigError(TGSError):
     """A config key, value or name is unknown or invalid."""
+
+
+class DamagedFileError(TGSError):
+    """A file tgs wrote is there but cannot be read (truncated, not its format, a field of the
+    wrong type): the message names it and the command that rebuilds it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tgs.core.errors import TGSError
+from tgs.core.faults import fault_point
 
 
 def _tmp_name(path: Path) -> Path:
@@ -20,24 +22,66 @@ def _tmp_name(path: Path) -> Path:
     return Path(tmp)
 
 
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def _human(n: int) -> str:
+    """Bytes as B, KB, MB or GB (powers of 1000, as `df -H`)."""
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _failure(path: Path, tmp: Path, e: BaseException) -> TGSError | None:
+    """The TGSError for a failed write of `path` (its temporary `tmp` not yet removed): a full
+    disk says where, how much is free and at least how much is needed. None: not a disk error
+    (the exception goes on as it is)."""
+    free = shutil.disk_usage(path.parent).free
+    written = max(_size(tmp), _size(path))  # what the write reached, or the file it replaces
+    # torch.save reports a full disk as a RuntimeError from its zip writer, not as ENOSPC
+    full = getattr(e, "errno", None) == errno.ENOSPC or (
+        isinstance(e, RuntimeError) and free < (1 << 20)
+    )
+    if full:
+        return DiskFullError(
+            f"no space left on the device writing {path}: {_human(free)} free there, at least "
+            f"{_human(max(written, 1))} needed; nothing was written: free some space and run "
+            "the command again (a run: with --resume)"
+        )
+    if isinstance(e, OSError):
+        return TGSError(f"cannot write {path}: {e.strerror or e}")
+    return None
+
+
+class DiskFullError(TGSError):
+    """A write found the disk full (nothing was left half-written)."""
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it
+    (a full disk or another OSError becomes a TGSError naming `path`)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _tmp_name(path)
     except OSError as e:
-        raise TGSError(f"cannot write {path}: {e.strerror or e}") from e
+        raise _failure(path, path, e) from e
     try:
         yield tmp
+        fault_point(f"write:{path.name}")
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
+        error = _failure(path, tmp, e) if isinstance(e, Exception) else None
         tmp.unlink(missing_ok=True)
-        raise TGSError(f"cannot write {path}: {e.strerror or e}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        if error is None:
+            raise
+        raise error from e
 
 
 @contextmanager
@@ -51,18 +95,19 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as e:
-        raise TGSError(f"cannot write {path}: {e.strerror or e}") from e
+        raise _failure(path, path, e) from e
     try:
         yield tmp
+        fault_point(f"writedir:{path.name}")
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
+        error = _failure(path, tmp, e) if isinstance(e, Exception) else None
         shutil.rmtree(tmp, ignore_errors=True)
-        raise TGSError(f"cannot write {path}: {e.strerror or e}") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if error is None:
+            raise
+        raise error from e
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

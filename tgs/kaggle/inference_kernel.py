@@ -75,7 +75,8 @@ def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="tgs-kernel-") as tmp:
         scratch = Path(tmp)
         data = find_competition_data(input_root, scratch)
-        path = predict_run(run, data, out=scratch / "out" / SUBMISSION)
+        # the staged run is read-only input: nobody writes it, so no writer lock
+        path = predict_run(run, data, out=scratch / "out" / SUBMISSION, lock=False)
         manifest = Manifest.read(Manifest.path_for(path))
         shutil.copyfile(path, working / SUBMISSION)
     made = {k: v for k, v in manifest.to_dict().items() if k != "config"}

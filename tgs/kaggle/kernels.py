@@ -18,6 +18,7 @@ from tgs.kaggle.inference_kernel import read_kernel_manifest
 from tgs.kaggle.stage import KERNEL_LOG, SUBMISSION, kaggle_names, stage_dataset, stage_kernel
 from tgs.predict.submission import validate_file
 from tgs.run.folder import Run
+from tgs.run.lock import run_lock
 from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR, KaggleStaging, Manifest
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,13 @@ def push_kernel(
     names = kaggle_names(run.name, dataset_slug, kernel_title)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
     layout = KaggleStaging(Path(staging))
-    ds_dir = stage_dataset(run, layout.dataset(run.name), dataset_ref, names.dataset_title)
-    k_dir = stage_kernel(layout.kernel(run.name), kernel_ref, names.kernel_title, dataset_ref, gpu)
-    result = Push(dataset_ref, kernel_ref, layout.run_dir(run.name))
-    return publish(result, ds_dir, k_dir, message, max_wait, dry_run)
+    with run_lock(layout.run_dir(run.name)):  # one push or fetch of a run name at a time
+        ds_dir = stage_dataset(run, layout.dataset(run.name), dataset_ref, names.dataset_title)
+        k_dir = stage_kernel(
+            layout.kernel(run.name), kernel_ref, names.kernel_title, dataset_ref, gpu
+        )
+        result = Push(dataset_ref, kernel_ref, layout.run_dir(run.name))
+        return publish(result, ds_dir, k_dir, message, max_wait, dry_run)
 
 
 def publish(

@@ -37,9 +37,10 @@ from tgs.kaggle.stage import (
     stage_training_dataset,
     stage_training_kernel,
 )
-from tgs.kaggle.training_kernel import LOCK_FILE, RUN, check_budget
+from tgs.kaggle.training_kernel import RUN, check_budget
 from tgs.predict.submission import validate_file
 from tgs.run.folder import Run
+from tgs.run.lock import LOCK_FILE, run_lock
 from tgs.run.records import SUBMISSIONS_DIR, KaggleStaging, Manifest, TrainStatus
 
 log = logging.getLogger(__name__)
@@ -88,41 +89,48 @@ def push_training(
     user = _user(username, dry_run)
     names = kaggle_names(name, train=True, part=part)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
-    layout = KaggleStaging(Path(staging), training=True)
-    ds = stage_training_dataset(
-        dump_config(cfg),
-        name,
-        smp_needed_by(cfg, training=True),
-        layout.dataset(name),
-        dataset_ref,
-        names.dataset_title,
-        resume_from,
-    )
-    k_dir = stage_training_kernel(
-        layout.kernel(name), kernel_ref, names.kernel_title, dataset_ref, accelerator, resume_from
-    )
-    result = Push(dataset_ref, kernel_ref, layout.run_dir(name))
-    if not dry_run:
-        result.quota = check_gpu_quota(cfg.budget_minutes)
-    try:
-        return publish(
-            result, ds, k_dir, message, max_wait, dry_run, ("--accelerator", accelerator)
+    with run_lock(KaggleStaging(Path(staging)).run_dir(name)):  # one push/fetch per name
+        layout = KaggleStaging(Path(staging), training=True)
+        ds = stage_training_dataset(
+            dump_config(cfg),
+            name,
+            smp_needed_by(cfg, training=True),
+            layout.dataset(name),
+            dataset_ref,
+            names.dataset_title,
+            resume_from,
         )
-    except KaggleError as e:
-        said = str(e)
-        if "not valid kernel sources" in said:
+        k_dir = stage_training_kernel(
+            layout.kernel(name),
+            kernel_ref,
+            names.kernel_title,
+            dataset_ref,
+            accelerator,
+            resume_from,
+        )
+        result = Push(dataset_ref, kernel_ref, layout.run_dir(name))
+        if not dry_run:
+            result.quota = check_gpu_quota(cfg.budget_minutes)
+        try:
+            return publish(
+                result, ds, k_dir, message, max_wait, dry_run, ("--accelerator", accelerator)
+            )
+        except KaggleError as e:
+            said = str(e)
+            if "not valid kernel sources" in said:
+                raise KaggleError(
+                    f"{said}: Kaggle took the kernel without --resume-from {resume_from}'s "
+                    "output, so it stops at once (it continues no run); check the kernel's "
+                    "name and push again",
+                    e.kind,
+                ) from None
+            if "Kernel push error" not in said:  # network, credentials, rate limits: as they are
+                raise
             raise KaggleError(
-                f"{said}: Kaggle took the kernel without --resume-from {resume_from}'s output, so "
-                f"it stops at once (it continues no run); check the kernel's name and push again",
+                f"{said}; the kernel asked for {accelerator}: choose another with "
+                "--accelerator, and see your weekly GPU hours with `kaggle quota`",
                 e.kind,
             ) from None
-        if "Kernel push error" not in said:  # network, credentials, rate limits: as they are
-            raise
-        raise KaggleError(
-            f"{said}; the kernel asked for {accelerator}: choose another with --accelerator, and "
-            "see your weekly GPU hours with `kaggle quota`",
-            e.kind,
-        ) from None
 
 
 def check_gpu_quota(budget_minutes: float) -> str | None:
@@ -186,10 +194,12 @@ def fetch_output(
             f"kernel {ref} is {status}, not complete: python -m tgs kaggle kernel-status "
             f"{local.root} --wait"
         )
-    dest = download_output(ref, KaggleStaging(Path(staging)).output(local.name))
-    if not (dest / TrainStatus.FILE).is_file():
-        return kernel_output(run_dir, ref, sample, folder, staging, downloaded=dest)
-    return fetch_run(local, ref, dest, data, sample, folder, staging)
+    layout = KaggleStaging(Path(staging))
+    with run_lock(layout.run_dir(local.name)):  # one push or fetch of a run name at a time
+        dest = download_output(ref, layout.output(local.name))
+        if not (dest / TrainStatus.FILE).is_file():
+            return kernel_output(run_dir, ref, sample, folder, staging, downloaded=dest)
+        return fetch_run(local, ref, dest, data, sample, folder, staging)
 
 
 def fetch_run(
@@ -210,7 +220,15 @@ def fetch_run(
     if not status.finished:
         raise TGSError(_unfinished(ref, status, remote, local, staging))
     data_dir, sample = _local_data(data, sample)
-    _adopt(remote, local, ref, status, data_dir)
+    validate_file(dest / SUBMISSION, sample)  # before anything is written here
+    created = not local.root.exists()
+    try:
+        with run_lock(local.root):  # no `tgs run` starts on it while it is replaced
+            _adopt(remote, local, ref, status, data_dir)
+    except BaseException:
+        if created and local.root.is_dir() and not local.exists():
+            shutil.rmtree(local.root)  # only the lock file the refused copy made
+        raise
     return FetchedRun(local.root, _keep_submission(dest, local, ref, sample, folder), status)
 
 
@@ -262,7 +280,8 @@ def _unfinished(ref: str, status: TrainStatus, remote: Run, local: Run, staging)
 def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -> None:
     """Copy the kernel's run folder to `local` atomically, replacing only an earlier copy of a
     Kaggle-trained run, and say in meta.json where it trained and where its data is here."""
-    if local.root.exists() and not (local.exists() and local.meta().get("trained_on")):
+    occupied = local.root.exists() and any(p.name != LOCK_FILE for p in local.root.iterdir())
+    if occupied and not (local.exists() and local.meta().get("trained_on")):
         raise TGSError(
             f"{local.root} exists and is not a run brought back from Kaggle (a run trained "
             f"here, or another folder): name another run folder for kernel {ref}"

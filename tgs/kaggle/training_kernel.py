@@ -22,12 +22,12 @@ from tgs.data.prepare import prepare_folder
 from tgs.kaggle.inference_kernel import find_input
 from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES, STOP_MINUTES
 from tgs.kaggle.stage import SUBMISSION, TRAIN_CONFIG
+from tgs.run.lock import LOCK_FILE
 from tgs.run.records import StageInfo, TrainStatus
 
 log = logging.getLogger(__name__)
 STATUS = TrainStatus.FILE
 RUN = "run"  # the run folder in /kaggle/working
-LOCK_FILE = ".lock"  # a run folder's writer lock (tgs.run.lock)
 
 
 def session_minutes() -> float:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tgs.core.config import Config, config_from_dict
-from tgs.core.errors import TGSError
+from tgs.core.errors import DamagedFileError, TGSError
 from tgs.core.fileio import atomic_path
 from tgs.models.registry import SegModel, model_from_config
 
@@ -47,9 +47,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except pickle.UnpicklingError as e:
         found = re.search(r"(?i)unsupported global:?\s+(?:GLOBAL\s+)?(\S+)", str(e))
         if found is None:  # not a torch pickle at all: truncated or junk
-            raise TGSError(
+            raise DamagedFileError(
                 f"cannot read checkpoint {path}: not a PyTorch checkpoint (truncated or another "
-                "format)"
+                f"format){_retrain_hint(path)}"
             ) from None
         reason = f"it references {found.group(1)}"
         raise TGSError(
@@ -57,10 +57,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "never unpickles arbitrary objects from a checkpoint"
         ) from None
     except Exception as e:  # truncated or foreign file
-        raise TGSError(f"cannot read checkpoint {path}: {e}") from None
+        said = str(e).split(". ")[0]
+        raise DamagedFileError(
+            f"cannot read checkpoint {path}: {said}{_retrain_hint(path)}"
+        ) from None
     if not isinstance(state, dict) or "model" not in state:
-        raise TGSError(f"{path} is not a tgs checkpoint (no 'model' weights)")
+        raise DamagedFileError(
+            f"{path} is not a tgs checkpoint (no 'model' weights){_retrain_hint(path)}"
+        )
     return state
+
+
+def _retrain_hint(path: Path) -> str:
+    """For a checkpoint of a run's fold: how to train that fold again."""
+    fold, run = path.parent, path.parent.parent
+    if not (fold.name.startswith("fold") and (run / "config.yaml").is_file()):
+        return ""
+    return (
+        f"; train the fold again: delete {fold} and run `python -m tgs run --config "
+        f"{run / 'config.yaml'} --run {run} --resume`"
+    )
 
 
 def load_model(path: str | os.PathLike, cfg: Config | None = None) -> tuple[SegModel, Config]:

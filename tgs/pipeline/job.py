@@ -26,6 +26,7 @@ from tgs.pipeline.stages import load_data, predict, score, search, train_fold
 from tgs.report import build_report
 from tgs.resources import CONFIGS_DIR
 from tgs.run.folder import Run
+from tgs.run.lock import run_lock
 from tgs.train.validate import validate_config
 
 log = logging.getLogger(__name__)
@@ -120,50 +121,52 @@ def run_pipeline(opts: RunOptions) -> RunResult:
         cfg = replace(cfg, threads=max(1, cores // (at_once * ranks)))
     main_node = _check_launch(opts, cfg)
     run = Run(opts.run or Run.default_root(cfg))
-    if not opts.resume and any(run.started(k) for k in run.folds()):
-        raise TGSError(
-            f"{run.root} already holds trained folds: pass --resume to continue it, or --run NEW"
+    with run_lock(run.root):  # one writer: a second `tgs run` on this folder refuses at once
+        if not opts.resume and any(run.started(k) for k in run.folds()):
+            raise TGSError(
+                f"{run.root} already holds trained folds: pass --resume to continue it, or "
+                "--run NEW"
+            )
+        folds_csv = Path(opts.folds_csv or default_folds_csv(data_dir, cfg))
+        log.info(
+            "== config %s | data %s | run %s | folds %s of %s",
+            config,
+            data_dir,
+            run.root,
+            folds,
+            folds_csv,
         )
-    folds_csv = Path(opts.folds_csv or default_folds_csv(data_dir, cfg))
-    log.info(
-        "== config %s | data %s | run %s | folds %s of %s",
-        config,
-        data_dir,
-        run.root,
-        folds,
-        folds_csv,
-    )
-    data = load_data(data_dir)
-    ensure_folds(folds_csv, data, cfg)
+        data = load_data(data_dir)
+        ensure_folds(folds_csv, data, cfg)
 
-    folds_df = load_folds(folds_csv, ids=data.ids)
-    missing = sorted(set(folds) - set(folds_df["fold"]))
-    if missing:
-        raise TGSError(f"fold {missing[0]} is not in {folds_csv}")
-    run.create(cfg, data_dir, folds_csv)
-    todo = [k for k in folds if not (opts.resume and k in run.finished_folds())]
-    for k in sorted(set(folds) - set(todo)):
-        log.info("== fold %d already finished (%s): skipped", k, run.summary_path(k))
-    if todo and cfg.budget_minutes:
-        _plan(run, cfg, data, folds_df, todo, opts, data_dir, time.time() - t0, ranks)
-    if opts.nproc > 1 or len(opts.gpus) > 1 or opts.jobs > 1:
-        _train_in_children(run, data_dir, todo, opts, cores, ranks)
-    else:
-        for k in todo:
-            log.info("== fold %d", k)
-            resume = opts.resume and run.started(k)
-            train_fold(run, cfg, data, folds_df, k, resume, started=time.time())
-    if not main_node:
-        return RunResult(run, math.nan, Path(), time.time() - t0)
-    th = search(run, data_dir, data)
-    sub = predict(run, data_dir)
-    result = RunResult(run, th["cv"], sub, time.time() - t0)
-    if (data_dir / "truth.csv").is_file():
-        result.holdout_score = score(sub, data_dir / "truth.csv")
-    if opts.report:
-        result.report = _report(run, data_dir)
-    result.seconds = time.time() - t0
-    return result
+        folds_df = load_folds(folds_csv, ids=data.ids)
+        missing = sorted(set(folds) - set(folds_df["fold"]))
+        if missing:
+            raise TGSError(f"fold {missing[0]} is not in {folds_csv}")
+        run.create(cfg, data_dir, folds_csv)
+        todo = [k for k in folds if not (opts.resume and k in run.finished_folds())]
+        for k in sorted(set(folds) - set(todo)):
+            log.info("== fold %d already finished (%s): skipped", k, run.summary_path(k))
+        if todo and cfg.budget_minutes:
+            _plan(run, cfg, data, folds_df, todo, opts, data_dir, time.time() - t0, ranks)
+        if opts.nproc > 1 or len(opts.gpus) > 1 or opts.jobs > 1:
+            _train_in_children(run, data_dir, todo, opts, cores, ranks)
+        else:
+            for k in todo:
+                log.info("== fold %d", k)
+                resume = opts.resume and run.started(k)
+                train_fold(run, cfg, data, folds_df, k, resume, started=time.time())
+        if not main_node:
+            return RunResult(run, math.nan, Path(), time.time() - t0)
+        th = search(run, data_dir, data)
+        sub = predict(run, data_dir)
+        result = RunResult(run, th["cv"], sub, time.time() - t0)
+        if (data_dir / "truth.csv").is_file():
+            result.holdout_score = score(sub, data_dir / "truth.csv")
+        if opts.report:
+            result.report = _report(run, data_dir)
+        result.seconds = time.time() - t0
+        return result
 
 
 def default_folds_csv(data_dir: Path, cfg: Config) -> Path:

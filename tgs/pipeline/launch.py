@@ -14,6 +14,7 @@ from tgs.core.errors import TGSError
 from tgs.core.procs import FOLD_LAUNCHED, child_env  # noqa: F401 (FOLD_LAUNCHED: re-exported)
 from tgs.pipeline.options import RunOptions
 from tgs.run.folder import Run
+from tgs.run.lock import held_fds
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,13 @@ def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool)
     """One fold's child process; with `logged`, its output goes to RUN/fold{k}.log."""
     if not logged:
         log.info("== fold %d", k)
-        return subprocess.Popen(cmd, env=child_env(gpu))
+        return subprocess.Popen(cmd, env=child_env(gpu), pass_fds=held_fds())
     where = f"GPU {gpu}" if gpu is not None else "its own process"
     log.info("== fold %d on %s (log %s)", k, where, run.fold_log(k))
     with open(run.fold_log(k), "w") as out:
-        return subprocess.Popen(cmd, env=child_env(gpu), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            cmd, env=child_env(gpu), stdout=out, stderr=subprocess.STDOUT, pass_fds=held_fds()
+        )
 
 
 def _train_in_children(

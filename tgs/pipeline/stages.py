@@ -18,6 +18,7 @@ from tgs.post.oof import save_search, search_oof
 from tgs.post.rule import check_gate
 from tgs.predict.submission import score_file
 from tgs.run.folder import Run
+from tgs.run.lock import locks
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def train_fold(
     return FoldTrainer(cfg, data, folds, fold, run, dist, started, callbacks).fit(resume)
 
 
+@locks("run", existing=True)
 def search(
     run: Run,
     data_dir: str | os.PathLike | None = None,

@@ -31,6 +31,7 @@ from tgs.post.rule import PostProcessing, check_gate
 from tgs.predict.ensemble import mean_prediction
 from tgs.predict.test_set import RunEnsemble, ensemble_batches, write_predictions
 from tgs.run.folder import Run
+from tgs.run.lock import locks
 from tgs.run.records import SUBMISSIONS_DIR, Blend, BlendMember, Manifest, Thresholds
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def _members(paths: list[Run | str | os.PathLike], out: Path) -> tuple[list[Run]
     return runs, member_th
 
 
+@locks("out")
 def search_blend(
     runs: list[Run | str | os.PathLike],
     out: str | os.PathLike,
@@ -159,6 +161,7 @@ def blend_submission_path(out: Path, cv: float, folder: str | os.PathLike) -> Pa
     return Path(folder) / f"{name if name.startswith('blend') else 'blend-' + name}-cv{cv:.4f}.csv"
 
 
+@locks("out", existing=True)
 def predict_blend(
     out: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,

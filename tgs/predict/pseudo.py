@@ -27,6 +27,7 @@ from tgs.data.layout import write_image, write_mask
 from tgs.post.rule import PostProcessing
 from tgs.predict.test_set import predict_batches, run_tta
 from tgs.run.folder import Run
+from tgs.run.lock import locks
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Confidence:
         return keep
 
 
+@locks("run", existing=True)
 def make_pseudo(
     run: Run,
     data_dir: str | os.PathLike | None = None,

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tgs.core.faults import fault_point
 from tgs.core.meta import git_commit
 from tgs.data import rle
 from tgs.data.inputs import InputSpec
@@ -25,6 +27,7 @@ from tgs.predict.inference import Runtime, load_models, predict_array
 from tgs.predict.submission import write_submission
 from tgs.predict.tta import check_tta
 from tgs.run.folder import Run
+from tgs.run.lock import run_lock
 from tgs.run.records import SUBMISSIONS_DIR, Manifest, Thresholds
 
 log = logging.getLogger(__name__)
@@ -125,7 +128,10 @@ def predict_batches(
     searched post-processing; `stats` gets n_models and model_seconds."""
     ids = test_ids(data_dir)
     member = RunEnsemble.load(run, data_dir, ids, tta)
-    yield from ensemble_batches([member], [1.0], run.thresholds(), data_dir, ids, batch_size, stats)
+    th = run.thresholds()
+    for batch in ensemble_batches([member], [1.0], th, data_dir, ids, batch_size, stats):
+        fault_point("predict")
+        yield batch
 
 
 def run_tta(run: Run, tta: str | None) -> tuple[str, str | None]:
@@ -146,12 +152,19 @@ def predict_run(
     batch_size: int = 256,
     tta: str | None = None,
     submissions_dir: str | os.PathLike = SUBMISSIONS_DIR,
+    lock: bool = True,
 ) -> Path:
     """Write the run's submission (and a .json manifest beside it); returns the CSV path.
 
     Predicts with `run.prediction_files()` (the checkpoints the OOF was made with) and the run's
-    TTA unless `tta` is given (a different one is warned about)."""
+    TTA unless `tta` is given (a different one is warned about). Holds the run's writer lock
+    unless `lock` is False (a run nobody can write: a kernel's read-only input)."""
     run = run if isinstance(run, Run) else Run(run)
+    with run_lock(run.root) if lock and run.exists() else nullcontext():
+        return _predict_run(run, data_dir, out, batch_size, tta, submissions_dir)
+
+
+def _predict_run(run: Run, data_dir, out, batch_size: int, tta, submissions_dir) -> Path:
     cfg, th = run.config(), run.thresholds()
     data_dir = run.data_dir(data_dir)
     tta, mismatch = run_tta(run, tta)

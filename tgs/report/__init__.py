@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from tgs.core.errors import TGSError
+from tgs.core.errors import DamagedFileError, TGSError
 from tgs.core.fileio import atomic_dir
 from tgs.data.cache import load_train_cached as load_data
 from tgs.data.io import TrainData
@@ -22,6 +22,7 @@ from tgs.report.analysis import OOF, analyse_oof
 from tgs.report.facts import Facts, read_facts
 from tgs.report.html import GENERATOR, page
 from tgs.run.folder import Run
+from tgs.run.lock import locks
 
 log = logging.getLogger(__name__)
 INDEX = "index.html"
@@ -59,6 +60,8 @@ def _analyse(facts: Facts, data: TrainData | None) -> tuple[OOF | None, str | No
         return None, None
     try:
         return analyse_oof(facts, data), None
+    except DamagedFileError:  # a file is there but unreadable: say so, do not hide it in a note
+        raise
     except TGSError as e:
         return None, f"OOF analysis skipped: {e}"
 
@@ -79,6 +82,7 @@ def _body(ctx: sections.Context, notes: list[str]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+@locks("run", existing=True)
 def build_report(
     run: Run | str | os.PathLike,
     data_dir: str | os.PathLike | None = None,

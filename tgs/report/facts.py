@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from tgs.core.config import Config, dump_config
-from tgs.run.folder import Run
+from tgs.core.errors import DamagedFileError
+from tgs.run.folder import Run, read_npz
 from tgs.run.records import FoldSummary, Manifest, Thresholds
 
 log = logging.getLogger(__name__)
@@ -91,13 +92,26 @@ class Facts:
         return float(sum(f.log["seconds"].sum() for f in self.folds if f.log is not None))
 
 
-def _read_log(path: Path) -> pd.DataFrame | None:
+LOG_COLUMNS = ("epoch", "loss", "val_score", "seconds")
+
+
+def _read_log(path: Path, rebuild: str) -> pd.DataFrame | None:
+    """A fold's log.csv (None before its first epoch); TGSError naming it when damaged."""
     if not path.is_file():
         return None
     try:
         df = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return None
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.EmptyDataError) as e:
+        df, problem = None, str(e).splitlines()[0]
+    else:
+        missing = [c for c in LOG_COLUMNS if c not in df.columns]
+        problem = f"no {', '.join(missing)} column" if missing else None
+    if problem:
+        raise DamagedFileError(
+            f"{path} is damaged ({problem}): training rewrites it each epoch (`{rebuild}` for "
+            "an unfinished fold); for a finished fold restore it, or delete it to report "
+            "without that fold's curves"
+        )
     return df if len(df) else None
 
 
@@ -111,7 +125,7 @@ def read_folds(run: Run, cfg: Config) -> list[FoldFacts]:
     finished = set(run.finished_folds())
     out = []
     for k in expected_folds(run, cfg):
-        log_df = _read_log(run.log(k))
+        log_df = _read_log(run.log(k), run.fold_command(k))
         if k in finished:
             status = "finished"
         elif log_df is not None or run.started(k) or run.best(k).is_file():
@@ -127,8 +141,7 @@ def read_search(run: Run) -> dict[str, np.ndarray] | None:
     per_image), or None when the search has not been run (or predates search.npz)."""
     if not run.search_path.is_file():
         return None
-    with np.load(run.search_path) as z:
-        return {k: z[k] for k in z.files}
+    return read_npz(run.search_path, ("grid", "thresholds", "min_areas"), run.threshold_command)
 
 
 def read_submission(run: Run, thresholds: Thresholds | None) -> Submission | None:

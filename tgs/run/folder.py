@@ -20,13 +20,14 @@ import json
 import logging
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from tgs.core.config import Config, config_from_dict, config_keys, dump_config
-from tgs.core.errors import TGSError
+from tgs.core.errors import DamagedFileError, TGSError
 from tgs.core.fileio import atomic_path, write_json, write_text
 from tgs.core.meta import environment
 from tgs.run.records import SUBMISSIONS_DIR, FoldRefits, FoldSummary, Plan, Thresholds
@@ -108,13 +109,55 @@ class Run:
             raise TGSError(f"{self.root} is not a run folder (no config.yaml); train a fold first")
         return self
 
-    def config(self) -> Config:
-        """The run's resolved config (old keys mapped with a warning)."""
+    def config(self, check_hash: bool = True) -> Config:
+        """The run's resolved config (old keys mapped with a warning); TGSError naming
+        config.yaml when it is not YAML, holds a bad key or value, or (`check_hash`) is not the
+        text whose hash meta.json recorded."""
         self.require()
-        return config_from_dict(yaml.safe_load(self.config_path.read_text()) or {})
+        try:
+            text = self.config_path.read_text()
+            if check_hash:
+                self._check_config_hash(text)
+            values = yaml.safe_load(text)
+            if values is not None and not isinstance(values, dict):
+                raise TGSError(f"expected a mapping of config keys, got {type(values).__name__}")
+            return config_from_dict(values or {})
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, TGSError) as e:
+            raise DamagedFileError(
+                f"{self.config_path} is damaged ({str(e).splitlines()[0]}): it is written when "
+                "the run starts and no other file holds it; restore it (`tgs config --config "
+                "CFG` prints a config resolved) or train a new --run"
+            ) from None
+
+    def _check_config_hash(self, text: str) -> None:
+        """TGSError when config.yaml is not the text meta.json recorded a hash of (cut short
+        by a full disk or an editor); runs older than the hash are not checked."""
+        try:
+            recorded = self.meta().get("config_sha256")
+        except TGSError:
+            return  # meta.json itself is damaged: its own reader says so
+        if recorded and recorded != hashlib.sha256(text.encode()).hexdigest():
+            raise TGSError("not the config.yaml meta.json recorded: cut short or edited")
 
     def meta(self) -> dict:
-        return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
+        """meta.json's fields ({} when absent); TGSError naming it when it is not a JSON object."""
+        if not self.meta_path.is_file():
+            return {}
+        try:
+            found = json.loads(self.meta_path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            found = e
+        if not isinstance(found, dict):
+            raise DamagedFileError(
+                f"{self.meta_path} is damaged ({found}): `{self.resume_command} --data DATA` "
+                "writes it again (DATA: the data folder the run trained on)"
+            )
+        return found
+
+    @property
+    def resume_command(self) -> str:
+        """The command that continues this run and rewrites its run-level files."""
+        return f"python -m tgs run --config {self.config_path} --run {self.root} --resume"
 
     def data_dir(self, override: str | os.PathLike | None = None) -> Path:
         """`override`, else the data folder the run was trained on (from meta.json)."""
@@ -130,12 +173,12 @@ class Run:
         folds_csv: str | os.PathLike | None = None,
         extra: dict | None = None,
     ) -> Run:
-        """Write config.yaml, meta.json and a copy of the folds file; refuse a run folder that was
-        made with another config or other folds."""
+        """Write config.yaml, meta.json and a copy of the folds file (each only when it changes);
+        refuse a run folder that was made with another config or other folds."""
         self.root.mkdir(parents=True, exist_ok=True)
         text = dump_config(cfg)
         if self.config_path.exists() and self.config_path.read_text() != text:
-            old = self.config().to_dict()
+            old = self.config(check_hash=False).to_dict()  # both are rewritten below
             changed = {k for k, v in cfg.to_dict().items() if old.get(k) != v}
             if changed - set(config_keys("runtime")):  # runtime keys may change
                 raise TGSError(
@@ -143,13 +186,21 @@ class Run:
                     f"{', '.join(sorted(changed))} differ); use a new --run"
                 )
             log.info("%s: runtime settings now %s", self.root, sorted(changed))
-        write_text(self.config_path, text)
-        meta = {**self.meta(), **environment(), **(extra or {})}
+        if not self.config_path.is_file() or self.config_path.read_text() != text:
+            write_text(self.config_path, text)  # unchanged on a resume: left as it is
+        try:
+            earlier = self.meta()
+        except TGSError as e:  # rewritten now: what it said is lost
+            log.warning("warning: %s; writing a new one", e)
+            earlier = {}
+        meta = {**earlier, **environment(), **(extra or {})}
+        meta["config_sha256"] = hashlib.sha256(text.encode()).hexdigest()
         if data_dir is not None:
             meta["data"] = str(Path(data_dir).resolve())
         if folds_csv is not None:
             meta.update(self._adopt_folds(Path(folds_csv)))
-        write_json(self.meta_path, meta)
+        if meta != earlier:
+            write_json(self.meta_path, meta)
         return self
 
     def _adopt_folds(self, folds_csv: Path) -> dict:
@@ -230,7 +281,7 @@ class Run:
     def summary(self, k: int) -> FoldSummary | None:
         """Fold k's summary.json (None before the fold finished)."""
         path = self.summary_path(k)
-        rebuild = f"python -m tgs train --run {self.root} --fold {k} --resume"
+        rebuild = self.fold_command(k)
         return FoldSummary.read(path, rebuild) if path.is_file() else None
 
     def write_summary(self, k: int, summary: FoldSummary | dict) -> None:
@@ -248,6 +299,10 @@ class Run:
         with atomic_path(self.oof(k)) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, ids=np.array(ids), probs=probs.astype(np.float16), **extra)
 
+    def fold_command(self, k: int) -> str:
+        """The command that continues fold k, or rebuilds its OOF and summary once trained."""
+        return f"python -m tgs train --run {self.root} --fold {k} --resume"
+
     def load_oof(
         self, folds: list[int] | None = None
     ) -> tuple[list[str], np.ndarray, np.ndarray | None, list[int]]:
@@ -257,12 +312,12 @@ class Run:
         for k in self.trained_folds() if folds is None else folds:
             if not self.oof(k).is_file():
                 raise TGSError(
-                    f"{self.oof(k)} missing: fold {k} did not finish (rerun or --resume it)"
+                    f"{self.oof(k)} missing: fold {k} did not finish: `{self.fold_command(k)}`"
                 )
-            with np.load(self.oof(k)) as z:
-                ids.extend(z["ids"].tolist())
-                probs.append(z["probs"])
-                cls.append(z["cls"] if "cls" in z else None)
+            z = read_npz(self.oof(k), ("ids", "probs"), self.fold_command(k))
+            ids.extend(z["ids"].tolist())
+            probs.append(z["probs"])
+            cls.append(z.get("cls"))
             used.append(k)
         if not ids:
             raise TGSError(f"no fold in {self.root} has finished training")
@@ -319,7 +374,7 @@ class Run:
 
     def _fold_refits(self, k: int) -> FoldRefits:
         path = self.fold_plan_path(k)
-        rebuild = f"python -m tgs train --run {self.root} --fold {k} --resume"
+        rebuild = self.fold_command(k)
         return FoldRefits.read(path, rebuild) if path.is_file() else FoldRefits([])
 
     def fold_refits(self, k: int) -> list[dict]:
@@ -369,3 +424,20 @@ class Run:
         """submissions/<run>-<tag>-cv<CV>.csv: the submission a Kaggle kernel made (`kernel`:
         the run's inference kernel; `kaggle`: the kernel that trained the run)."""
         return Path(folder) / f"{self.name}-{tag}-cv{cv:.4f}.csv"
+
+
+def read_npz(path: Path, keys: tuple[str, ...], rebuild: str) -> dict[str, np.ndarray]:
+    """Every array of the .npz at `path` (no pickles); TGSError naming the file and the
+    `rebuild` command when it is missing, not an npz, truncated, or lacks one of `keys`."""
+    if not path.is_file():
+        raise TGSError(f"{path} missing: run `{rebuild}`")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        said = str(e).split(". ")[0]
+        raise DamagedFileError(f"{path} is damaged ({said}): rebuild it with `{rebuild}`") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise DamagedFileError(f"{path} lacks {', '.join(missing)}: rebuild it with `{rebuild}`")
+    return arrays

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from tgs.core.errors import TGSError
+from tgs.core.errors import DamagedFileError, TGSError
 from tgs.core.fileio import write_json
 
 SUBMISSIONS_DIR = "submissions"  # where submissions and their manifests go by default
@@ -85,7 +85,7 @@ def _load_json(path: Path, rebuild: str) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise TGSError(f"{path} is not JSON ({e}): rebuild it with `{rebuild}`") from None
+        raise DamagedFileError(f"{path} is not JSON ({e}): rebuild it with `{rebuild}`") from None
 
 
 class JsonFile:
@@ -109,7 +109,7 @@ class JsonFile:
         try:
             return cls.from_dict(data)
         except TGSError as e:
-            raise TGSError(f"{path}: {e}: rebuild it with `{rebuild}`") from None
+            raise DamagedFileError(f"{path}: {e}: rebuild it with `{rebuild}`") from None
 
     def write(self, path: str | os.PathLike) -> None:
         """Write the record to `path` atomically (indented JSON)."""

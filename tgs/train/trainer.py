@@ -15,6 +15,7 @@ import torch
 
 from tgs.core.config import Config
 from tgs.core.errors import TGSError
+from tgs.core.faults import fault_point
 from tgs.core.fileio import atomic_path
 from tgs.data.batch_aug import DeviceBatches
 from tgs.data.dataset import InputSpec
@@ -204,6 +205,7 @@ class FoldTrainer:
         """The callbacks' `on_step` (the loop calls it after each optimizer step)."""
         for cb in self.callbacks:
             cb.on_step(self)
+        fault_point("step")
 
     def run_epoch(self, epoch: int) -> None:
         cfg, t0 = self.cfg, time.time()
