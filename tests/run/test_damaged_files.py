@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import tiny_yaml
 from tgs.cli.main import main
 from tgs.run.lock import LOCK_FILE
 
@@ -61,6 +60,8 @@ CASES = [
     ("config.yaml", _cut, PREDICT, "cut short or edited"),
     ("config.yaml", _junk, THRESHOLD, "train a new --run"),
     ("config.yaml", _old_release_config("epochs: [1]\n"), PREDICT, "epochs: expected int"),
+    ("config.yaml", _junk, TRAIN, "not a YAML config"),
+    ("config.yaml", _junk, RESUME, "is damaged"),
     ("meta.json", _cut, PREDICT, "--resume --data DATA` writes it again"),
     ("meta.json", lambda p: p.write_text("[]"), PREDICT, "writes it again"),
     ("thresholds.json", Path.unlink, PREDICT, "python -m tgs threshold --run"),
@@ -84,19 +85,6 @@ CASES = [
 def own_log_handler(monkeypatch):
     """tgs's log handler bound to this test's stdout, not to an earlier test's closed one."""
     monkeypatch.setattr(logging.getLogger("tgs"), "handlers", [])
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory, synth_dir):
-    """A finished 2-fold tiny run (and a blend of it) with its submission, made once."""
-    root = tmp_path_factory.mktemp("made")
-    cfg = root / "tiny.yaml"
-    cfg.write_text(tiny_yaml(threads=1, max_train_batches=2))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        assert main(["run", "--config", str(cfg), "--data", str(synth_dir), "--run", "r"]) == 0
-        assert main(["blend", "r", "r", "--out", "b", "--data", str(synth_dir)]) == 0
-    return root
 
 
 def _tree(root: Path) -> dict:

@@ -4,6 +4,7 @@ its lock (and keep it held if the writer is killed), readers are not blocked."""
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +24,8 @@ HOLD = textwrap.dedent(
     from tgs.run.lock import held_fds, run_lock
     with run_lock(sys.argv[1]):
         if sys.argv[2] == "child":  # a fold child that outlives its killed parent
-            code = "from tgs.run.lock import run_lock; import sys, time\\n" \\
-                "with run_lock(sys.argv[1]):\\n    print('child in', flush=True); time.sleep(60)"
+            code = "from tgs.run.lock import run_lock; import os, sys, time\\n" \\
+                "with run_lock(sys.argv[1]):\\n    print(os.getpid(), flush=True); time.sleep(60)"
             subprocess.Popen([sys.executable, "-c", code, sys.argv[1]], pass_fds=held_fds())
             time.sleep(3)
         print("holding", flush=True)
@@ -39,7 +40,11 @@ def _holder(folder, mode: str = "hold") -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(folder), mode], stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout.readline().strip() in ("holding", "child in")
+    line = proc.stdout.readline().strip()
+    if mode == "child":  # the child's pid first
+        proc.child_pid = int(line)
+        line = proc.stdout.readline().strip()
+    assert line == "holding", line
     return proc
 
 
@@ -93,7 +98,7 @@ def test_children_write_under_the_lock_and_keep_it_if_the_parent_is_killed(tmp_p
             with run_lock(run):
                 pass
     finally:
-        subprocess.run(["pkill", "-f", "child in"], check=False)
+        os.kill(proc.child_pid, signal.SIGKILL)
     for _ in range(50):  # once the child is gone too, the lock is free
         try:
             with run_lock(run):
@@ -102,3 +107,36 @@ def test_children_write_under_the_lock_and_keep_it_if_the_parent_is_killed(tmp_p
             time.sleep(0.1)
     else:
         pytest.fail("the lock stayed held after every holder was gone")
+
+
+WRITERS = [
+    (["threshold", "--run", "r"], "r"),
+    (["predict", "--run", "r"], "r"),
+    (["report", "--run", "r"], "r"),
+    (["pseudo", "--run", "r", "--out", "p"], "r"),
+    (["train", "--run", "r", "--fold", "0", "--resume"], "r"),
+    (["blend", "--out", "b"], "b"),
+    (["blend", "r", "r", "--out", "b", "--no-predict"], "b"),
+    (["kaggle", "push-kernel", "r", "--dry-run", "--user", "alice"], "build/kaggle/r"),
+]
+
+
+@pytest.mark.slow  # trains or spawns processes
+@pytest.mark.parametrize("command, folder", WRITERS, ids=[" ".join(w[0][:2]) for w in WRITERS])
+def test_every_writer_refuses_a_folder_another_process_writes(
+    made, tmp_path, monkeypatch, capsys, command, folder
+):
+    for part in ("r", "b", "folds"):
+        shutil.copytree(made / part, tmp_path / part)
+    monkeypatch.chdir(tmp_path)
+    proc = _holder(tmp_path / folder)
+    try:
+        before = sorted(p.name for p in (tmp_path / "r").rglob("*"))
+        assert main(command) == 1
+        assert (
+            f"is being written by another tgs process (pid {proc.pid} on" in capsys.readouterr().err
+        )
+        assert sorted(p.name for p in (tmp_path / "r").rglob("*")) == before
+    finally:
+        proc.kill()
+        proc.wait()

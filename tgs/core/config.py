@@ -195,7 +195,11 @@ def load_config(
                 f"config file not found: {path} (shipped configs: {', '.join(shipped_configs())})"
             )
         path = found
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            said = str(e).splitlines()[0]
+            raise ConfigError(f"{path}: not a YAML config ({said})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
         for key, value in _upgrade(loaded, str(path)).items():

@@ -41,8 +41,13 @@ def _failure(path: Path, tmp: Path, e: BaseException) -> TGSError | None:
     """The TGSError for a failed write of `path` (its temporary `tmp` not yet removed): a full
     disk says where, how much is free and at least how much is needed. None: not a disk error
     (the exception goes on as it is)."""
-    free = shutil.disk_usage(path.parent).free
-    written = max(_size(tmp), _size(path))  # what the write reached, or the file it replaces
+    if not (isinstance(e, (OSError, RuntimeError))):
+        return None
+    try:
+        free = shutil.disk_usage(path.parent).free
+        written = max(_size(tmp), _size(path))  # what the write reached, or the file it replaces
+    except OSError:  # the folder itself is gone or unreadable: not a full disk we can measure
+        free, written = 1 << 62, 0
     # torch.save reports a full disk as a RuntimeError from its zip writer, not as ENOSPC
     full = getattr(e, "errno", None) == errno.ENOSPC or (
         isinstance(e, RuntimeError) and free < (1 << 20)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tgs.core.fileio import atomic_path
 from tgs.kaggle.client import KaggleError, find_credentials, kaggle_username, poll, run_kaggle
 from tgs.kaggle.competition import find_sample
 from tgs.kaggle.inference_kernel import read_kernel_manifest
@@ -270,7 +271,8 @@ def kernel_output(
         log.warning("warning: the kernel predicted with %s, not %s", made.models, expected)
     path = run.kernel_submission_path(th.require_cv(run.thresholds_path), folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(got, path)
+    with atomic_path(path) as tmp:  # a full disk leaves no half-copied submission
+        shutil.copyfile(got, tmp)
     manifest = replace(
         made,
         submission=path.name,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
+from tgs.core.fileio import atomic_dir
 from tgs.core.meta import git_commit
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR
 from tgs.resources import KERNELS_DIR
@@ -124,17 +125,17 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise TGSError(f"cannot stage {run.root}: missing {', '.join(missing)}")
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(PACKAGE_DIR, out / "tgs", ignore=_IGNORE)
-    staged = Run(out / STAGED_RUN)
-    for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
-        if f.is_file():
-            _copy(f, staged.root / run.relative(f))
     from tgs.models.registry import smp_needed_by  # torch: not for `tgs kaggle submit`
 
-    info = StageInfo(run=run.name, models=[run.relative(f) for f in files])
-    return _finish_dataset(out, info, smp_needed_by(cfg), dataset_ref, title)
+    with atomic_dir(out, overwrite=True) as tmp:  # a full disk leaves no half-staged dataset
+        shutil.copytree(PACKAGE_DIR, tmp / "tgs", ignore=_IGNORE)
+        staged = Run(tmp / STAGED_RUN)
+        for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
+            if f.is_file():
+                _copy(f, staged.root / run.relative(f))
+        info = StageInfo(run=run.name, models=[run.relative(f) for f in files])
+        _finish_dataset(tmp, info, smp_needed_by(cfg), dataset_ref, title)
+    return out
 
 
 def _finish_dataset(
@@ -209,12 +210,12 @@ def stage_training_dataset(
     """Dataset folder for a training kernel: tgs/ (source), smp when the run needs it
     (`smp_needed_by`: what does), train-config.yaml (`config_text`, the resolved config),
     tgs-stage.json (with `resume_from`, the kernel whose run it continues), metadata."""
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(PACKAGE_DIR, out / "tgs", ignore=_IGNORE)
-    (out / TRAIN_CONFIG).write_text(config_text)
-    info = StageInfo(run=name, models=[], extra={"kind": "train", "resume_from": resume_from})
-    return _finish_dataset(out, info, smp_needed_by, ref, title)
+    with atomic_dir(out, overwrite=True) as tmp:  # a full disk leaves no half-staged dataset
+        shutil.copytree(PACKAGE_DIR, tmp / "tgs", ignore=_IGNORE)
+        (tmp / TRAIN_CONFIG).write_text(config_text)
+        extra = {"kind": "train", "resume_from": resume_from}
+        _finish_dataset(tmp, StageInfo(run=name, models=[], extra=extra), smp_needed_by, ref, title)
+    return out
 
 
 def stage_training_kernel(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tgs.core.config import dump_config, load_config
 from tgs.core.errors import TGSError
-from tgs.core.fileio import atomic_dir, write_json
+from tgs.core.fileio import atomic_dir, atomic_path, write_json
 from tgs.kaggle.client import KaggleError, run_kaggle
 from tgs.kaggle.competition import find_sample
 from tgs.kaggle.kernels import (
@@ -315,7 +315,8 @@ def _keep_submission(dest: Path, local: Run, ref: str, sample: Path, folder) -> 
     made = dest / "submissions" / Manifest.path_for(status.submission or SUBMISSION).name
     base = Manifest.read(made) if made.is_file() else Manifest(submission=SUBMISSION)
     path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(got, path)
+    with atomic_path(path) as tmp:  # a full disk leaves no half-copied submission
+        shutil.copyfile(got, tmp)
     manifest = replace(
         base,
         submission=path.name,

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -121,7 +122,9 @@ def run_pipeline(opts: RunOptions) -> RunResult:
         cfg = replace(cfg, threads=max(1, cores // (at_once * ranks)))
     main_node = _check_launch(opts, cfg)
     run = Run(opts.run or Run.default_root(cfg))
-    with run_lock(run.root):  # one writer: a second `tgs run` on this folder refuses at once
+    # one writer: a second `tgs run` on this folder refuses at once (the main node's, on shared
+    # storage: the other nodes of a multi-node run train their ranks in it)
+    with run_lock(run.root) if main_node else nullcontext():
         if not opts.resume and any(run.started(k) for k in run.folds()):
             raise TGSError(
                 f"{run.root} already holds trained folds: pass --resume to continue it, or "

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tgs.core.config import Config
+from tgs.core.fileio import atomic_path
 from tgs.data.io import TrainData
 from tgs.post.rule import PostProcessing
 from tgs.post.search import DEFAULT_THRESHOLDS, SearchResult
@@ -54,13 +55,15 @@ def search_oof(
 
 
 def save_search(path: Path, result: SearchResult, ids: list[str]) -> None:
-    """The whole search grid and per-image scores (RUN/search.npz), for the report."""
-    np.savez_compressed(
-        path,
-        grid=result.grid.astype(np.float32),
-        thresholds=result.thresholds,
-        min_areas=result.min_areas,
-        empty_thresholds=result.empty_thresholds,
-        ids=np.array(ids),
-        per_image=result.per_image.astype(np.float32),
-    )
+    """The whole search grid and per-image scores (RUN/search.npz), for the report; written
+    atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(
+            f,
+            grid=result.grid.astype(np.float32),
+            thresholds=result.thresholds,
+            min_areas=result.min_areas,
+            empty_thresholds=result.empty_thresholds,
+            ids=np.array(ids),
+            per_image=result.per_image.astype(np.float32),
+        )

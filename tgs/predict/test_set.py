@@ -27,7 +27,7 @@ from tgs.predict.inference import Runtime, load_models, predict_array
 from tgs.predict.submission import write_submission
 from tgs.predict.tta import check_tta
 from tgs.run.folder import Run
-from tgs.run.lock import run_lock
+from tgs.run.lock import run_lock, sweep_unfinished
 from tgs.run.records import SUBMISSIONS_DIR, Manifest, Thresholds
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ def write_predictions(
     (what made it) completed with what every manifest records (data, thresholds, counts,
     commit, times; `stats` as `ensemble_batches` fills it, `t0` the start). Returns `path`."""
     ids, rles = [], []
+    sweep_unfinished(path.parent, f".{path.name}.*.tmp")  # a killed predict's (we hold the lock)
     for batch in batches:
         ids.extend(batch.ids)
         rles.extend(rle.encode_batch(batch.masks))

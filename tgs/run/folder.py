@@ -162,6 +162,11 @@ class Run:
     def data_dir(self, override: str | os.PathLike | None = None) -> Path:
         """`override`, else the data folder the run was trained on (from meta.json)."""
         data = override or self.meta().get("data")
+        if not override and data and not isinstance(data, str):
+            raise DamagedFileError(
+                f"{self.meta_path}: data should be a folder, got {data!r}: pass --data, or "
+                f"`{self.resume_command} --data DATA` writes it again"
+            )
         if not data:
             raise TGSError(f"{self.root}: no data folder recorded in meta.json: pass --data")
         return Path(data)

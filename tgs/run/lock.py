@@ -12,12 +12,14 @@ stays held while any of them still runs, even if the parent was killed.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import inspect
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import time
@@ -91,10 +93,16 @@ def _parent_holds(folder: Path, token: str | None) -> bool:
         os.close(fd)
 
 
-def _acquire(folder: Path) -> _Held:
-    folder.mkdir(parents=True, exist_ok=True)
+def _acquire(folder: Path) -> _Held | None:
+    """Lock `folder` (None: it is on a read-only file system, which nobody can write)."""
     path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            return None
+        raise TGSError(f"cannot lock {folder} for writing ({path}: {e.strerror or e})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -106,24 +114,61 @@ def _acquire(folder: Path) -> _Held:
             f"(--run NEW); reading {folder} is not blocked"
         ) from None
     earlier = _read(fd)
-    if earlier.get("pid"):  # its process is gone: the kernel dropped its flock
-        log.warning(
-            "warning: %s: taking over the lock left by %s (not running)", folder, _who(earlier)
-        )
+    if earlier.get("pid"):  # killed (the kernel dropped its flock), or it failed
+        how = "it failed" if earlier.get("failed") else "not running"
+        log.warning("warning: %s: taking over the lock left by %s (%s)", folder, _who(earlier), how)
+        swept = sweep_unfinished(folder)  # the unfinished writes it (or its folds) left
+        if swept:
+            log.warning("warning: %s: removed %d unfinished write(s) it left", folder, swept)
     token = uuid.uuid4().hex
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "token": token}
     holder.update(
         command=" ".join(["tgs", *sys.argv[1:]]), since=time.strftime("%Y-%m-%d %H:%M:%S")
     )
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    try:
+        _write(fd, holder)
+    except OSError as e:
+        os.close(fd)
+        what = "no space left on the device" if e.errno == errno.ENOSPC else e.strerror
+        raise TGSError(
+            f"cannot lock {folder} for writing ({path}: {what}); free some space and run "
+            "the command again"
+        ) from None
     return _Held(fd, token)
 
 
-def _release(held: _Held) -> None:
-    os.ftruncate(held.fd, 0)  # an empty lock file: nobody holds it
+def _write(fd: int, holder: dict) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+
+
+def sweep_unfinished(folder: Path, pattern: str = ".*.tmp") -> int:
+    """Remove the temporary files and folders of atomic writes a killed or failed writer left in
+    `folder` and its fold folders (only its lock's new holder may: nobody else writes there).
+    Returns how many."""
+    found = [*folder.glob(pattern), *folder.glob(f"fold*/{pattern}")]
+    for p in found:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return len(found)
+
+
+def _release(held: _Held, failed: bool) -> None:
+    """Unlock; after a failure the lock file keeps naming its holder (marked failed), so the
+    next writer sweeps what the failure left (a killed fold process's temporary files)."""
+    try:
+        if failed:
+            _write(held.fd, {**_read(held.fd), "failed": True})
+        else:
+            os.ftruncate(held.fd, 0)  # an empty lock file: nobody holds it
+    except OSError:
+        pass  # a full disk: the lock is released all the same
     fcntl.flock(held.fd, fcntl.LOCK_UN)
     os.close(held.fd)
+
+
+def _torchrun_worker() -> bool:
+    """A non-zero rank under torchrun: rank 0 (or the `tgs run` that started it) holds the lock."""
+    return bool(os.environ.get("TORCHELASTIC_RUN_ID")) and os.environ.get("RANK", "0") != "0"
 
 
 @contextmanager
@@ -138,21 +183,30 @@ def run_lock(folder: str | os.PathLike) -> Iterator[None]:
         finally:
             _held[key].depth -= 1
         return
-    if _parent_holds(Path(folder), _inherited().get(key)) or os.environ.get("RANK", "0") != "0":
+    if _parent_holds(Path(folder), _inherited().get(key)) or _torchrun_worker():
         yield  # a parent holds it (a fold child), or torchrun's rank 0 does
         return
-    held = _held[key] = _acquire(Path(folder))
+    created = not Path(folder).exists()
+    held = _acquire(Path(folder))
+    if held is None:  # a read-only folder
+        yield
+        return
+    _held[key] = held
     before = os.environ.get(ENV)
     os.environ[ENV] = json.dumps({**_inherited(), key: held.token})  # for child processes
+    failed = True
     try:
         yield
+        failed = False
     finally:
         del _held[key]
         if before is None:
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = before
-        _release(held)
+        _release(held, failed)
+        if created and [p.name for p in Path(folder).iterdir()] == [LOCK_FILE]:
+            shutil.rmtree(folder, ignore_errors=True)  # a refused stage leaves no folder
 
 
 def locks(param: str, existing: bool = False) -> Callable[[F], F]:
