@@ -20,7 +20,13 @@ from tgs.kaggle.stage import KERNEL_LOG, SUBMISSION, kaggle_names, stage_dataset
 from tgs.predict.submission import validate_file
 from tgs.run.folder import Run
 from tgs.run.lock import run_lock
-from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR, KaggleStaging, Manifest
+from tgs.run.records import (
+    KAGGLE_STAGING_DIR,
+    SUBMISSIONS_DIR,
+    KaggleStaging,
+    Manifest,
+    Thresholds,
+)
 
 log = logging.getLogger(__name__)
 STAGING = KAGGLE_STAGING_DIR
@@ -270,21 +276,41 @@ def kernel_output(
     if made.models and made.models != expected:
         log.warning("warning: the kernel predicted with %s, not %s", made.models, expected)
     path = run.kernel_submission_path(th.require_cv(run.thresholds_path), folder)
+    created = made.created or time.strftime("%Y-%m-%d %H:%M:%S")
+    return keep_submission(
+        got, path, made, run, th, n, ref, dest, sample, config=cfg.to_dict(), created=created
+    )
+
+
+def keep_submission(
+    got: Path,
+    path: Path,
+    base: Manifest,
+    run: Run,
+    th: Thresholds,
+    n_images: int,
+    ref: str,
+    dest: Path,
+    sample: Path,
+    **fields,
+) -> Path:
+    """Copy a kernel's validated submission `got` to `path` atomically and write its manifest:
+    `base` (what the kernel's predict recorded) pointed at the local `run`, with the thresholds,
+    the kernel, its downloaded output `dest`, the data folder of `sample` and `fields`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:  # a full disk leaves no half-copied submission
         shutil.copyfile(got, tmp)
     manifest = replace(
-        made,
+        base,
         submission=path.name,
         run=str(run.root),
-        config=cfg.to_dict(),
         data=str(sample.parent),  # where `tgs kaggle submit` finds sample_submission.csv
         cv=th.cv,
         thresholds=th,
-        n_images=n,
+        n_images=n_images,
         kernel=ref,
         kernel_output=str(dest),
-        created=made.created or time.strftime("%Y-%m-%d %H:%M:%S"),
+        **fields,
     )
     manifest.write(Manifest.path_for(path))
     return path

@@ -13,12 +13,12 @@ import re
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from tgs.core.config import dump_config, load_config
 from tgs.core.errors import TGSError
-from tgs.core.fileio import atomic_dir, atomic_path, write_json
+from tgs.core.fileio import atomic_dir, write_json
 from tgs.kaggle.client import KaggleError, run_kaggle
 from tgs.kaggle.competition import find_sample
 from tgs.kaggle.kernels import (
@@ -26,6 +26,7 @@ from tgs.kaggle.kernels import (
     Push,
     _user,
     download_output,
+    keep_submission,
     kernel_output,
     kernel_status,
     publish,
@@ -314,20 +315,4 @@ def _keep_submission(dest: Path, local: Run, ref: str, sample: Path, folder) -> 
     status = TrainStatus.read(dest / TrainStatus.FILE)
     made = dest / "submissions" / Manifest.path_for(status.submission or SUBMISSION).name
     base = Manifest.read(made) if made.is_file() else Manifest(submission=SUBMISSION)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # a full disk leaves no half-copied submission
-        shutil.copyfile(got, tmp)
-    manifest = replace(
-        base,
-        submission=path.name,
-        run=str(local.root),
-        data=str(sample.parent),
-        cv=th.cv,
-        thresholds=th,
-        n_images=n,
-        kernel=ref,
-        kernel_output=str(dest),
-        made=MADE,
-    )
-    manifest.write(Manifest.path_for(path))
-    return path
+    return keep_submission(got, path, base, local, th, n, ref, dest, sample, made=MADE)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from tgs.core.config import Config
-from tgs.core.errors import TGSError
+from tgs.core.errors import DamagedFileError, TGSError
 from tgs.core.faults import fault_point
 from tgs.core.fileio import atomic_path
 from tgs.data.batch_aug import DeviceBatches
@@ -161,7 +161,16 @@ class FoldTrainer:
     def restore(self) -> None:
         """Continue from last.pt: weights, optimizer, scheduler, scaler, RNG, epoch, history
         and the callbacks' states."""
-        state = read_checkpoint(self.run.last(self.fold))
+        last = self.run.last(self.fold)
+        state = read_checkpoint(last)
+        needed = ["epoch", "train_model", "optimizer", "scaler", "rng", "best_score", "history"]
+        needed += [cb.state_key for cb in self.callbacks if cb.state_key]
+        if missing := [k for k in needed if k not in state]:
+            raise DamagedFileError(
+                f"{last} cannot continue the fold (no {', '.join(missing)}: not a last.pt of "
+                f"this tgs, or made with other callbacks); train the fold again: delete "
+                f"{self.dir} and run `{self.run.resume_command}`"
+            )
         if state["epoch"] + 1 > self.cfg.epochs:  # the last finished epoch was in stage 2
             self._set_stage(2)
         self.model.load_state_dict(state["train_model"])
