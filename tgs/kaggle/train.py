@@ -221,7 +221,7 @@ def fetch_run(
     if not status.finished:
         raise TGSError(_unfinished(ref, status, remote, local, staging))
     data_dir, sample = _local_data(data, sample)
-    validate_file(dest / SUBMISSION, sample)  # before anything is written here
+    n = validate_file(dest / SUBMISSION, sample)  # before anything is written here
     created = not local.root.exists()
     try:
         with run_lock(local.root):  # no `tgs run` starts on it while it is replaced
@@ -230,7 +230,8 @@ def fetch_run(
         if created and local.root.is_dir() and not local.exists():
             shutil.rmtree(local.root)  # only the lock file the refused copy made
         raise
-    return FetchedRun(local.root, _keep_submission(dest, local, ref, sample, folder), status)
+    kept = _keep_submission(dest, local, ref, sample, folder, status, n)
+    return FetchedRun(local.root, kept, status)
 
 
 def _local_data(data, sample) -> tuple[Path, Path]:
@@ -305,14 +306,15 @@ def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -
         write_json(copy.meta_path, meta)
 
 
-def _keep_submission(dest: Path, local: Run, ref: str, sample: Path, folder) -> Path:
-    """The kernel's submission.csv, validated, as FOLDER/<run>-kaggle-cv<CV>.csv with the
-    kernel's predict manifest pointed at the local run (`made: kaggle-train`)."""
+def _keep_submission(
+    dest: Path, local: Run, ref: str, sample: Path, folder, status: TrainStatus, n: int
+) -> Path:
+    """The kernel's submission.csv (validated by the caller: `n` images) as
+    FOLDER/<run>-kaggle-cv<CV>.csv with the kernel's predict manifest pointed at the local run
+    (`made: kaggle-train`)."""
     got = dest / SUBMISSION
-    n = validate_file(got, sample)
     th = local.thresholds()
     path = local.kernel_submission_path(th.require_cv(local.thresholds_path), folder, "kaggle")
-    status = TrainStatus.read(dest / TrainStatus.FILE)
     made = dest / "submissions" / Manifest.path_for(status.submission or SUBMISSION).name
     base = Manifest.read(made) if made.is_file() else Manifest(submission=SUBMISSION)
     return keep_submission(got, path, base, local, th, n, ref, dest, sample, made=MADE)
