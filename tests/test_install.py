@@ -1,16 +1,18 @@
 """tgs installed NON-editable from this checkout, used from a folder outside it, as a Kaggler
-would: a wheel built here, installed into a fresh venv that reuses the torch/smp/timm installed
-on this machine (--system-site-packages; nothing fetched), then the `tgs` command: synthetic
-data, a tiny run whose submission validates, and a kernel push dry run from the shipped
-templates."""
+would: a wheel built here, installed into a fresh venv that sees the dependencies of the
+environment the tests run in (a virtualenv or the system Python: a .pth file lists its
+site-packages; nothing is fetched), then the `tgs` command: synthetic data, a tiny run whose
+submission validates, and a kernel push dry run from the shipped templates."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,32 @@ def _fake_credentials(folder: Path) -> Path:
     return folder
 
 
+def running_site_packages() -> list[str]:
+    """The site-packages folders of the interpreter running the tests: a virtualenv's own (where
+    README's `pip install` put torch, smp, ...) or the system Python's."""
+    found = [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
+        found.append(site.getusersitepackages())
+    return list(dict.fromkeys(p for p in found if Path(p).is_dir()))
+
+
+def _see_running_site_packages(venv: Path) -> Path:
+    """A .pth file in `venv` that appends the running interpreter's site-packages to its path:
+    the venv's own packages (tgs from the wheel) come first, the dependencies after. Plain path
+    lines: the .pth files of those folders (an editable tgs of the checkout) are not run."""
+    purelib = _run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        cwd=venv,
+    ).strip()
+    pth = Path(purelib) / "tgs-test-dependencies.pth"
+    pth.write_text("".join(f"{p}\n" for p in running_site_packages()))
+    return pth
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Installed:
     tmp = tmp_path_factory.mktemp("install")
@@ -90,7 +118,8 @@ def installed(tmp_path_factory) -> Installed:
 
     start = time.perf_counter()
     venv = tmp / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp)
+    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp)
+    _see_running_site_packages(venv)
     # --ignore-installed: a tgs installed here (editable, by requirements-dev.txt) must not count
     _run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
@@ -112,15 +141,19 @@ def test_the_venv_imports_the_installed_copy_with_its_package_data(installed):
     """tgs, its version and its shipped configs and kernel templates come from the venv, and
     nothing of the checkout is on sys.path."""
     code = (
-        "import json, sys, importlib.metadata as md, tgs\n"
+        "import json, sys, importlib.metadata as md, pathlib, torch, tgs\n"
         "from tgs.resources import KERNELS_DIR, shipped_configs\n"
         "print(json.dumps({'file': tgs.__file__, 'version': tgs.__version__,"
         " 'dist': md.version('tgs'), 'path': sys.path, 'configs': shipped_configs(),"
-        " 'kernels': sorted(p.name for p in KERNELS_DIR.iterdir() if p.is_file())}))"
+        " 'kernels': sorted(p.name for p in KERNELS_DIR.iterdir() if p.is_file()),"
+        " 'torch': str(pathlib.Path(torch.__file__).resolve().parents[1])}))"
     )
     found = json.loads(_run([str(installed.python), "-c", code], installed.work, installed.env))
     assert Path(found["file"]).is_relative_to(installed.venv)
-    assert not [p for p in found["path"] if p and Path(p).resolve().is_relative_to(ROOT)]
+    deps = {Path(p).resolve() for p in running_site_packages()}  # may lie in ROOT/.venv
+    checkout = [p for p in found["path"] if p and Path(p).resolve().is_relative_to(ROOT)]
+    assert not [p for p in checkout if Path(p).resolve() not in deps]
+    assert found["torch"] in {str(d) for d in deps}  # the tests' torch, not the base Python's
     assert found["version"] == found["dist"] == tgs.__version__
     assert {"cpu", "demo"} <= set(found["configs"])
     assert found["kernels"] == ["kernel-metadata.json", "tgs_inference.py", "tgs_train.py"]

@@ -5,10 +5,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -16,12 +16,14 @@ from tests.helpers import ROOT, train_args
 from tgs.cli.main import main
 from tgs.core.config import load_config
 from tgs.core.errors import ConfigError, TGSError
+from tgs.core.faults import ENV as FAULT_ENV
 from tgs.core.fileio import atomic_path
 from tgs.data.folds import make_folds, save_folds
 from tgs.data.io import load_train
 from tgs.models.checkpoint import load_model, save_checkpoint
 from tgs.pipeline.stages import train_fold
 from tgs.run.folder import Run
+from tgs.train.schedule import steps_per_epoch
 from tgs.train.validate import validate_config
 
 SLOW_TINY = """
@@ -54,22 +56,20 @@ def train_cmd(cfg, data, folds, run, *extra):
 
 @pytest.mark.slow  # trains or spawns processes
 def test_sigkill_then_resume_equals_uninterrupted(setup, synth_dir, tmp_path):
+    """SIGKILL after the first step of epoch 3 (a fault point, so the same place on any machine),
+    then --resume: the same weights, OOF and history as a run never killed."""
     cfg, folds = setup
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    n_train = (pd.read_csv(folds, dtype={"id": str})["fold"] != 0).sum()
+    steps = steps_per_epoch(n_train, load_config(cfg))
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
+    proc = subprocess.run(
         train_cmd(cfg, synth_dir, folds, killed),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={**env, FAULT_ENV: f"kill@step#{2 * steps + 1}"},
+        capture_output=True,
     )
-    log = killed / "fold0" / "log.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(pd.read_csv(killed / "fold0" / "log.csv")) == 2  # two epochs saved, the 3rd not
     assert not (killed / "fold0" / "oof.npz").exists()
     assert not list((killed / "fold0").glob(".*tmp"))  # no half-written file left visible
     # plain rerun refuses to overwrite; --resume continues
@@ -100,7 +100,6 @@ def test_sigkill_then_resume_equals_uninterrupted(setup, synth_dir, tmp_path):
 
 def test_same_seed_same_oof_on_cpu(setup, synth_dir, tmp_path):
     cfg_path, folds = setup
-    import pandas as pd
 
     cfg = load_config(cfg_path, ["epochs=1"])
     data = load_train(synth_dir)
@@ -117,7 +116,6 @@ def test_same_seed_same_oof_on_cpu(setup, synth_dir, tmp_path):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     setup, synth_dir, tmp_path, monkeypatch
 ):
-    import pandas as pd
 
     import tgs.train.trainer as train_mod
 

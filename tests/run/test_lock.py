@@ -26,8 +26,11 @@ HOLD = textwrap.dedent(
         if sys.argv[2] == "child":  # a fold child that outlives its killed parent
             code = "from tgs.run.lock import run_lock; import os, sys, time\\n" \\
                 "with run_lock(sys.argv[1]):\\n    print(os.getpid(), flush=True); time.sleep(60)"
-            subprocess.Popen([sys.executable, "-c", code, sys.argv[1]], pass_fds=held_fds())
-            time.sleep(3)
+            child = subprocess.Popen(
+                [sys.executable, "-c", code, sys.argv[1]], pass_fds=held_fds(),
+                stdout=subprocess.PIPE, text=True,
+            )
+            print(child.stdout.readline().strip(), flush=True)  # it holds the lock now
         print("holding", flush=True)
         if sys.argv[2] in ("die", "child"):
             os.kill(os.getpid(), signal.SIGKILL)
