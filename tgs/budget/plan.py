@@ -51,7 +51,9 @@ def plan_epochs(
     predict_s = per_image * n_test * views * snaps * n_models
     reserve = waves * oof_s + predict_s + 10.0  # + the search
     per_fold = max(0.0, (seconds - reserve) / max(1, waves))
-    total = max(1, int(SAFETY * per_fold / epoch_s))
+    frozen = cfg.freeze_encoder_epochs if "frozen_step_seconds" in measured else 0
+    frozen_s = frozen * (measured.get("frozen_step_seconds", 0.0) * steps + val_s)
+    total = frozen + max(1, int((SAFETY * per_fold - frozen_s) / epoch_s))
     return {
         "budget_minutes": cfg.budget_minutes,
         "seconds_for_folds": round(seconds, 1),
@@ -95,6 +97,8 @@ def _planned_epoch_seconds(cfg: Config, plan: dict, epoch: int) -> float:
     steps = -(-m["steps_per_epoch"] // max(1, plan.get("world", 1)))
     low = epoch < low_epochs(cfg) and "low_step_seconds" in m
     step_s = m["low_step_seconds"] if low else m["step_seconds"]
+    if epoch < cfg.freeze_encoder_epochs and "frozen_step_seconds" in m:
+        step_s = m["frozen_step_seconds"]
     return step_s * steps + m["val_seconds"] / max(1, cfg.val_every)
 
 
@@ -120,7 +124,9 @@ def replan(
     spent = float(sum(seconds)) + overhead * done + startup
     low = low_epochs(cfg)
     on_full = bool(cfg.low_size) and low < done
-    start = low if on_full else 0  # the ratio is taken on epochs of one resolution
+    start = low if on_full else 0  # the ratio is taken on epochs of one resolution,
+    if done > cfg.freeze_encoder_epochs:  # with the encoder training
+        start = max(start, cfg.freeze_encoder_epochs)
     timed = range(start + 1, done) if done - start > 1 else range(start, done)
     probed = sum(_planned_epoch_seconds(cfg, plan, e) for e in timed)
     ratio = max(sum(seconds[e] for e in timed), 1e-6) / max(probed, 1e-6)

@@ -30,6 +30,7 @@ from tgs.core.procs import child_env
 from tgs.data.batch_aug import DeviceBatches
 from tgs.data.cache import load_train_cached
 from tgs.data.folds import load_folds
+from tgs.models.registry import encoder_of
 from tgs.run.folder import Run
 from tgs.train.loop import epoch_loader, take, train_one_epoch, train_size
 from tgs.train.rng import seed_everything
@@ -54,6 +55,11 @@ def probe(cfg: Config, data, folds, fold: int, run: Run) -> dict:
     if cfg.low_size:  # progressive resizing: its low-resolution steps cost less
         with train_size(t.model, cfg.low_size):
             extra["low_step_seconds"] = _timed_steps(t, probe_cfg)[1]
+    if cfg.freeze_encoder_epochs:  # a frozen encoder's steps skip its backward pass
+        encoder = encoder_of(t.model)
+        encoder.requires_grad_(False)
+        extra["frozen_step_seconds"] = _timed_steps(t, probe_cfg)[1]
+        encoder.requires_grad_(True)
     return {
         **extra,
         "step_seconds": step_s,
@@ -75,7 +81,13 @@ def probe_in_processes(run: Run, fold: int, parallel: int) -> dict:
             raise TGSError(f"the budget probe of {run.root} failed (see above)")
         found = [json.loads(o.read_text()) for o in outs]
     out = dict(found[0])
-    for key in ("step_seconds", "val_seconds", "warmup_step_seconds", "low_step_seconds"):
+    for key in (
+        "step_seconds",
+        "val_seconds",
+        "warmup_step_seconds",
+        "low_step_seconds",
+        "frozen_step_seconds",
+    ):
         if key in out:
             out[key] = statistics.median(f[key] for f in found)
     out["parallel"] = parallel

@@ -49,8 +49,8 @@ def refit_due(cfg: Config, refits: list[dict], n: int) -> bool:
     second refit)."""
     if not (cfg.budget_minutes and cfg.replan_after) or n >= cfg.epochs:
         return False  # no budget, or stage 1 is over: nothing left to lay out
-    if not refits:
-        return n >= cfg.replan_after
+    if not refits:  # timed on epochs that train the encoder (frozen ones cost less)
+        return n >= cfg.freeze_encoder_epochs + cfg.replan_after
     first, low = refits[0], low_epochs(cfg)
     return (
         len(refits) == 1

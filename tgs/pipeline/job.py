@@ -21,9 +21,10 @@ from tgs.data.folds import load_folds, make_folds, save_folds
 from tgs.data.io import TrainData, test_ids
 from tgs.data.prepare import prepare
 from tgs.data.synth import synth
+from tgs.models.registry import resolve_pretrained
 from tgs.pipeline.launch import _cpu_ranks, _folds_at_once, _train_in_children
 from tgs.pipeline.options import RunOptions
-from tgs.pipeline.stages import load_data, predict, score, search, train_fold
+from tgs.pipeline.stages import load_data, predict, score, search, train_fold, weights_meta
 from tgs.report import build_report
 from tgs.resources import CONFIGS_DIR
 from tgs.run.folder import Run
@@ -114,6 +115,7 @@ def run_pipeline(opts: RunOptions) -> RunResult:
     cfg = load_config(config, opts.overrides)  # + the launch flags, saved with the run:
     cfg = replace(cfg, jobs=opts.jobs or cfg.jobs, nproc=opts.nproc or cfg.nproc)
     validate_config(cfg)
+    cfg, source = resolve_pretrained(cfg)
     opts.jobs, opts.nproc = cfg.jobs, cfg.nproc
     folds = opts.folds if opts.folds is not None else cfg.folds or list(range(cfg.n_folds))
     at_once, ranks = _folds_at_once(opts, len(folds)), _cpu_ranks(opts)
@@ -146,7 +148,7 @@ def run_pipeline(opts: RunOptions) -> RunResult:
         missing = sorted(set(folds) - set(folds_df["fold"]))
         if missing:
             raise TGSError(f"fold {missing[0]} is not in {folds_csv}")
-        run.create(cfg, data_dir, folds_csv)
+        run.create(cfg, data_dir, folds_csv, weights_meta(source))
         todo = [k for k in folds if not (opts.resume and k in run.finished_folds())]
         for k in sorted(set(folds) - set(todo)):
             log.info("== fold %d already finished (%s): skipped", k, run.summary_path(k))

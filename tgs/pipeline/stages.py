@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 
 
 # -- stages --------------------------------------------------------------------------------
+def weights_meta(source) -> dict:
+    """What meta.json records of a run's pretrained encoder weights (`WeightsSource`), {}
+    from scratch."""
+    return {"encoder_weights": source.record()} if source is not None else {}
+
+
 def load_data(data_dir: str | os.PathLike) -> TrainData:
     """The labelled set, decoded once per data folder (cached arrays)."""
     return load_train_cached(data_dir)
@@ -74,7 +80,7 @@ def search(
     from tgs.post.plot import plot_threshold_search  # matplotlib: only when plotting
 
     cfg = run.config()
-    gate = check_gate(gate or cfg.gate)
+    gate = check_gate(gate or cfg.gate or "head")  # head: no gate without a head's scores
     data_dir = run.data_dir(data_dir)
     ids, probs, cls, folds = run.load_oof()
     data = data or load_data(data_dir)

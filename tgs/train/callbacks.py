@@ -17,6 +17,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tgs.core.config import Config
+from tgs.models.registry import encoder_of
 from tgs.run.folder import Run
 from tgs.train.distributed import Dist
 from tgs.train.schedule import cycle_epochs
@@ -53,6 +54,9 @@ class Callback:
 
     def on_fit_start(self, t: FoldTrainer) -> None:
         """When `fit` starts its first (or resumed) epoch."""
+
+    def on_epoch_start(self, t: FoldTrainer, epoch: int) -> None:
+        """Before epoch `epoch` (0-based) trains."""
 
     def on_step(self, t: FoldTrainer) -> None:
         """After each optimizer step (and the learning-rate schedule's step)."""
@@ -145,10 +149,25 @@ class TimeLimit(Callback):
         return True
 
 
+class FreezeEncoder(Callback):
+    """The encoder's weights frozen for the first `epochs` epochs (no gradient, no update; its
+    BatchNorm statistics still adapt to the seismic images), then trained. Stateless: a resumed
+    fold freezes or not by its epoch."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_epoch_start(self, t: FoldTrainer, epoch: int) -> None:
+        for p in encoder_of(t.model).parameters():
+            p.requires_grad_(epoch >= self.epochs)
+
+
 def default_callbacks(cfg: Config) -> list[Callback]:
-    """The callbacks `cfg` asks for: ValidateEvery always; EMA, Snapshots and TimeLimit when
-    `ema`, `snapshots` and `max_minutes` are set."""
+    """The callbacks `cfg` asks for: ValidateEvery always; EMA, Snapshots, TimeLimit and
+    FreezeEncoder when `ema`, `snapshots`, `max_minutes` and `freeze_encoder_epochs` are set."""
     out: list[Callback] = [ValidateEvery(cfg.val_every)]
+    if cfg.freeze_encoder_epochs:
+        out.append(FreezeEncoder(cfg.freeze_encoder_epochs))
     if cfg.ema > 0:
         out.append(EMA(cfg.ema))
     if cfg.snapshots:

@@ -84,15 +84,17 @@ def weights_identical(d: Dist, model: torch.nn.Module) -> bool:
     return all(s == sums[0] for s in sums)
 
 
-def wrap_ddp(model: torch.nn.Module, d: Dist, rt: Runtime) -> torch.nn.Module:
+def wrap_ddp(model: torch.nn.Module, d: Dist, rt: Runtime, unused: bool = False) -> torch.nn.Module:
     """DistributedDataParallel around `model` when distributed (SyncBatchNorm only on CUDA;
-    find_unused_parameters when a probe step leaves some parameter without a gradient)."""
+    find_unused_parameters when `unused` (some epochs freeze weights) or a probe step leaves
+    some parameter without a gradient)."""
     if not d.enabled:
         return model
     if rt.device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [rt.device.index] if rt.device.type == "cuda" else None
-    return DDP(model, device_ids=ids, find_unused_parameters=has_unused_parameters(model, rt))
+    unused = unused or has_unused_parameters(model, rt)
+    return DDP(model, device_ids=ids, find_unused_parameters=unused)
 
 
 def has_unused_parameters(model: torch.nn.Module, rt: Runtime) -> bool:

@@ -11,6 +11,7 @@ from torch import nn
 
 from tgs.core.config import Config
 from tgs.core.errors import TGSError
+from tgs.models.registry import encoder_of
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -20,18 +21,41 @@ SCHEDULERS = ("cosine", "cosine_restarts", "plateau", "none")
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     """timm's optimizer factory: AdamW or SGD with momentum (not Nesterov), no weight decay on
-    norm layers and biases."""
+    norm layers and biases; the encoder's groups at `encoder_lr_mult` x lr (their own initial
+    lr, which timm's schedulers and torch's plateau both scale from)."""
     if cfg.optimizer not in OPTIMIZERS:
         raise TGSError(f"unknown optimizer {cfg.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
     kw = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
     return create_optimizer_v2(
-        model,
+        param_groups(model, cfg.lr, cfg.weight_decay, cfg.encoder_lr_mult),
         opt="momentum" if cfg.optimizer == "sgd" else "adamw",
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
-        filter_bias_and_bn=True,
         **kw,
     )
+
+
+def param_groups(
+    model: nn.Module, lr: float, weight_decay: float, encoder_lr_mult: float = 1.0
+) -> list[dict]:
+    """Decay / no-decay groups (biases and 1-d norm weights: no decay), split into encoder and
+    the rest when the encoder learns at its own rate; empty groups left out."""
+    encoder = set()
+    if encoder_lr_mult != 1.0:
+        encoder = {id(p) for p in encoder_of(model).parameters()}
+    groups: dict[tuple[bool, bool], list] = {}
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            key = (id(p) in encoder, p.ndim > 1)
+            groups.setdefault(key, []).append(p)
+    return [
+        {
+            "params": params,
+            "weight_decay": weight_decay if decays else 0.0,
+            "lr": lr * (encoder_lr_mult if in_encoder else 1.0),
+        }
+        for (in_encoder, decays), params in sorted(groups.items())
+    ]
 
 
 def total_epochs(cfg: Config) -> int:

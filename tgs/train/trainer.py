@@ -22,7 +22,7 @@ from tgs.data.dataset import InputSpec
 from tgs.data.io import TrainData, require_depths
 from tgs.models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from tgs.models.losses import create_loss
-from tgs.models.registry import model_from_config
+from tgs.models.registry import model_from_config, resolve_pretrained
 from tgs.post.metric import competition_score, per_image_scores
 from tgs.predict.inference import Runtime, load_models, predict_array
 from tgs.run.folder import Run
@@ -70,6 +70,8 @@ class FoldTrainer:
     ):
         """`started`: `time.time()` when the fold's work began (a child fold: when its process
         was launched, so imports, data and model count toward its budget); None: not counted."""
+        if cfg.input_mean is None or cfg.input_std is None:  # a config no run resolved yet
+            cfg, _ = resolve_pretrained(cfg)
         self.cfg, self.data, self.fold, self.run = cfg, data, fold, run
         self.started, self.startup = started, 0.0
         self.dir = run.fold_dir(fold)
@@ -87,7 +89,8 @@ class FoldTrainer:
         self._set_stage(1)
         fp16 = self.rt.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=fp16)
-        self.train_model = wrap_ddp(self.model, self.dist, self.rt)
+        frozen = cfg.freeze_encoder_epochs > 0  # frozen epochs leave encoder weights gradless
+        self.train_model = wrap_ddp(self.model, self.dist, self.rt, unused=frozen)
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.batches = train_batches(cfg, self.train_set, self.spec, self.rt.device, self.dist)
@@ -238,6 +241,8 @@ class FoldTrainer:
                 self.sched.step_update(first + done[0])
             self.after_step()
 
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch)
         low = epoch < low_epochs(cfg)
         desc += f" ({cfg.low_size} px)" if low else ""
         with train_size(self.model, cfg.low_size if low else 0):

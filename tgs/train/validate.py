@@ -1,14 +1,20 @@
-"""Train one fold: epochs with validation on the competition metric, checkpoints, OOF."""
+"""A config checked before any work: every name resolved, every value in range, and the settings
+that would do nothing where they are named."""
 
 from __future__ import annotations
 
-from tgs.core.config import Config
+import logging
+from dataclasses import fields
+
+from tgs.core.config import Config, config_keys
 from tgs.core.errors import ConfigError, TGSError
 from tgs.models.losses import create_loss
-from tgs.models.registry import model_from_config
+from tgs.models.registry import SMP_ARCHS, model_from_config
 from tgs.post.rule import check_gate
 from tgs.predict.tta import check_tta
 from tgs.train.schedule import OPTIMIZERS, SCHEDULERS
+
+log = logging.getLogger(__name__)
 
 
 def validate_config(cfg: Config) -> None:
@@ -42,8 +48,67 @@ def validate_config(cfg: Config) -> None:
         )
     create_loss(cfg.loss)
     check_tta(cfg.tta)
-    if check_gate(cfg.gate) == "mean" and cfg.cls_weight <= 0:
+    if cfg.gate is not None and check_gate(cfg.gate) == "mean" and cfg.cls_weight <= 0:
         raise ConfigError(
             "gate: mean averages the classifier head with the mask: set cls_weight > 0"
         )
+    _check_fine_tuning(cfg)
     model_from_config(cfg, pretrained=False)
+    for said in no_effect(cfg):
+        log.warning("config: %s", said)
+
+
+def _check_fine_tuning(cfg: Config) -> None:
+    if cfg.encoder_lr_mult < 0 or cfg.freeze_encoder_epochs < 0:
+        raise ConfigError(
+            f"encoder_lr_mult and freeze_encoder_epochs must be >= 0 (got "
+            f"{cfg.encoder_lr_mult}, {cfg.freeze_encoder_epochs})"
+        )
+    if cfg.freeze_encoder_epochs >= cfg.epochs + cfg.stage2_epochs:
+        raise ConfigError(
+            f"freeze_encoder_epochs={cfg.freeze_encoder_epochs} freezes every epoch "
+            f"(epochs {cfg.epochs + cfg.stage2_epochs})"
+        )
+    if (cfg.input_mean is None) != (cfg.input_std is None):
+        raise ConfigError("set input_mean and input_std together (or neither: the weights' own)")
+    if cfg.input_std is not None and cfg.input_std <= 0:
+        raise ConfigError(f"input_std must be > 0, got {cfg.input_std}")
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Config)}
+
+
+def _changed(cfg: Config, key: str) -> bool:
+    return getattr(cfg, key) != _DEFAULTS[key]
+
+
+def no_effect(cfg: Config) -> list[str]:
+    """The settings of `cfg` that change nothing where they stand (each with why). A shipped
+    config has none (tests/train/test_validate.py); `tgs run` warns of each."""
+    out = []
+    if cfg.model not in SMP_ARCHS:
+        out += [
+            f"{k} is an option of smp models, not {cfg.model}"
+            for k in config_keys("smp")
+            if _changed(cfg, k)
+        ]
+    if cfg.gate == "head" and cfg.cls_weight <= 0:
+        out.append(
+            "gate: head thresholds the classifier head, but cls_weight is 0 (no head): "
+            "no empty gate is searched; set cls_weight > 0, or gate: mask_max"
+        )
+    rules = [  # (key, when it does nothing, why)
+        ("momentum", cfg.optimizer != "sgd", "momentum is SGD's (optimizer: adamw)"),
+        ("cycle_epochs", cfg.scheduler != "cosine_restarts", "cycle_epochs: not cosine_restarts"),
+        ("low_share", not cfg.low_size, "low_share needs low_size (progressive resizing)"),
+        ("stage2_loss", not cfg.stage2_epochs, "stage2_loss needs stage2_epochs"),
+        ("stage2_lr", not cfg.stage2_epochs, "stage2_lr needs stage2_epochs"),
+        ("min_lr", cfg.scheduler == "none", "min_lr needs a scheduler"),
+        ("num_workers", cfg.data_on_device, "num_workers: data_on_device batches without a loader"),
+        ("replan_after", not cfg.budget_minutes, "replan_after refits a budget (budget_minutes 0)"),
+    ]
+    out += [why for key, idle, why in rules if idle and _changed(cfg, key)]
+    augment = ("hflip", "affine", "brightness_contrast")
+    if not cfg.augment:
+        out += [f"{k}: augment is false" for k in augment if _changed(cfg, k)]
+    return out
