@@ -2,6 +2,7 @@
 """tgs benchmarks. Prints a table and writes JSON; never asserts timings.
 
     python scripts/bench.py speed [--quick] [--out bench]
+    python scripts/bench.py recipes [--configs cpu,cpu_scratch,cpu_lite1] [--quick]
     python scripts/bench.py threads [--quick]
     python scripts/bench.py blend RUN RUN... --data DIR [--fold 0]
     python scripts/bench.py quality --data DIR --config CFG [--fold 0] [--budget M]
@@ -11,6 +12,9 @@
 and inference images/s (seed_unet and smp Unet-resnet34 at 128 px, batch 32), predict on 18000
 synthetic test images with 5 folds x hflip (wall time, peak RSS, share outside the model), the
 joint threshold x min-area search on 4000 OOF maps, and RLE of 18000 masks.
+
+`recipes` times each config's own model as it trains (size, dtype, layout, heads): training and
+inference images/s on this CPU, beside each other.
 
 `blend` scores the average of several such runs' OOF (e.g. two architectures at half the
 budget each against one at the whole budget).
@@ -434,6 +438,61 @@ def threads(a: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def recipe_rates(config: str, steps: int) -> dict:
+    """Training and inference images/s of a config's own model, size, dtype and memory layout
+    (its classifier head and deep supervision too), on batches of random 101x101 inputs: the
+    training step is tgs's (`train_one_epoch` with the config's loss and optimizer), inference
+    one forward pass of a validation batch (no TTA)."""
+    import torch
+
+    from tgs.core.config import load_config
+    from tgs.core.meta import cpu_name
+    from tgs.models.losses import create_loss
+    from tgs.models.registry import model_from_config
+    from tgs.predict.inference import Runtime
+    from tgs.train.loop import Criterion, train_one_epoch, train_size
+    from tgs.train.schedule import build_optimizer
+
+    cfg = load_config(config)
+    torch.manual_seed(0)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rt = Runtime.from_config(cfg)
+    model = model_from_config(cfg, pretrained=False).to(rt.device, memory_format=rt.memory_format)
+    opt, scaler = build_optimizer(cfg, model), torch.amp.GradScaler(enabled=False)
+    crit = Criterion(create_loss(cfg.loss), cfg.cls_weight, cfg.aux_weight)
+    x = torch.randn(cfg.batch_size, 1, 101, 101)
+    y = (torch.rand(cfg.batch_size, 1, 101, 101) > 0.6).float()
+    rows = {}
+    sizes = [("full", 0)] + ([("low", cfg.low_size)] if cfg.low_size else [])
+    for what, size in sizes:
+        with train_size(model, size):
+            train_one_epoch(model, [(x, y)] * 2, crit, opt, scaler, rt, "warm-up", quiet=True)
+            t0 = time.perf_counter()
+            train_one_epoch(model, [(x, y)] * steps, crit, opt, scaler, rt, "timed", quiet=True)
+            rows[what] = cfg.batch_size * steps / (time.perf_counter() - t0)
+    model.eval()
+    xv = rt.to_input(torch.randn(cfg.val_batch_size, 1, 101, 101))
+    with torch.inference_mode(), rt.autocast():
+        model(xv)
+        infer = cfg.val_batch_size / _timed(lambda: model(xv), max(2, steps // 2))
+    size = "101 native" if cfg.geometry == "none" else f"{cfg.geometry} {cfg.size}"
+    return {
+        "recipe": config,
+        "model": cfg.model if cfg.model == "seed_unet" else f"{cfg.model}-{cfg.encoder}",
+        "input": size + (f" (first {cfg.low_share:.0%} at {cfg.low_size})" if cfg.low_size else ""),
+        "dtype": str(rt.amp_dtype or "float32").removeprefix("torch."),
+        "train img/s": round(rows["full"], 1),
+        "train img/s, low size": round(rows["low"], 1) if "low" in rows else "",
+        "infer img/s": round(infer, 1),
+        "cpu": f"{cpu_name()} x {torch.get_num_threads()} threads",
+    }
+
+
+def recipes(a: argparse.Namespace) -> list[dict]:
+    return [recipe_rates(c, 4 if a.quick else 12) for c in a.configs.split(",")]
+
+
 def speed(a: argparse.Namespace) -> list[dict]:
     out = Path(a.out)
     rows = bench_cpu_paths(a.quick) + bench_models(a.quick) + bench_predict(out, a.quick)
@@ -477,6 +536,10 @@ def main(argv: list[str] | None = None) -> int:
     tp = sub.add_parser("threads", help="images/s: one process on all cores vs 1-thread ones")
     tp.add_argument("--quick", action="store_true")
     tp.add_argument("--out", default="bench")
+    rp = sub.add_parser("recipes", help="train/infer images/s of shipped configs' models")
+    rp.add_argument("--configs", default="cpu,cpu_scratch,cpu_lite1")
+    rp.add_argument("--quick", action="store_true")
+    rp.add_argument("--out", default="bench")
     sp = sub.add_parser("speed", help="time every hot path against a plain baseline")
     sp.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     sp.add_argument("--out", default="bench")
@@ -485,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.what == "threads":
         rows = threads(a)
         (Path(a.out) / "threads.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print_table(rows)
+        return 0
+    if a.what == "recipes":
+        rows = recipes(a)
+        (Path(a.out) / "recipes.json").write_text(json.dumps(rows, indent=2) + "\n")
         print_table(rows)
         return 0
     if a.what == "speed":

@@ -34,8 +34,11 @@ def batch_augment(
     hflip: float = 0.5,
     affine: float = 0.5,
     brightness_contrast: float = 0.3,
+    std: float = 0.25,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs (N, C, H, W), masks (N, 1, H, W) -> augmented copies. `g` lives on x's device."""
+    """Inputs (N, C, H, W), masks (N, 1, H, W) -> augmented copies. `g` lives on x's device.
+    `std`: the inputs' normalisation (x = (pixel / 255 - mean) / std), so that the brightness
+    shift is +-0.1 of the pixel range whatever the weights' normalisation."""
     n, dev = x.shape[0], x.device
     flip = (torch.rand(n, generator=g, device=dev) < hflip).view(n, 1, 1, 1)
     x, y = torch.where(flip, x.flip(-1), x), torch.where(flip, y.flip(-1), y)
@@ -50,7 +53,8 @@ def batch_augment(
         x = torch.cat([img, x[:, 1:]], dim=1)
     bc = (torch.rand(n, generator=g, device=dev) < brightness_contrast).to(x.dtype)
     contrast = 1 + bc * (torch.rand(n, generator=g, device=dev) * 0.2 - 0.1)
-    bright = bc * (torch.rand(n, generator=g, device=dev) * 0.8 - 0.4)  # ~0.1 of 255 / STD
+    bright = bc * (torch.rand(n, generator=g, device=dev) * 0.8 - 0.4)  # +-0.1 x 255 / 0.25
+    bright = bright * (0.25 / std) if std != 0.25 else bright
     img = x[:, :1] * contrast.view(n, 1, 1, 1) + bright.view(n, 1, 1, 1)
     return torch.cat([img, x[:, 1:]], dim=1), y
 

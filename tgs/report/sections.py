@@ -69,6 +69,20 @@ def _device(f: Facts) -> str:
     return f"config device {f.cfg.device}; host {cpu}{gpu}" + (f"; torch {torch}" if torch else "")
 
 
+def weights_text(record: dict | None) -> str:
+    """Where the run's pretrained encoder weights came from (meta.json), or from scratch."""
+    if not record:
+        return "none (from scratch)"
+    where = {"packaged": record.get("package"), "file": record.get("weights")}.get(
+        record.get("source"), f"the model hub ({record.get('weights')})"
+    )
+    digest = f", sha256 {record['sha256'][:16]}" if record.get("sha256") else ""
+    return (
+        f"{record.get('encoder')} from {record.get('source')}: {where}{digest}; inputs "
+        f"normalised with mean {record.get('mean')}, std {record.get('std')}"
+    )
+
+
 def refit_text(r: dict) -> str:
     """One refit in words: what it timed, the ratio, and the epochs before and after."""
     which = "full-size epochs" if r.get("on_full_size") else "epochs"
@@ -126,6 +140,7 @@ def glance(ctx: Context) -> str:
             + (f" + predict {duration(sub_seconds)}" if sub_seconds else ""),
         ),
         ("device", _device(f)),
+        ("encoder weights", weights_text(meta.get("encoder_weights"))),
     ]
     if f.plan:
         items.append(("budget plan", plan_text(f.plan, f.cfg.budget_minutes)))

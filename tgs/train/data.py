@@ -47,7 +47,12 @@ def train_batches(
     if cfg.data_on_device:
         x = spec.make(data.images, data.z).to(device)
         y = torch.from_numpy(data.masks).float().unsqueeze(1).to(device)
-        aug = dict(hflip=cfg.hflip, affine=cfg.affine, brightness_contrast=cfg.brightness_contrast)
+        aug = dict(
+            hflip=cfg.hflip,
+            affine=cfg.affine,
+            brightness_contrast=cfg.brightness_contrast,
+            std=spec.std,
+        )
         return DeviceBatches(
             x, y, cfg.batch_size, aug if cfg.augment else None, dist.rank, dist.world
         )
