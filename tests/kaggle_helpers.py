@@ -27,7 +27,7 @@ SITECUSTOMIZE = r'''
 """Test harness of the offline kernel: no network, smp only from the staged dataset."""
 import atexit, importlib.abc, importlib.machinery, json, os, socket, sys
 
-_ALLOWED = os.path.realpath(os.environ["TGS_TEST_SMP_FROM"])
+_ALLOWED = [os.path.realpath(p) for p in os.environ["TGS_TEST_SMP_FROM"].split(os.pathsep)]
 _connect = socket.socket.connect
 
 
@@ -52,7 +52,7 @@ class _OnlyStagedSmp(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != "segmentation_models_pytorch":
             return None
-        dirs = [p for p in sys.path if p and os.path.realpath(p).startswith(_ALLOWED)]
+        dirs = [p for p in sys.path if p and os.path.realpath(p).startswith(tuple(_ALLOWED))]
         spec = importlib.machinery.PathFinder.find_spec(name, dirs)
         if spec is None:
             raise ModuleNotFoundError(f"No module named {name!r} (test: not staged)", name=name)
@@ -132,43 +132,113 @@ def smp_imagenet_run(tmp_factory, data: Path) -> Path:
     return _made["smp"]
 
 
-def run_kernel_offline(
+LAYOUTS = ("flat", "nested")  # flat: input/<slug>; nested: competitions/, datasets/, notebooks/
+FORMS = ("folder", "zip")  # a staged folder as Kaggle unpacks its upload, or the zip itself
+
+
+def uploaded_files(staged: Path, out: Path) -> dict[str, Path]:
+    """What `kaggle datasets create -p STAGED --dir-mode zip` uploads: each file as it is, each
+    folder as NAME.zip made as the client makes it (shutil.make_archive of its contents);
+    dataset-metadata.json is read, not uploaded."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for p in sorted(staged.iterdir()):
+        if p.is_dir():
+            files[f"{p.name}.zip"] = Path(shutil.make_archive(str(out / p.name), "zip", p))
+        elif p.name != "dataset-metadata.json":
+            files[p.name] = p
+    return files
+
+
+def uploaded_version(state: dict, blobs: Path, ref: str, version: int = -1) -> dict[str, Path]:
+    """The files the real client uploaded for version `version` of dataset `ref` (the canned
+    Kaggle keeps them by upload token)."""
+    files = state["datasets"][ref]["versions"][version]["files"]
+    return {name: blobs / token for name, token in files.items()}
+
+
+def mount_dataset(files: dict[str, Path], dest: Path, form: str) -> Path:
+    """The dataset as a kernel sees it: its uploaded zips unpacked into folders of their name
+    (`form` "folder": what Kaggle does) or left as zips ("zip")."""
+    dest.mkdir(parents=True)
+    for name, path in files.items():
+        if form == "folder" and name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                zf.extractall(dest / name[: -len(".zip")])
+        else:
+            shutil.copyfile(path, dest / name)
+    return dest
+
+
+def _mount(inputs: Path, layout: str, kind: str, ref: str) -> Path:
+    """Where Kaggle mounts input `ref` (a competition slug, OWNER/SLUG) of `kind`."""
+    if layout == "flat":
+        return inputs / ref.split("/")[-1]
+    return inputs / {"competition": "competitions", "dataset": "datasets"}.get(kind, kind) / ref
+
+
+def _fake_dist(harness: Path, name: str, version: str) -> None:
+    """An installed-package record that says `name` is at `version` (first on sys.path)."""
+    info = harness / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def kernel_process(
     dataset: Path,
-    competition_zip: Path,
+    competition_zip: Path | None,
     root: Path,
     script: str = "tgs_inference.py",
+    *,
     earlier: Path | None = None,
+    earlier_ref: str = "alice/tgs-train-earlier",
     env: dict | None = None,
-) -> tuple[Path, dict, str]:
-    """Run the staged kernel `script` (in dataset/../kernel) like Kaggle would: the competition's
-    zips (read-only), the dataset and an `earlier` kernel's output under input/, the network cut
-    (also in the processes it starts), empty caches, smp importable only from `dataset`.
-    Returns (working folder, {"modules", "smp", "network"}, stdout)."""
+    layout: str = "flat",
+    form: str = "folder",
+    files: dict[str, Path] | None = None,
+    versions: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run the staged kernel `script` (in dataset/../kernel) like Kaggle would: under root/input
+    in `layout`, the competition's zips (None: not attached), the dataset's uploaded `files`
+    (default: what the client uploads of `dataset`) mounted in `form`, an `earlier` kernel's
+    output; the
+    network cut (also in the processes it starts), empty caches, smp importable only from the
+    dataset (or the kernel's unpacked copy of it); `versions` fakes the image's package
+    versions. Returns (the finished process, root)."""
     inputs, harness, home = root / "input", root / "harness", root / "home"
-    for d in (inputs / COMPETITION, harness, home):
+    for d in (harness, home, root / "tmp"):
         d.mkdir(parents=True)
-    with zipfile.ZipFile(competition_zip) as zf:
-        zf.extractall(inputs / COMPETITION)
-    read_only(inputs / COMPETITION)
-    (inputs / "staged-weights").symlink_to(dataset.resolve(), target_is_directory=True)
+    inputs.mkdir()
+    if competition_zip is not None:
+        comp = _mount(inputs, layout, "competition", COMPETITION)
+        comp.mkdir(parents=True)
+        with zipfile.ZipFile(competition_zip) as zf:
+            zf.extractall(comp)
+    ref = json.loads((dataset / "dataset-metadata.json").read_text())["id"]
+    files = files if files is not None else uploaded_files(dataset, root / "upload")
+    mounted = mount_dataset(files, _mount(inputs, layout, "dataset", ref), form)
     if earlier is not None:
-        shutil.copytree(earlier, inputs / "earlier-kernel-output")
-        read_only(inputs / "earlier-kernel-output")
+        shutil.copytree(earlier, _mount(inputs, layout, "notebooks", earlier_ref))
+    read_only(inputs)
     (harness / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    working, report, net = root / "working", root / "report.json", root / "network.log"
+    for name, version in (versions or {}).items():
+        _fake_dist(harness, name, version)
+    net = root / "network.log"
     net.touch()
     child = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KAGGLE"))}
     child.update(
         PYTHONPATH=str(harness),
+        PYTHONDONTWRITEBYTECODE="1",  # Python cannot write __pycache__ to Kaggle's read-only input
         HOME=str(home),
+        TMPDIR=str(root / "tmp"),
         XDG_CACHE_HOME=str(home / "cache"),
         TORCH_HOME=str(home / "torch"),
         HF_HOME=str(home / "hf"),
         TGS_KAGGLE_INPUT=str(inputs),
-        TGS_KAGGLE_WORKING=str(working),
-        TGS_TEST_SMP_FROM=str(inputs / "staged-weights"),
+        TGS_KAGGLE_WORKING=str(root / "working"),
+        TGS_TEST_SMP_FROM=os.pathsep.join([str(mounted), str(root / "tmp")]),
         TGS_TEST_NET_LOG=str(net),
-        TGS_TEST_REPORT=str(report),
+        TGS_TEST_REPORT=str(root / "report.json"),
         **(env or {}),
     )
     before = tree_digest(inputs)
@@ -180,13 +250,22 @@ def run_kernel_offline(
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert tree_digest(inputs) == before, (
         "the kernel wrote under input/ (Kaggle mounts it read-only)"
     )
-    found = json.loads(report.read_text())
-    found["network"] = net.read_text()
-    return working, found, proc.stdout + proc.stderr
+    return proc, root
+
+
+def run_kernel_offline(
+    dataset: Path, competition_zip: Path, root: Path, script: str = "tgs_inference.py", **kw
+) -> tuple[Path, dict, str]:
+    """`kernel_process`, which must succeed. Returns (working folder, {"modules", "smp",
+    "network"}, its output)."""
+    proc, root = kernel_process(dataset, competition_zip, root, script, **kw)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    found = json.loads((root / "report.json").read_text())
+    found["network"] = (root / "network.log").read_text()
+    return root / "working", found, proc.stdout + proc.stderr
 
 
 def read_only(root: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,31 @@ def test_a_full_disk_at_each_write_is_named_and_leaves_nothing(reference, data):
         assert "Traceback" not in err, err[-1500:]
     assert not _leftovers(cwd)
     assert _results(cwd, "d") == expected
+
+
+def test_a_hang_fault_marks_its_file_and_blocks_until_killed(tmp_path):
+    """`hang` stops a process alive at a known point (the end of a Kaggle session, in the
+    kernel's tests): it creates $TGS_FAULT_MARK there and goes no further."""
+    from tgs.core.faults import MARK_ENV
+
+    mark, after = tmp_path / "hang.mark", tmp_path / "after"
+    code = (
+        "from pathlib import Path; from tgs.core.faults import fault_point\n"
+        "for _ in range(3): fault_point('write:last.pt')\n"
+        f"Path({str(after)!r}).touch()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env.update({ENV: "hang@write:last.pt#2", MARK_ENV: str(mark)})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        for _ in range(600):  # until the mark appears, or the process ends without it
+            if mark.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert mark.read_text() == f"{proc.pid} hangs at write:last.pt\n"
+        assert proc.poll() is None and not after.exists()  # alive, and no further
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not after.exists()

@@ -7,15 +7,20 @@ FAKE_KAGGLE_STATE: JSON file for state across calls (submissions, datasets).
 FAKE_KAGGLE_MODE: "ok" (default), "403" (client 2.x text) or "403-v1" (client 1.x text).
 FAKE_KAGGLE_ZIP: the zip that `competitions download` delivers.
 FAKE_KAGGLE_OUTPUT: folder whose files `kernels output` delivers.
+FAKE_KAGGLE_VERSION: what `kaggle --version` says (default 2.2.5; not logged: no Kaggle call).
 """
 
 import json
 import os
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 args = sys.argv[1:]
+if args == ["--version"]:
+    print(f"Kaggle CLI {os.environ.get('FAKE_KAGGLE_VERSION', '2.2.5')}")
+    sys.exit(0)
 with open(os.environ["FAKE_KAGGLE_LOG"], "a") as f:
     f.write(json.dumps(args) + "\n")
 state_path = Path(os.environ["FAKE_KAGGLE_STATE"])
@@ -48,7 +53,12 @@ if mode == "403":
 if mode == "403-v1":
     fail("403 Client Error: Forbidden for url: https://www.kaggle.com/api/v1/...")
 group, cmd = args[0], args[1]
-if (group, cmd) == ("competitions", "download"):
+if (group, cmd) == ("competitions", "download") and "-f" in args:
+    dest = Path(opt("-p")) / opt("-f")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(os.environ["FAKE_KAGGLE_ZIP"]) as zf:
+        dest.write_bytes(zf.read(opt("-f")))
+elif (group, cmd) == ("competitions", "download"):
     dest = Path(opt("-p")) / f"{opt('-c')}.zip"
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(os.environ["FAKE_KAGGLE_ZIP"], dest)
@@ -72,7 +82,8 @@ elif (group, cmd) == ("competitions", "submissions"):
 elif (group, cmd) == ("datasets", "status"):
     if args[2] not in state.get("datasets", []):
         fail(NOT_FOUND)
-    print("ready")
+    version = state["datasets"].count(args[2])
+    print(json.dumps({"status": "ready", "current_version_number": version}))
 elif (group, cmd) in (("datasets", "create"), ("datasets", "version")):
     meta = json.loads((Path(opt("-p")) / "dataset-metadata.json").read_text())
     state.setdefault("datasets", []).append(meta["id"])

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.kaggle_helpers import SECRET, TOKEN, install_kaggle
+from tests.kaggle_helpers import SECRET, TOKEN, install_kaggle, uploaded_version
 from tgs.kaggle import client as kaggle_cli
 
 
@@ -22,11 +22,21 @@ class Kaggle:
         return [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
 
     def methods(self) -> list[str]:
-        return [r["path"].rsplit("/", 1)[-1] for r in self.requests()]
+        """The Kaggle API methods called, in order (storage up- and downloads left out)."""
+        return [
+            r["path"].rsplit("/", 1)[-1] for r in self.requests() if r["path"].startswith("/v1/")
+        ]
 
     def state(self) -> dict:
         path = self.tmp / "state.json"
         return json.loads(path.read_text()) if path.exists() else {}
+
+    def set_state(self, state: dict) -> None:
+        (self.tmp / "state.json").write_text(json.dumps(state))
+
+    def uploaded(self, ref: str, version: int = -1) -> dict:
+        """{file name: its path here} of what the client uploaded as `ref`'s `version`."""
+        return uploaded_version(self.state(), self.tmp / "blobs", ref, version)
 
 
 @pytest.fixture
@@ -47,6 +57,7 @@ def real(tmp_path, monkeypatch, competition_zip, fresh_warnings):
     monkeypatch.setenv("REAL_KAGGLE_LOG", str(tmp_path / "requests.jsonl"))
     monkeypatch.setenv("REAL_KAGGLE_ZIP", str(competition_zip))
     monkeypatch.setenv("REAL_KAGGLE_OUTPUT", str(tmp_path / "output"))
+    monkeypatch.setenv("REAL_KAGGLE_BLOBS", str(tmp_path / "blobs"))
     accept = {"keys": {"alice": SECRET}, "tokens": {TOKEN: "alice"}}
     monkeypatch.setenv("REAL_KAGGLE_ACCEPT", json.dumps(accept))
     for var in ("KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN", "XDG_CONFIG_HOME", "REAL_KAGGLE_MODE"):

@@ -220,7 +220,7 @@ def test_dry_run_prints_commands_that_run_when_pasted(
     subprocess.run(["bash", "-c", printed], check=False, cwd=tmp_path, capture_output=True)
     ds, kernel = "build/kaggle/tiny run's $HOME/dataset", "build/kaggle/tiny run's $HOME/kernel"
     assert fake() == [
-        ["datasets", "status", "alice/tgs-tiny-run-s-home-weights"],
+        ["datasets", "status", "alice/tgs-tiny-run-s-home-weights", "--format", "json"],
         ["datasets", "create", "-p", ds, "--dir-mode", "zip"],
         ["datasets", "version", "-p", ds, "-m", "notes; rm -rf x", "--dir-mode", "zip"],
         ["kernels", "push", "-p", kernel],
@@ -233,23 +233,60 @@ def test_dry_run_prints_commands_that_run_when_pasted(
 
 
 def test_push_kernel_creates_then_versions(fake, tiny_run, tmp_path, monkeypatch, capsys):
+    """First the rules (a download only an account that accepted them may make), then the
+    dataset created (or versioned) and waited for, then the kernel."""
     monkeypatch.chdir(tmp_path)
     assert main(["kaggle", "push-kernel", str(tiny_run)]) == 0
     calls = fake()
-    assert calls[0] == ["datasets", "status", "alice/tgs-tiny-weights"]
-    assert calls[1] == [
-        "datasets",
-        "create",
-        "-p",
-        "build/kaggle/tiny/dataset",
-        "--dir-mode",
-        "zip",
+    rules = ["competitions", "download", "-c", COMP, "-f", "sample_submission.csv", "-p"]
+    assert calls[0][:7] == rules and calls[0][8:] == ["-q"]
+    status = ["datasets", "status", "alice/tgs-tiny-weights", "--format", "json"]
+    assert calls[1:4] == [
+        status,
+        ["datasets", "create", "-p", "build/kaggle/tiny/dataset", "--dir-mode", "zip"],
+        status,
     ]
     assert calls[-1] == ["kernels", "push", "-p", "build/kaggle/tiny/kernel"]
-    assert "https://www.kaggle.com/code/alice/tgs-inference-tiny" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dataset alice/tgs-tiny-weights (version 1) is ready; kernel " in out
+    assert "https://www.kaggle.com/code/alice/tgs-inference-tiny" in out
     assert main(["kaggle", "push-kernel", "--run", str(tiny_run), "-m", "v2"]) == 0
     version = ["datasets", "version", "-p", "build/kaggle/tiny/dataset", "-m", "v2"]
     assert [*version, "--dir-mode", "zip"] in fake()
+    assert "dataset alice/tgs-tiny-weights (version 2) is ready" in capsys.readouterr().out
+
+
+def test_an_old_client_is_refused_before_it_pages_wrong(
+    fake, tiny_run, tmp_path, monkeypatch, capsys
+):
+    """A kaggle client older than 2.2.2 downloads only the first page of a kernel's output:
+    tgs says so (and how to upgrade) before pushing or fetching anything."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(kaggle_cli, "_versions", {})
+    monkeypatch.setenv("FAKE_KAGGLE_VERSION", "2.2.1")
+    assert main(["kaggle", "push-kernel", str(tiny_run)]) == 1
+    err = capsys.readouterr().err
+    assert "is 2.2.1; tgs needs kaggle >= 2.2.2 (older clients download only the first" in err
+    assert "pip install -U 'kaggle>=2.2.2'" in err and fake() == []
+    assert main(["kaggle", "kernel-output", str(tiny_run), "--kernel", "alice/tgs-x-y"]) == 1
+    assert "tgs needs kaggle >= 2.2.2" in capsys.readouterr().err and fake() == []
+
+
+def test_kernel_status_follows_a_kernel_for_its_12_hours(monkeypatch, caplog):
+    """--wait polls (at most 5 min apart) for up to 13 h by default, a progress line each time:
+    a kernel that runs 11 hours is followed to its end."""
+    from tgs.kaggle import kernels
+
+    answers = iter(["queued"] + ["running"] * 140 + ["complete"])
+    monkeypatch.setattr(kernels, "kernel_state", lambda ref: (next(answers), None))
+    slept = []
+    with caplog.at_level("INFO", logger="tgs"):
+        got = kernels.kernel_status("a/k-slug", wait=True, poll_seconds=30, sleep=slept.append)
+    assert got == "complete" and max(slept) == 300 and 11 * 3600 < sum(slept) < 12 * 3600
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "kernel a/k-slug: queued (followed 0h00m of at most 13h00m)"
+    assert lines[1] == "kernel a/k-slug: running (followed 0h00m of at most 13h00m)"
+    assert len(lines) == 141 and lines[-1].startswith("kernel a/k-slug: running (followed 11h")
 
 
 def test_kernel_output_refuses_an_invalid_submission(fake, tiny_run, tmp_path, monkeypatch, capsys):

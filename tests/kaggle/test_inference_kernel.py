@@ -2,19 +2,30 @@
 says ImageNet, it must write exactly what `tgs predict` writes (issue 12, items 4-6)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.kaggle_helpers import (
     FORBIDDEN,
+    FORMS,
+    LAYOUTS,
+    kernel_process,
     run_kernel_offline,
     smp_imagenet_run,
     snapshot_run,
 )
 from tgs.cli.main import main
 from tgs.core.errors import TGSError
-from tgs.kaggle.stage import SMP, kaggle_names, slugify, stage_dataset, stage_kernel
+from tgs.kaggle.stage import (
+    SMP,
+    kaggle_names,
+    new_stage_id,
+    slugify,
+    stage_dataset,
+    stage_kernel,
+)
 from tgs.run.folder import Run
 
 
@@ -28,11 +39,14 @@ def smp_run(tmp_path_factory, synth_dir):
     return smp_imagenet_run(tmp_path_factory, synth_dir)
 
 
-def _stage(run_dir: Path, out: Path) -> Path:
-    run = Run(run_dir)
+def _stage(run_dir: Path, out: Path, stage_id: str | None = None) -> Path:
+    """Stage the run's dataset and kernel in out/ (both of one stage id)."""
+    run, stage_id = Run(run_dir), stage_id or new_stage_id()
     names = kaggle_names(run.name)
-    ds = stage_dataset(run, out / "dataset", f"alice/{names.dataset_slug}", names.dataset_title)
-    stage_kernel(out / "kernel", f"alice/{names.kernel_slug}", names.kernel_title, "alice/x", False)
+    ref, title = f"alice/{names.dataset_slug}", names.dataset_title
+    ds = stage_dataset(run, out / "dataset", ref, title, stage_id=stage_id)
+    kernel = f"alice/{names.kernel_slug}"
+    stage_kernel(out / "kernel", kernel, names.kernel_title, ref, False, stage_id=stage_id)
     return ds
 
 
@@ -55,15 +69,21 @@ def test_snapshot_run_stages_the_models_predict_uses(snap_run, tmp_path):
     assert info["models"] == expected and info[SMP] is None
 
 
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.slow  # trains or spawns processes
 def test_seed_snapshot_kernel_offline_matches_predict(
-    snap_run, tmp_path, synth_dir, competition_zip
+    snap_run, tmp_path, synth_dir, competition_zip, layout, form
 ):
-    """Items 5, 6 and the kernel's folders: the seed_unet snapshot run, offline, writes the
-    submission `tgs predict` writes, only submission.csv and the log in working/, and imports
-    nothing from training."""
+    """Items 5, 6 and the kernel's folders: the seed_unet snapshot run, offline, in every
+    mount layout (input/<slug>; competitions/<slug> and datasets/<owner>/<slug>) with the
+    dataset's folders unpacked or as the zips the client uploaded, writes the submission `tgs
+    predict` writes, only submission.csv and the log in working/, and imports nothing from
+    training."""
     ds = _stage(snap_run, tmp_path / "build")
-    working, found, stdout = run_kernel_offline(ds, competition_zip, tmp_path / "kaggle")
+    working, found, stdout = run_kernel_offline(
+        ds, competition_zip, tmp_path / "kaggle", layout=layout, form=form
+    )
     local = tmp_path / "local.csv"
     manifest = _local_predict(snap_run, synth_dir, local)
     assert (working / "submission.csv").read_bytes() == local.read_bytes()
@@ -76,15 +96,21 @@ def test_seed_snapshot_kernel_offline_matches_predict(
     assert found["smp"] is None and found["network"] == ""
 
 
+@pytest.mark.parametrize("layout, form", [("flat", "folder"), ("nested", "zip")])
 @pytest.mark.slow  # trains or spawns processes
-def test_smp_imagenet_kernel_offline_matches_predict(smp_run, tmp_path, synth_dir, competition_zip):
+def test_smp_imagenet_kernel_offline_matches_predict(
+    smp_run, tmp_path, synth_dir, competition_zip, layout, form
+):
     """Items 4 and 5: an smp run whose config says `encoder_weights: imagenet` runs with the
-    network cut and empty caches, smp imported from the staged dataset only."""
+    network cut and empty caches, smp imported from the staged dataset only (its folder, or
+    the kernel's copy of its zip)."""
     assert Run(smp_run).config().encoder_weights == "imagenet"
     ds = _stage(smp_run, tmp_path / "build")
     assert (ds / SMP / "__init__.py").is_file() and not list((ds / SMP).rglob("__pycache__"))
-    working, found, stdout = run_kernel_offline(ds, competition_zip, tmp_path / "kaggle")
-    assert found["smp"] and Path(found["smp"]).resolve().is_relative_to(ds.resolve())
+    root = tmp_path / "kaggle"
+    working, found, stdout = run_kernel_offline(ds, competition_zip, root, layout=layout, form=form)
+    where = root / ("input" if form == "folder" else "tmp")  # the mount, or the kernel's copy
+    assert found["smp"] and Path(found["smp"]).resolve().is_relative_to(where.resolve())
     assert found["network"] == ""  # nothing even tried to connect
     assert not [m for m in found["modules"] if m.startswith(FORBIDDEN)]
     local = tmp_path / "local.csv"
@@ -93,7 +119,7 @@ def test_smp_imagenet_kernel_offline_matches_predict(smp_run, tmp_path, synth_di
     assert sub == local.read_bytes()
     assert sub.count(b"\n") == 21 and b"," in sub
     log = (working / "tgs-kernel.log").read_text()
-    assert f"{SMP} " in log and "staged-weights" in log
+    assert f"{SMP} " in log and str(where) in log
 
 
 @pytest.mark.slow  # trains or spawns processes
@@ -101,12 +127,40 @@ def test_kernel_without_staged_smp_fails_as_kaggle_would(
     smp_run, tmp_path, competition_zip, monkeypatch
 ):
     """The harness is real: without the bundled copy the smp run cannot import smp."""
-    import shutil
-
     ds = _stage(smp_run, tmp_path / "build")
     shutil.rmtree(ds / SMP)
-    with pytest.raises(AssertionError, match="segmentation_models_pytorch"):
-        run_kernel_offline(ds, competition_zip, tmp_path / "kaggle")
+    proc, _ = kernel_process(ds, competition_zip, tmp_path / "kaggle")
+    assert proc.returncode == 1 and "segmentation_models_pytorch" in proc.stderr
+
+
+@pytest.mark.slow  # spawns processes
+def test_kernel_stops_at_once_on_another_stage_or_an_image_without_what_it_needs(
+    snap_run, smp_run, tmp_path, competition_zip
+):
+    """A dataset of another stage (Kaggle attached an older version) stops the kernel before
+    it imports tgs, saying which; an image whose torch is too old (or lacks timm, which smp
+    needs) stops the offline kernel before anything imports them, naming each."""
+    old = _stage(snap_run, tmp_path / "old", "20260101-000000-aaaa")
+    new = _stage(snap_run, tmp_path / "new", "20260102-000000-bbbb")
+    (new.parent / "kernel").rename(old.parent / "kernel-new")
+    shutil.rmtree(old.parent / "kernel")
+    (old.parent / "kernel-new").rename(old.parent / "kernel")  # new kernel, old dataset
+    proc, _ = kernel_process(old, competition_zip, tmp_path / "k1", layout="nested")
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "stage id mismatch: this kernel was pushed with stage " in said
+    assert "20260102-000000-bbbb" in said and "holds stage 20260101-000000-aaaa" in said
+    assert "Traceback" not in said  # stopped with its message, before tgs was imported
+    ds = _stage(smp_run, tmp_path / "smp")
+    proc, root = kernel_process(
+        ds, competition_zip, tmp_path / "k2", versions={"torch": "2.0.1", "timm": "0.9.16"}
+    )
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 1, said[-2000:]
+    assert "torch 2.0.1 is installed (tgs needs torch>=2.1)" in said
+    assert "timm 0.9.16 is installed (tgs needs timm>=1.0)" in said
+    assert "runs with the internet off, so it cannot install them" in said
+    report = json.loads((root / "report.json").read_text())
+    assert "torch" not in report["modules"] and SMP not in report["modules"]
 
 
 def test_local_pth_encoder_path_loads_offline(smp_run, tmp_path):

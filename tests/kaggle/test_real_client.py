@@ -14,6 +14,7 @@ from tgs.cli.main import main
 from tgs.kaggle import client as kaggle_cli
 
 COMP = "tgs-salt-identification-challenge"
+FAST = ["--poll", "0"]  # the canned Kaggle shows a new dataset version after 3 status calls
 PIPES = {"capture_output": True, "text": True, "stdin": subprocess.DEVNULL}
 
 
@@ -65,7 +66,6 @@ def test_no_credentials(real, monkeypatch, capsys):
     monkeypatch.delenv("KAGGLE_KEY")
     assert main(["kaggle", "submissions"]) == 1
     err = capsys.readouterr().err
-    print(err)
     assert err.startswith("error: no Kaggle credentials found. Run `kaggle auth login`")
     assert real.requests() == []
 
@@ -75,7 +75,6 @@ def test_rejected_credentials(real, monkeypatch, capsys):
     monkeypatch.setenv("KAGGLE_KEY", "wrong-key-1234")
     assert main(["kaggle", "submissions"]) == 1
     err = capsys.readouterr().err
-    print(err)
     assert "error: Kaggle rejected the API key from KAGGLE_KEY (401 from" in err
     assert "Authentication required" not in err and "wrong-key-1234" not in err
 
@@ -84,7 +83,6 @@ def test_no_network_is_named_with_its_host(real, monkeypatch, capsys):
     monkeypatch.setenv("REAL_KAGGLE_MODE", "offline")
     assert main(["kaggle", "submissions"]) == 1
     err = capsys.readouterr().err
-    print(err)
     assert (
         "error: network failure: cannot reach api.kaggle.com ([Errno -3] Temporary failure" in err
     )
@@ -198,30 +196,39 @@ def test_push_follow_fetch_and_submit_kernel(
 ):
     """Item 3 and the round trip: push (upload progress, kernel URL), run the kernel, follow it
     with kernel-status, fetch its output with kernel-output, submit it, see it in the table."""
-    assert main(["kaggle", "push-kernel", str(tiny_run)]) == 0
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 0
     out = capsys.readouterr()
     print(out.out)
     assert "Starting upload for file run.zip" in out.out and "Upload successful: run.zip" in out.out
     assert "100%" in out.err  # the client's upload progress bars
     assert (
-        "kernel alice/tgs-inference-tiny pushed: https://www.kaggle.com/code/alice/tgs-inference-tiny"
-        in out.out
+        "dataset alice/tgs-tiny-weights (version 1) is ready; kernel alice/tgs-inference-tiny "
+        "pushed: https://www.kaggle.com/code/alice/tgs-inference-tiny" in out.out
     )
     state = real.state()
-    assert state["datasets"] == ["alice/tgs-tiny-weights"]
-    assert state["uploads"]["alice/tgs-tiny-weights"] == ["run.zip", "tgs-stage.json", "tgs.zip"]
-    meta = state["kernels"]["alice/tgs-inference-tiny"]["meta"]
+    assert list(state["datasets"]) == ["alice/tgs-tiny-weights"]
+    files = real.uploaded("alice/tgs-tiny-weights")
+    assert sorted(files) == ["run.zip", "tgs-stage.json", "tgs.zip"]
+    kernel = state["kernels"]["alice/tgs-inference-tiny"]
+    assert kernel["attached"] == {"alice/tgs-tiny-weights": 1}
+    meta = kernel["meta"]
     assert meta.get("enableInternet", False) is False and meta["newTitle"] == "tgs inference tiny"
     assert meta["datasetDataSources"] == ["alice/tgs-tiny-weights"]
     assert meta["competitionDataSources"] == [COMP]
-    working, _, _ = run_kernel_offline(
-        tmp_path / "build/kaggle/tiny/dataset", competition_zip, tmp_path / "kaggle"
+    working, _, _ = run_kernel_offline(  # what the client uploaded, in Kaggle's newer layout
+        tmp_path / "build/kaggle/tiny/dataset",
+        competition_zip,
+        tmp_path / "kaggle",
+        files=files,
+        layout="nested",
+        form="zip",
     )
     for p in working.iterdir():
         shutil.copy(p, tmp_path / "output")
     assert main(["kaggle", "kernel-status", str(tiny_run), "--wait", "--poll", "0"]) == 0
     out = capsys.readouterr().out
-    assert "kernel alice/tgs-inference-tiny: running" in out
+    assert "kernel alice/tgs-inference-tiny: queued (followed 0h00m of at most 13h00m)" in out
+    assert "kernel alice/tgs-inference-tiny: running (followed 0h00m" in out
     assert "kernel alice/tgs-inference-tiny: complete" in out
     assert main(["kaggle", "kernel-output", str(tiny_run)]) == 0
     out = capsys.readouterr().out
@@ -256,7 +263,7 @@ def test_push_follow_fetch_and_submit_kernel(
 def test_push_fails_when_the_client_says_so(real, tiny_run, monkeypatch, capsys, mode, said):
     """Item 3: the client prints these and exits 0; push-kernel fails with its words."""
     monkeypatch.setenv("REAL_KAGGLE_MODE", mode)
-    assert main(["kaggle", "push-kernel", str(tiny_run)]) == 1
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 1
     assert said in capsys.readouterr().err
     if mode == "dataset-error":
         assert "SaveKernel" not in real.methods()
@@ -266,10 +273,9 @@ def test_push_network_failure_is_not_blamed_on_create(real, tiny_run, monkeypatc
     monkeypatch.setenv("REAL_KAGGLE_MODE", "offline")
     assert main(["kaggle", "push-kernel", str(tiny_run)]) == 1
     err = capsys.readouterr().err
-    assert (
-        "network failure: cannot reach api.kaggle.com" in err and "`kaggle datasets status`" in err
-    )
-    assert real.methods() == ["GetDatasetStatus"]  # create was never tried
+    assert "network failure: cannot reach api.kaggle.com" in err
+    assert "during `kaggle competitions download`" in err  # the first-use check of the rules
+    assert real.methods() == ["DownloadDataFile"]  # nothing else was tried
 
 
 @pytest.mark.slow  # trains or spawns processes
@@ -277,7 +283,7 @@ def test_push_long_non_ascii_run_name_passes_client_validation(real, tiny_run, t
     """Slug and titles within the client's limits (6-50) for a 60-character non-ASCII name."""
     long = tmp_path / "runs" / ("Ünïcödé-résumé " * 4)
     shutil.copytree(tiny_run, long)
-    assert main(["kaggle", "push-kernel", str(long)]) == 0, capsys.readouterr().err
+    assert main(["kaggle", "push-kernel", str(long), *FAST]) == 0, capsys.readouterr().err
     (ref,) = real.state()["datasets"]
     assert len(ref.split("/")[1]) <= 50 and ref.split("/")[1].startswith("tgs-unicode-resume")
     (kernel,) = real.state()["kernels"]
@@ -289,7 +295,7 @@ def test_push_long_non_ascii_run_name_passes_client_validation(real, tiny_run, t
 def test_kernel_status_names_failures_and_unknown_kernels(real, tiny_run, monkeypatch, capsys):
     assert main(["kaggle", "kernel-status", str(tiny_run), "--user", "alice"]) == 1
     assert "error: no kernel alice/tgs-inference-tiny on Kaggle: push it" in capsys.readouterr().err
-    assert main(["kaggle", "push-kernel", str(tiny_run)]) == 0
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 0
     monkeypatch.setenv("REAL_KAGGLE_MODE", "kernel-fails")
     assert main(["kaggle", "kernel-status", str(tiny_run), "--wait", "--poll", "0"]) == 1
     err = capsys.readouterr().err
@@ -298,11 +304,96 @@ def test_kernel_status_names_failures_and_unknown_kernels(real, tiny_run, monkey
 
 @pytest.mark.slow  # trains or spawns processes
 def test_kernel_output_without_submission_says_so(real, tiny_run, capsys):
-    assert main(["kaggle", "push-kernel", str(tiny_run)]) == 0
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 0
     assert main(["kaggle", "kernel-output", str(tiny_run)]) == 1
-    assert "kernel alice/tgs-inference-tiny is running, not complete" in capsys.readouterr().err
+    assert "kernel alice/tgs-inference-tiny is queued, not complete" in capsys.readouterr().err
     assert main(["kaggle", "kernel-status", str(tiny_run), "--wait", "--poll", "0"]) == 0
     assert main(["kaggle", "kernel-output", str(tiny_run)]) == 1
     err = capsys.readouterr().err
     assert "kernel alice/tgs-inference-tiny has no submission.csv in its output" in err
     assert "tgs-inference-tiny.log" in err and not list(real.tmp.glob("submissions/*"))
+
+
+def _dataset(*calls: int) -> dict:
+    """The canned Kaggle's dataset alice/tgs-tiny-weights: versions 1.. with the status calls
+    each has seen (3: ready; fewer: the version is new, still processing)."""
+    versions = [{"n": i + 1, "files": {}, "calls": c} for i, c in enumerate(calls)]
+    return {"datasets": {"alice/tgs-tiny-weights": {"owner": "alice", "versions": versions}}}
+
+
+def test_the_push_waits_for_the_version_it_made(real, tiny_run, monkeypatch, capsys):
+    """Right after an upload Kaggle still shows the previous version ready: the kernel is
+    pushed only once the new version's number shows ready; never, with a clear error, if it
+    does not within --max-wait (the kernel would train the old stage)."""
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 0
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 0
+    assert "dataset alice/tgs-tiny-weights (version 2) is ready" in capsys.readouterr().out
+    assert real.state()["kernels"]["alice/tgs-inference-tiny"]["attached"] == {
+        "alice/tgs-tiny-weights": 2
+    }
+    monkeypatch.setenv("REAL_KAGGLE_MODE", "stuck-processing")
+    assert main(["kaggle", "push-kernel", str(tiny_run), "--max-wait", "0"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "dataset alice/tgs-tiny-weights: Kaggle does not show version 3 ready after 0s (it "
+        "shows version 2 ready); the kernel was not pushed" in err
+    )
+    assert real.state()["kernels"]["alice/tgs-inference-tiny"]["attached"] == {
+        "alice/tgs-tiny-weights": 2
+    }
+
+
+def test_a_version_still_processing_is_waited_for_or_named(real, tiny_run, capsys):
+    """A dataset whose latest version is still processing: tgs waits for it before uploading
+    (Kaggle refuses a new version until then); when Kaggle still showed the previous version
+    as ready, its 403 is named as what it is, not as someone else's dataset."""
+    real.set_state(_dataset(9, 1))  # version 2: its next status call shows it processing
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "dataset alice/tgs-tiny-weights (version 3) is ready" in out
+    real.set_state(_dataset(9, 0))  # version 2: its next status call still shows version 1
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "Kaggle refused a new version of dataset alice/tgs-tiny-weights (403 from `kaggle "
+        "datasets version`: Permission 'datasets.update' was denied). Kaggle answers this while "
+        "the dataset's latest version is still processing" in err
+    )
+    assert real.methods().count("SaveKernel") == 1  # the first push's only
+
+
+def test_without_a_version_number_ready_is_taken_with_a_warning(
+    real, tiny_run, monkeypatch, capsys
+):
+    monkeypatch.setenv("REAL_KAGGLE_MODE", "no-version-number")
+    assert main(["kaggle", "push-kernel", str(tiny_run), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "warning: Kaggle gives no version number for alice/tgs-tiny-weights" in out
+    assert "dataset alice/tgs-tiny-weights is ready; kernel" in out
+
+
+@pytest.mark.parametrize(
+    "mode, said",
+    [
+        (
+            "rules-not-accepted",
+            "the competition's rules are not accepted on this Kaggle account (403 from `kaggle "
+            "competitions download`: You must accept this competition's rules before",
+        ),
+        (
+            "kernel-refused",
+            "Kaggle refused the kernel: `kaggle kernels push` failed (exit 1): 400 Client Error: "
+            "Bad Request for url: https://api.kaggle.com/v1/kernels.KernelsApiService/"
+            "SaveKernel; the kernel asked for a GPU: Kaggle gives a kernel a GPU or the "
+            "internet only on a phone-verified account",
+        ),
+    ],
+)
+def test_a_gpu_inference_kernel_checks_the_rules_and_quota_first(
+    real, tiny_run, monkeypatch, capsys, mode, said
+):
+    monkeypatch.setenv("REAL_KAGGLE_MODE", mode)
+    assert main(["kaggle", "push-kernel", str(tiny_run), "--gpu", *FAST]) == 1
+    assert said in capsys.readouterr().err
+    if mode == "kernel-refused":
+        assert "GetAcceleratorQuotaStatistics" in real.methods()

@@ -16,7 +16,7 @@ from pathlib import Path
 from tgs.cli.common import Handler
 from tgs.core.errors import TGSError
 from tgs.kaggle.client import shell_command, timeout
-from tgs.kaggle.limits import DEFAULT_ACCELERATOR
+from tgs.kaggle.limits import DEFAULT_ACCELERATOR, KERNEL_WAIT_HOURS
 from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR
 
 
@@ -38,9 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         k.set_defaults(kaggle_func=handler)
         return k
 
-    def waits(k: argparse.ArgumentParser, poll: float, max_wait: float) -> None:
+    def waits(k: argparse.ArgumentParser, poll: float, max_wait: float, what: str = "") -> None:
         k.add_argument("--poll", type=float, default=poll, help="first wait between polls (s)")
-        k.add_argument("--max-wait", type=float, default=max_wait, help="give up after (s)")
+        k.add_argument("--max-wait", type=float, default=max_wait, help=f"give up after (s){what}")
 
     def kernel_of(k: argparse.ArgumentParser) -> None:
         k.add_argument("run", help="run folder")
@@ -81,7 +81,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("-m", "--message", default="tgs kaggle train", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
     k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
-    k.add_argument("--max-wait", type=float, default=1800.0, help="for the dataset to be ready")
+    waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
     k.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     k = cmd(
         "push-kernel",
@@ -97,13 +97,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("-m", "--message", default="tgs push-kernel", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
     k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
-    k.add_argument("--max-wait", type=float, default=1800.0, help="for the dataset to be ready")
+    waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
     k = cmd(
         "kernel-status", _kernel_status, "status of RUN's kernel (with --wait: until it finishes)"
     )
     kernel_of(k)
     k.add_argument("--wait", action="store_true", help="poll (with backoff) until finished")
-    waits(k, 30.0, 7200.0)
+    waits(k, 30.0, KERNEL_WAIT_HOURS * 3600.0, f"; default {KERNEL_WAIT_HOURS} h")
     k = cmd(
         "kernel-output",
         _kernel_output,
@@ -158,13 +158,27 @@ def _push_kernel(a: argparse.Namespace) -> None:
     if not run:
         raise TGSError("push-kernel needs the run folder: python -m tgs kaggle push-kernel RUN")
     p = push_kernel(
-        run, a.user, a.dataset, a.title, a.gpu, a.dry_run, a.message, a.staging, a.max_wait
+        run,
+        a.user,
+        a.dataset,
+        a.title,
+        a.gpu,
+        a.dry_run,
+        a.message,
+        a.staging,
+        a.max_wait,
+        a.poll,
     )
     if a.dry_run:
         _print_dry_run(p, "push-kernel")
         return
-    print(f"dataset {p.dataset_ref} is ready; kernel {p.kernel_ref} pushed: {p.kernel_url}")
+    print(f"dataset {_version(p)} is ready; kernel {p.kernel_ref} pushed: {p.kernel_url}")
     print(f"follow it: python -m tgs kaggle kernel-status {shlex.quote(run)} --wait")
+
+
+def _version(p) -> str:
+    """The dataset and the version the kernel was pushed with."""
+    return f"{p.dataset_ref} (version {p.dataset_version})" if p.dataset_version else p.dataset_ref
 
 
 def _print_dry_run(p, command: str) -> None:
@@ -172,7 +186,7 @@ def _print_dry_run(p, command: str) -> None:
     print(f"# dry run: staged {p.staged}/dataset and {p.staged}/kernel; called nothing.")
     print(f"# the commands {command} runs (paste them to push by hand):")
     print(f"{status}\n{create}  # a new dataset\n{version}  # an existing one")
-    print(f"{push}  # once `{status}` says ready")
+    print(f"{push}  # once `{status}` shows the new version ready")
 
 
 def _train(a: argparse.Namespace) -> None:
@@ -189,14 +203,13 @@ def _train(a: argparse.Namespace) -> None:
         a.message,
         a.staging,
         a.max_wait,
+        a.poll,
     )
     name = Path(p.staged).parent.name
     if a.dry_run:
         _print_dry_run(p, "tgs kaggle train")
         return
-    print(
-        f"dataset {p.dataset_ref} is ready; training kernel {p.kernel_ref} pushed: {p.kernel_url}"
-    )
+    print(f"dataset {_version(p)} is ready; training kernel {p.kernel_ref} pushed: {p.kernel_url}")
     print(f"follow it: python -m tgs kaggle kernel-status runs/{shlex.quote(name)} --wait")
     print(f"then bring the run back: python -m tgs kaggle kernel-output runs/{shlex.quote(name)}")
 
@@ -212,8 +225,8 @@ def _kernel_status(a: argparse.Namespace) -> None:
 
 
 def _kernel_output(a: argparse.Namespace) -> None:
+    from tgs.kaggle.fetch import fetch_output
     from tgs.kaggle.kernels import kernel_ref
-    from tgs.kaggle.train import fetch_output
 
     ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
     got = fetch_output(a.run, ref, a.data, a.sample, a.dir, a.staging)

@@ -29,6 +29,8 @@ from typing import TypeVar
 
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
+from tgs.kaggle.image import version_tuple
+from tgs.kaggle.limits import MIN_CLIENT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,18 +52,21 @@ FAILURE_LINES = (
 )
 _NETWORK = ("ConnectionPool(host=", "Connection aborted", "Failed to establish a new connection")
 _HOST = re.compile(r"ConnectionPool\(host='([^']+)'")
+_BAR = re.compile(r"\d+%\|")  # a tqdm progress bar (uploads, downloads)
 _CAUSE = re.compile(r"\[Errno [-\d]+\] [^)\"']+|Read timed out|Connection aborted|timed out")
 _timeout: float | None = None
 _warned: set[str] = set()
+_versions: dict[str, str] = {}  # the version of each kaggle program asked (by path)
 
 
 class KaggleError(TGSError):
     """A kaggle call could not be made or failed; `kind` says why (credentials, rejected,
-    forbidden, not_found, network, timeout, missing, failed)."""
+    forbidden, not_found, network, timeout, missing, client, failed); `said`: the client's own
+    error line, when it printed one."""
 
-    def __init__(self, message: str, kind: str = "failed"):
+    def __init__(self, message: str, kind: str = "failed", said: str | None = None):
         super().__init__(message)
-        self.kind = kind
+        self.kind, self.said = kind, said
 
 
 @dataclass
@@ -304,10 +309,10 @@ def run_kaggle(args: list[str], check_credentials: bool = True, progress: bool =
 
 
 def _client_error(out: str, err: str) -> str:
-    """The first line of the client's own error message."""
+    """The first line of the client's own error message (its progress bars left out)."""
     for text in (err, out):
         for line in text.splitlines():
-            if line.strip() and not line.startswith(("Traceback", "  ")):
+            if line.strip() and not line.startswith(("Traceback", "  ")) and not _BAR.search(line):
                 return line.strip()
     return "(no message)"
 
@@ -332,7 +337,7 @@ def classify(
             "network",
         )
     if failed:
-        return KaggleError(f"{what} failed: {failed}", "failed")
+        return KaggleError(f"{what} failed: {failed}", "failed", failed)
     if any(ln.startswith(("Authentication required to call", "401 Client")) for ln in lines):
         where = f"the {creds.kind} from {creds.source}" if creds else "the credentials"
         return KaggleError(
@@ -348,15 +353,55 @@ def classify(
             if args[:1] == ["competitions"]
             else "check that it belongs to the account of these credentials"
         )
-        return KaggleError(f"403 Forbidden from {what} ({said}): {todo}", "forbidden")
+        return KaggleError(f"403 Forbidden from {what} ({said}): {todo}", "forbidden", said)
     if "Cannot access kernel" in said:
-        return KaggleError(f"{what}: {said.split('. ')[0]}; check the kernel's name", "not_found")
+        return KaggleError(
+            f"{what}: {said.split('. ')[0]}; check the kernel's name", "not_found", said
+        )
     if any(ln.startswith(("The resource was not found.", "404 Client Error")) for ln in lines):
-        return KaggleError(f"{what}: not found ({said})", "not_found")
+        return KaggleError(f"{what}: not found ({said})", "not_found", said)
     if "You have been rate limited." in " ".join(lines):
         return KaggleError(f"{what}: rate limited by Kaggle; wait a few minutes and retry")
     tail = "\n".join((err.strip() or out.strip()).splitlines()[-5:])
-    return KaggleError(f"{what} failed (exit {returncode}): {tail}", "failed")
+    return KaggleError(f"{what} failed (exit {returncode}): {tail}", "failed", said)
+
+
+def client_version() -> str:
+    """The version of the `kaggle` program first on PATH (`kaggle --version`, asked once)."""
+    exe = shutil.which("kaggle")
+    if exe is None:
+        raise KaggleError("the kaggle client is not installed: pip install kaggle", "missing")
+    if exe not in _versions:
+        try:
+            done = subprocess.run(
+                [exe, "--version"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=idle_timeout(),
+            )
+        except subprocess.TimeoutExpired:
+            raise KaggleError(f"`{exe} --version` did not answer", "timeout") from None
+        found = re.search(r"(\d+(?:\.\d+)+)", done.stdout + done.stderr)
+        if not found:
+            raise KaggleError(f"cannot tell the version of the kaggle client {exe}", "client")
+        _versions[exe] = found.group(1)
+    return _versions[exe]
+
+
+def require_client(minimum: str = MIN_CLIENT) -> str:
+    """The client's version; KaggleError when it is older than `minimum` (it would page through
+    `kernels output` wrongly, or lack an option tgs passes)."""
+    version = client_version()
+    if version_tuple(version) < version_tuple(minimum):
+        raise KaggleError(
+            f"the kaggle client {shutil.which('kaggle')} is {version}; tgs needs kaggle >= "
+            f"{minimum} (older clients download only the first page of 20 files of a kernel's "
+            f"output, and lack `datasets status --format json`): pip install -U "
+            f"'kaggle>={minimum}'",
+            "client",
+        )
+    return version
 
 
 def kaggle_username(creds: Credentials | None = None) -> str:

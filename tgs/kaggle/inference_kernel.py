@@ -1,34 +1,29 @@
-"""Kaggle kernels: stage a run as a dataset + an inference kernel (names within Kaggle's limits),
-and the kernel's own work, which runs offline and imports nothing from training."""
+"""The inference kernel's own work (it runs offline and imports nothing from training): check
+the image's packages, find the staged run under any mount layout, predict the test set; and
+reading back the manifest its log holds."""
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from tgs import COMPETITION
 from tgs.core.errors import TGSError
-from tgs.kaggle.stage import KERNEL_LOG, SMP, STAGE_INFO, SUBMISSION
+from tgs.kaggle.image import ensure_packages, inference_needs
+from tgs.kaggle.mounts import bundle_on_path, competition_dir, staged_file
+from tgs.kaggle.stage import KERNEL_LOG, SMP, STAGE_INFO, STAGED_RUN, SUBMISSION
 from tgs.run.folder import Run
 from tgs.run.records import Manifest, StageInfo
 
 
 # -- in the kernel ---------------------------------------------------------------------------
-def find_input(root: Path, pattern: str, depth: int = 3) -> list[Path]:
-    """Paths matching `pattern` (relative) in folders up to `depth` levels below `root`."""
-    return [p for d in range(depth + 1) for p in sorted(root.glob("*/" * d + pattern))]
-
-
 def find_competition_data(input_root: Path, scratch: Path) -> Path:
     """The competition's data under input_root; test.zip is unpacked into `scratch`."""
-    comps = [p for p in find_input(input_root, COMPETITION) if p.is_dir()]
-    if not comps:
-        raise TGSError(f"competition data not attached: no {COMPETITION} folder in {input_root}")
-    comp = comps[0]
+    comp = competition_dir(input_root)
     if (comp / "test" / "images").is_dir():
         return comp
     if not (comp / "test.zip").is_file():
@@ -63,14 +58,32 @@ def read_kernel_manifest(kernel_log: Path) -> Manifest | None:
     return None
 
 
-def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
+def main(staged: Path, input_root: Path, working: Path, scratch: Path) -> None:
+    """The kernel script's work (tgs/resources/kernels/tgs_inference.py): check the image's
+    packages (offline: a wrong one stops the kernel at once), find the staged run and smp in the
+    dataset (folders or zips), predict, print what it wrote."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    info = StageInfo.read(staged / STAGE_INFO)
+    ensure_packages(inference_needs(info.smp is not None), internet=False)
+    run_dir = staged_file(staged, STAGED_RUN, scratch)
+    if run_dir is None:
+        raise TGSError(f"{staged} holds neither {STAGED_RUN}/ nor {STAGED_RUN}.zip")
+    if info.smp is not None and bundle_on_path(staged, SMP, scratch) is None:
+        raise TGSError(f"{staged} holds neither {SMP}/ nor {SMP}.zip, and the run needs it")
+    path = run_inference(run_dir, input_root, working, info)
+    print(f"wrote {path}")
+    print((path.parent / KERNEL_LOG).read_text())
+
+
+def run_inference(
+    run_dir: Path, input_root: Path, working: Path, info: StageInfo | None = None
+) -> Path:
     """In the kernel: predict the test set with the staged run. Writes only submission.csv and
     tgs-kernel.log to `working` (test images are unpacked to a temporary folder)."""
     from tgs.predict.test_set import predict_run  # torch: only inside the kernel
 
     run = Run(run_dir).require()
-    info_path = run.root.parent / STAGE_INFO
-    info = StageInfo.read(info_path) if info_path.is_file() else StageInfo(run=run.name, models=[])
+    info = info or StageInfo(run=run.name, models=[])
     working.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tgs-kernel-") as tmp:
         scratch = Path(tmp)
@@ -81,7 +94,7 @@ def run_inference(run_dir: Path, input_root: Path, working: Path) -> Path:
         shutil.copyfile(path, working / SUBMISSION)
     made = {k: v for k, v in manifest.to_dict().items() if k != "config"}
     lines = [
-        f"tgs kernel: run {info.run} staged at commit {info.commit}",
+        f"tgs kernel: run {info.run} staged at commit {info.commit}, stage {info.stage_id}",
         *(_origin(m) for m in ("tgs", SMP, "torch")),
         f"data: {data if data != scratch else 'test.zip unpacked to a temporary folder'}",
         f"wrote {SUBMISSION}: {manifest.n_images} images, {len(manifest.models)} models, "

@@ -9,14 +9,31 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from tgs.core.fileio import atomic_path
-from tgs.kaggle.client import KaggleError, find_credentials, kaggle_username, poll, run_kaggle
+from tgs.kaggle.client import (
+    KaggleError,
+    find_credentials,
+    kaggle_username,
+    poll,
+    require_client,
+    run_kaggle,
+)
 from tgs.kaggle.competition import find_sample
 from tgs.kaggle.inference_kernel import read_kernel_manifest
-from tgs.kaggle.stage import KERNEL_LOG, SUBMISSION, kaggle_names, stage_dataset, stage_kernel
+from tgs.kaggle.limits import KERNEL_WAIT_HOURS
+from tgs.kaggle.publish import Push, first_use, publish
+from tgs.kaggle.stage import (
+    KERNEL_LOG,
+    SUBMISSION,
+    TRAIN_SCRIPT,
+    kaggle_names,
+    new_stage_id,
+    stage_dataset,
+    stage_kernel,
+)
 from tgs.predict.submission import validate_file
 from tgs.run.folder import Run
 from tgs.run.lock import run_lock
@@ -31,18 +48,7 @@ from tgs.run.records import (
 log = logging.getLogger(__name__)
 STAGING = KAGGLE_STAGING_DIR
 KERNEL_DONE = ("complete", "error", "cancel_acknowledged", "cancel_requested")
-
-
-@dataclass
-class Push:
-    """What push-kernel staged and ran (or, dry, would run)."""
-
-    dataset_ref: str
-    kernel_ref: str
-    staged: Path
-    commands: list[list[str]] = field(default_factory=list)
-    kernel_url: str | None = None
-    quota: str | None = None  # the GPU quota `kaggle quota` reported before a training push
+WAIT_SECONDS = KERNEL_WAIT_HOURS * 3600.0  # kernel-status --wait's default --max-wait
 
 
 def _user(username: str | None, dry_run: bool = False) -> str:
@@ -66,70 +72,34 @@ def push_kernel(
     message: str = "tgs push-kernel",
     staging: str | os.PathLike = STAGING,
     max_wait: float = 1800.0,
+    poll_seconds: float = 5.0,
 ) -> Push:
-    """Stage RUN as a dataset and an inference kernel, create or version the dataset (upload
-    progress shown), wait until it is ready, and push the kernel. With `dry_run` only stage."""
+    """Check what a first use needs (credentials, client, the competition's rules, the GPU
+    quota with `gpu`), stage RUN as a dataset and an inference kernel, create or version the
+    dataset (upload progress shown), wait until Kaggle shows that version ready (polls from
+    `poll_seconds`, at most `max_wait`), and push the kernel. With `dry_run` only stage."""
     run = Run(run_dir).require()
     user = _user(username, dry_run)
     names = kaggle_names(run.name, dataset_slug, kernel_title)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
     layout = KaggleStaging(Path(staging))
+    result = Push(dataset_ref, kernel_ref, layout.run_dir(run.name), gpu=gpu)
+    if not dry_run:
+        first_use(result)
     with run_lock(layout.run_dir(run.name)):  # one push or fetch of a run name at a time
-        ds_dir = stage_dataset(run, layout.dataset(run.name), dataset_ref, names.dataset_title)
-        k_dir = stage_kernel(
-            layout.kernel(run.name), kernel_ref, names.kernel_title, dataset_ref, gpu
+        stage_id = new_stage_id()
+        ds_dir = stage_dataset(
+            run, layout.dataset(run.name), dataset_ref, names.dataset_title, stage_id=stage_id
         )
-        result = Push(dataset_ref, kernel_ref, layout.run_dir(run.name))
-        return publish(result, ds_dir, k_dir, message, max_wait, dry_run)
-
-
-def publish(
-    push: Push,
-    ds_dir: Path,
-    k_dir: Path,
-    message: str,
-    max_wait: float,
-    dry_run: bool = False,
-    push_args: tuple[str, ...] = (),
-) -> Push:
-    """Create (or version) the staged dataset `ds_dir` as `push.dataset_ref`, wait until Kaggle
-    says it is ready, then `kaggle kernels push -p K_DIR PUSH_ARGS`; fills `push.commands` (all
-    four when `dry_run`, which calls nothing) and `push.kernel_url`."""
-    ref = push.dataset_ref
-    status = ["datasets", "status", ref]
-    create = ["datasets", "create", "-p", str(ds_dir), "--dir-mode", "zip"]
-    version = ["datasets", "version", "-p", str(ds_dir), "-m", message, "--dir-mode", "zip"]
-    command = ["kernels", "push", "-p", str(k_dir), *push_args]
-    if dry_run:
-        push.commands = [status, create, version, command]
-        return push
-    try:
-        run_kaggle(status)
-        upload = version
-    except KaggleError as e:
-        if e.kind != "not_found":  # network, credentials...: not a reason to create
-            raise
-        upload = create
-    log.info("uploading %s to Kaggle dataset %s", ds_dir, ref)
-    run_kaggle(upload, progress=True)
-    wait_dataset_ready(ref, max_wait=max_wait)
-    out = run_kaggle(command, progress=True)
-    url = re.search(r"(https://\S*kaggle\.com/\S+)", out.stdout)
-    push.commands, push.kernel_url = [status, upload, command], url.group(1) if url else None
-    return push
-
-
-def wait_dataset_ready(ref: str, max_wait: float = 1800.0, first: float = 5.0) -> None:
-    """Poll `kaggle datasets status` with backoff until the dataset is ready."""
-
-    def ready() -> bool | None:
-        status = run_kaggle(["datasets", "status", ref]).stdout.strip().lower()
-        if status in ("failed", "deleted", "error"):
-            raise KaggleError(f"Kaggle dataset {ref} is {status}: push again")
-        return True if "ready" in status else None
-
-    if poll(ready, first, max_wait) is None:
-        raise KaggleError(f"dataset {ref} is not ready after {max_wait:.0f}s; push again later")
+        k_dir = stage_kernel(
+            layout.kernel(run.name),
+            kernel_ref,
+            names.kernel_title,
+            dataset_ref,
+            gpu,
+            stage_id=stage_id,
+        )
+        return publish(result, ds_dir, k_dir, message, max_wait, dry_run, poll_seconds)
 
 
 def kernel_ref(
@@ -164,15 +134,31 @@ def staged_kernel(run_name: str, staging: str | os.PathLike = STAGING) -> tuple[
     return max(found)[1:] if found else None
 
 
-def download_output(ref: str, dest: Path) -> Path:
-    """`kaggle kernels output REF` into an emptied `dest` (its log as <slug>.log)."""
+def staged_training(ref: str, staging: str | os.PathLike = STAGING) -> bool:
+    """Whether `ref` is a training kernel `tgs kaggle train` staged here (its metadata's id)."""
+    for meta in Path(staging).glob("*/train/kernel/kernel-metadata.json"):
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("id") == ref and data.get("code_file") == TRAIN_SCRIPT:
+            return True
+    return False
+
+
+def download_output(ref: str, dest: Path, pattern: str | None = None) -> Path:
+    """`kaggle kernels output REF` into an emptied `dest` (its log as <slug>.log): every page
+    of the listing (the client must be >= 2.2.2); `pattern`: only the files it matches."""
+    require_client()
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    run_kaggle(["kernels", "output", ref, "-p", str(dest), "-o"], progress=True)
+    only = ["--file-pattern", pattern] if pattern else []
+    run_kaggle(["kernels", "output", ref, "-p", str(dest), "-o", *only], progress=not pattern)
     return dest
 
 
-def _kernel_status(ref: str) -> tuple[str, str | None]:
+def kernel_state(ref: str) -> tuple[str, str | None]:
+    """(status, Kaggle's failure message) of kernel `ref`; a missing kernel is named."""
     try:
         out = run_kaggle(["kernels", "status", ref]).stdout
     except KaggleError as e:
@@ -191,30 +177,45 @@ def _kernel_status(ref: str) -> tuple[str, str | None]:
     return status, failure.group(1) if failure else None
 
 
+def _hours(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 def kernel_status(
     ref: str,
     wait: bool = False,
     poll_seconds: float = 30.0,
-    max_wait: float = 7200.0,
+    max_wait: float = WAIT_SECONDS,
     staging: str | os.PathLike = STAGING,
+    sleep=None,
 ) -> str:
     """The kernel's status (queued, running, complete, error...); with `wait` poll with backoff
-    until it finishes or `max_wait` seconds pass. KaggleError when the kernel failed."""
+    (at most 5 min apart) until it finishes or `max_wait` seconds pass (default 13 h: a 12-hour
+    session and the queue), a progress line at each poll. KaggleError when the kernel failed."""
     seen: list[str] = []
+    start, slept = time.monotonic(), [0.0]
+
+    def nap(seconds: float) -> None:
+        slept[0] += seconds
+        (sleep or time.sleep)(seconds)
 
     def check() -> str | None:
-        status, failure = _kernel_status(ref)
-        if wait and status not in KERNEL_DONE and (not seen or seen[-1] != status):
-            log.info("kernel %s: %s", ref, status)  # the final status is the caller's to show
+        status, failure = kernel_state(ref)
+        if wait and status not in KERNEL_DONE:  # the final status is the caller's to show
+            followed = _hours(max(time.monotonic() - start, slept[0]))
+            log.info(
+                "kernel %s: %s (followed %s of at most %s)", ref, status, followed, _hours(max_wait)
+            )
         seen.append(status)
         if status == "error":
             tail = _log_tail(ref, staging)
             raise KaggleError(f"kernel {ref} failed: {failure or 'no message'}{tail}")
         return status if (status in KERNEL_DONE or not wait) else None
 
-    found = poll(check, poll_seconds, max_wait if wait else 0.0)
+    found = poll(check, poll_seconds, max_wait if wait else 0.0, sleep=nap)
     if found is None:
-        log.warning("warning: kernel %s still %s after %.0fs", ref, seen[-1], max_wait)
+        log.warning("warning: kernel %s still %s after %s", ref, seen[-1], _hours(max_wait))
     return found or seen[-1]
 
 

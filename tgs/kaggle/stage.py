@@ -3,9 +3,11 @@ and the kernel's own work, which runs offline and imports nothing from training.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
+import secrets
 import shutil
 import time
 import unicodedata
@@ -16,6 +18,7 @@ from tgs import COMPETITION
 from tgs.core.errors import TGSError
 from tgs.core.fileio import atomic_dir
 from tgs.core.meta import git_commit
+from tgs.kaggle import kernel_boot
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR
 from tgs.resources import KERNELS_DIR
 from tgs.run.folder import Run
@@ -52,6 +55,27 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+BOOT_MARKER = "# @KERNEL_BOOT@"  # the templates' line that staging replaces by kernel_boot's code
+_STAGE_LINE = re.compile(r"^STAGE_ID = .*$", re.M)
+
+
+def new_stage_id() -> str:
+    """An id for one staging: written into tgs-stage.json and into the kernel's script."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+
+
+def kernel_script(template: str, stage_id: str) -> str:
+    """The kernel script: `template` with its marker line replaced by kernel_boot.py's code
+    (its docstring left out, STAGE_ID set to `stage_id`)."""
+    source = Path(kernel_boot.__file__).read_text()
+    body = source.splitlines(keepends=True)[ast.parse(source).body[0].end_lineno :]
+    line = f"STAGE_ID = {json.dumps(stage_id)}"
+    boot, n = _STAGE_LINE.subn(line, "".join(body).strip("\n"), count=1)
+    if BOOT_MARKER not in template or n != 1:
+        raise TGSError("a kernel template lacks its boot marker, or kernel_boot.py its STAGE_ID")
+    return template.replace(BOOT_MARKER, boot, 1)
 
 
 def slugify(text: str) -> str:
@@ -117,9 +141,10 @@ def _copy(src: Path, dest: Path) -> None:
     shutil.copy2(src, dest)
 
 
-def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
+def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str, *, stage_id: str) -> Path:
     """Dataset folder: tgs/ (source), segmentation_models_pytorch/ for smp runs (Kaggle's image
-    lacks it), run/ (config, thresholds, meta and the checkpoints predict uses), metadata."""
+    lacks it), run/ (config, thresholds, meta and the checkpoints predict uses), tgs-stage.json
+    (with `stage_id`, the kernel's), metadata."""
     cfg = run.config()
     files = run.prediction_files(run.thresholds())
     missing = [str(f) for f in files if not f.is_file()]
@@ -133,7 +158,8 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str) -> Path:
         for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
             if f.is_file():
                 _copy(f, staged.root / run.relative(f))
-        info = StageInfo(run=run.name, models=[run.relative(f) for f in files])
+        models = [run.relative(f) for f in files]
+        info = StageInfo(run=run.name, models=models, stage_id=stage_id)
         _finish_dataset(tmp, info, smp_needed_by(cfg), dataset_ref, title)
     return out
 
@@ -151,24 +177,29 @@ def _finish_dataset(
     return out
 
 
-def _write_kernel(out: Path, script: str, **fields) -> Path:
-    """Kernel folder `out`: the template `script` and kernel-metadata.json, the template's
-    filled with `fields` and the competition attached."""
+def _write_kernel(out: Path, script: str, stage_id: str, **fields) -> Path:
+    """Kernel folder `out`: the template `script` made whole (`kernel_script`, `stage_id`) and
+    kernel-metadata.json, the template's filled with `fields` and the competition attached."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     template = json.loads((KERNEL_TEMPLATE_DIR / "kernel-metadata.json").read_text())
-    shutil.copy2(KERNEL_TEMPLATE_DIR / script, out / script)
+    text = kernel_script((KERNEL_TEMPLATE_DIR / script).read_text(), stage_id)
+    (out / script).write_text(text)
     template.update(code_file=script, competition_sources=[COMPETITION], **fields)
     (out / "kernel-metadata.json").write_text(json.dumps(template, indent=2) + "\n")
     return out
 
 
-def stage_kernel(out: Path, kernel_ref: str, title: str, dataset_ref: str, gpu: bool) -> Path:
-    """Kernel folder: the entry script and its filled kernel-metadata.json (internet off)."""
+def stage_kernel(
+    out: Path, kernel_ref: str, title: str, dataset_ref: str, gpu: bool, *, stage_id: str
+) -> Path:
+    """Kernel folder: the entry script (for the dataset of `stage_id`) and its filled
+    kernel-metadata.json (internet off)."""
     return _write_kernel(
         out,
         INFERENCE_SCRIPT,
+        stage_id,
         id=kernel_ref,
         title=title,
         enable_gpu=gpu,
@@ -206,15 +237,19 @@ def stage_training_dataset(
     ref: str,
     title: str,
     resume_from: str | None = None,
+    *,
+    stage_id: str,
 ) -> Path:
     """Dataset folder for a training kernel: tgs/ (source), smp when the run needs it
     (`smp_needed_by`: what does), train-config.yaml (`config_text`, the resolved config),
-    tgs-stage.json (with `resume_from`, the kernel whose run it continues), metadata."""
+    tgs-stage.json (with `resume_from`, the kernel whose run it continues, and `stage_id`, the
+    kernel's), metadata."""
     with atomic_dir(out, overwrite=True) as tmp:  # a full disk leaves no half-staged dataset
         shutil.copytree(PACKAGE_DIR, tmp / "tgs", ignore=_IGNORE)
         (tmp / TRAIN_CONFIG).write_text(config_text)
         extra = {"kind": "train", "resume_from": resume_from}
-        _finish_dataset(tmp, StageInfo(run=name, models=[], extra=extra), smp_needed_by, ref, title)
+        info = StageInfo(run=name, models=[], extra=extra, stage_id=stage_id)
+        _finish_dataset(tmp, info, smp_needed_by, ref, title)
     return out
 
 
@@ -225,13 +260,17 @@ def stage_training_kernel(
     dataset_ref: str,
     accelerator: str = DEFAULT_ACCELERATOR,
     resume_from: str | None = None,
+    *,
+    stage_id: str,
 ) -> Path:
-    """Kernel folder of a training kernel: tgs_train.py and its kernel-metadata.json (GPU on,
-    internet on so ImageNet weights download there, the competition and the staged dataset
-    attached; `resume_from`, an earlier training kernel, attached as a kernel source)."""
+    """Kernel folder of a training kernel: tgs_train.py (for the dataset of `stage_id`) and its
+    kernel-metadata.json (GPU on, internet on so ImageNet weights and missing packages download
+    there, the competition and the staged dataset attached; `resume_from`, an earlier training
+    kernel, attached as a kernel source)."""
     return _write_kernel(
         out,
         TRAIN_SCRIPT,
+        stage_id,
         id=kernel_ref,
         title=title,
         enable_gpu=True,

@@ -1,38 +1,36 @@
-"""In a Kaggle training kernel: prepare the competition data in a writable folder, run `tgs run`
-into /kaggle/working/run (continuing an earlier kernel's run when its output is attached), stop
-before the session limit, and say in tgs-train.json how far it got."""
+"""In a Kaggle training kernel: check the image's packages, prepare the competition data in a
+writable folder, run `tgs run` into /kaggle/working/run (continuing an earlier kernel's run when
+its output is attached), stop before the session limit, and say in tgs-train.json how far it
+got. Everything that can stop the kernel (packages, config, competition, earlier run) is
+checked in its first seconds, before the data are prepared or anything trains."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from tgs import COMPETITION
 from tgs.core.config import Config, load_config
 from tgs.core.errors import TGSError
 from tgs.core.meta import gpu_count, gpu_name
 from tgs.data.prepare import prepare_folder
-from tgs.kaggle.inference_kernel import find_input
-from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES, STOP_MINUTES
-from tgs.kaggle.stage import SUBMISSION, TRAIN_CONFIG
+from tgs.kaggle.image import TRAINING, ensure_packages
+from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES
+from tgs.kaggle.mounts import RUN, bundle_on_path, competition_dir, earlier_run
+from tgs.kaggle.session import SessionClock
+from tgs.kaggle.stage import SMP, SUBMISSION, TRAIN_CONFIG
 from tgs.run.lock import LOCK_FILE
 from tgs.run.records import StageInfo, TrainStatus
 
 log = logging.getLogger(__name__)
 STATUS = TrainStatus.FILE
-RUN = "run"  # the run folder in /kaggle/working
-
-
-def session_minutes() -> float:
-    """The session's limit (TGS_KAGGLE_SESSION_MINUTES, for tests; else Kaggle's 12 h)."""
-    return float(os.environ.get("TGS_KAGGLE_SESSION_MINUTES", SESSION_MINUTES))
+POLL_SECONDS = 2.0  # how often the kernel looks at the clock while `tgs run` works
 
 
 def check_budget(cfg: Config, limit: float) -> None:
@@ -47,21 +45,6 @@ def check_budget(cfg: Config, limit: float) -> None:
         )
 
 
-def _competition(input_root: Path) -> Path:
-    comps = [p for p in find_input(input_root, COMPETITION) if p.is_dir()]
-    if not comps:
-        raise TGSError(f"competition data not attached: no {COMPETITION} folder in {input_root}")
-    return comps[0]
-
-
-def _earlier_run(input_root: Path, staged: Path) -> Path | None:
-    """An attached earlier kernel's run folder (its output's run/config.yaml), if any."""
-    found = [
-        p.parent for p in find_input(input_root, f"{RUN}/config.yaml") if staged not in p.parents
-    ]
-    return found[0] if found else None
-
-
 def run_command(config: Path, data: Path, run_dir: Path, resume: bool, gpus: int) -> list[str]:
     """The kernel's `tgs run`: one fold per GPU when it has several (Kaggle's T4 x2)."""
     cmd = [sys.executable, "-m", "tgs", "run", "--config", str(config), "--data", str(data)]
@@ -69,36 +52,78 @@ def run_command(config: Path, data: Path, run_dir: Path, resume: bool, gpus: int
     return cmd + (["--gpus", ",".join(map(str, range(gpus)))] if gpus > 1 else [])
 
 
-def run_training(staged: Path, input_root: Path, working: Path) -> TrainStatus:
+def main(staged: Path, input_root: Path, working: Path, scratch: Path) -> None:
+    """The kernel script's work (tgs/resources/kernels/tgs_train.py): train, print the status."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    status = run_training(staged, input_root, working, scratch)
+    print(json.dumps(status.to_dict(), indent=2))
+
+
+def run_training(
+    staged: Path, input_root: Path, working: Path, scratch: Path, clock: SessionClock | None = None
+) -> TrainStatus:
     """The kernel's work; returns (and writes to working/tgs-train.json) its status. With an
     earlier kernel's run attached it continues that run with `--resume` (the staged config must
     hold what the run's checkpoints hold: `tgs run` refuses other keys than the runtime ones)."""
-    t0, limit = time.time(), session_minutes()
+    clock = clock or SessionClock.detect()
+    log.info("tgs kernel: the session's clock counts from %s", clock.source)
+    ensure_packages(TRAINING, internet=True)  # the training kernel's internet is on
     cfg = load_config(staged / TRAIN_CONFIG)
-    check_budget(cfg, limit)
-    working.mkdir(parents=True, exist_ok=True)
-    run_dir, earlier = working / RUN, _earlier_run(input_root, staged)
+    check_budget(cfg, SESSION_MINUTES)
+    competition = competition_dir(input_root)
+    earlier = earlier_run(input_root, staged)
     resume_from = StageInfo.read(staged / StageInfo.FILE).extra.get("resume_from")
     if resume_from and earlier is None:
         raise TGSError(
             f"this kernel continues {resume_from}'s run, but no run/config.yaml of its output is "
-            f"attached under {input_root}: is {resume_from} a finished tgs training kernel?"
+            f"attached under {input_root}: is {resume_from} a tgs training kernel whose output "
+            "holds its run?"
         )
+    working.mkdir(parents=True, exist_ok=True)
+    run_dir = working / RUN
     if earlier is not None and not run_dir.exists():
         shutil.copytree(earlier, run_dir)  # the earlier session's run, continued with --resume
         (run_dir / LOCK_FILE).unlink(missing_ok=True)  # that session is over: its lock is stale
-    scratch = Path(tempfile.mkdtemp(prefix="tgs-train-"))
-    data = prepare_folder(_competition(input_root), scratch / "data")  # input is read-only
+    data = prepare_folder(competition, scratch / "data")  # the input is read-only
     cmd = run_command(staged / TRAIN_CONFIG, data, run_dir, earlier is not None, gpu_count())
-    path = os.pathsep.join(filter(None, [str(staged), os.environ.get("PYTHONPATH")]))
+    rc, stopped = _train(cmd, working, _python_path(staged, scratch), clock)
+    status = _status(cfg, working, rc, stopped, earlier is not None, clock)
+    shutil.rmtree(scratch / "data", ignore_errors=True)
+    if rc != 0 and not stopped:
+        raise TGSError(f"tgs run failed in the kernel (exit {rc}); see the log above")
+    return status
+
+
+def _python_path(staged: Path, scratch: Path) -> str:
+    """PYTHONPATH for `tgs run`: the folders that hold the staged tgs and smp, then the rest."""
+    import tgs
+
+    paths = [str(Path(tgs.__file__).resolve().parent.parent)]
+    smp = bundle_on_path(staged, SMP, scratch)
+    paths += [str(smp)] if smp else []
+    return os.pathsep.join(filter(None, [*paths, os.environ.get("PYTHONPATH")]))
+
+
+def _train(cmd: list[str], working: Path, path: str, clock: SessionClock) -> tuple[int, bool]:
+    """Run `cmd` until it exits (its code, False) or the session's stop time (SIGKILL to its
+    process group: every fold resumes from its last checkpoint; -9, True)."""
+    deadline = clock.stop_time()
     env = {**os.environ, "PYTHONPATH": path}
-    left = 60 * (limit - STOP_MINUTES) - (time.time() - t0)
     proc = subprocess.Popen(cmd, cwd=working, env=env, start_new_session=True)
-    try:
-        rc, stopped = proc.wait(timeout=max(1.0, left)), False
-    except subprocess.TimeoutExpired:  # the session ends soon: stop, keep what is saved
-        os.killpg(proc.pid, signal.SIGKILL)
-        rc, stopped = proc.wait(), True
+    while True:
+        try:
+            wait = max(0.05, min(POLL_SECONDS, deadline - time.time()))
+            return proc.wait(timeout=wait), False
+        except subprocess.TimeoutExpired:
+            if clock.over(deadline):  # the session ends soon: stop, keep what is saved
+                os.killpg(proc.pid, signal.SIGKILL)
+                return proc.wait(), True
+
+
+def _status(
+    cfg: Config, working: Path, rc: int, stopped: bool, resumed: bool, clock: SessionClock
+) -> TrainStatus:
+    """Write working/tgs-train.json (and submission.csv when the run finished)."""
     subs = sorted((working / "submissions").glob("*.csv"), key=lambda p: p.stat().st_mtime)
     finished = rc == 0 and bool(subs)
     if finished:
@@ -108,12 +133,14 @@ def run_training(staged: Path, input_root: Path, working: Path) -> TrainStatus:
         finished=finished,
         stopped_at_session_limit=stopped,
         exit_code=rc,
-        resumed=earlier is not None,
+        resumed=resumed,
         gpu=gpu_name(),
-        seconds=round(time.time() - t0, 1),
+        seconds=round(time.time() - clock.kernel_start, 1),
         submission=subs[-1].name if finished else None,
         output_gb=round(_size(working) / 1e9, 3),
         output_limit_gb=OUTPUT_LIMIT_GB,
+        session_from=clock.source,
+        setup_seconds=clock.setup_seconds,
     )
     status.write(working / STATUS)
     if status.output_gb > 0.9 * OUTPUT_LIMIT_GB:
@@ -122,9 +149,6 @@ def run_training(staged: Path, input_root: Path, working: Path) -> TrainStatus:
             status.output_gb,
             OUTPUT_LIMIT_GB,
         )
-    shutil.rmtree(scratch, ignore_errors=True)
-    if rc != 0 and not stopped:
-        raise TGSError(f"tgs run failed in the kernel (exit {rc}); see the log above")
     return status
 
 

@@ -387,7 +387,8 @@ class Manifest(Record):
 @dataclass(kw_only=True)
 class StageInfo(Record):
     """DATASET/tgs-stage.json: the staged run's name and models, the bundled smp version (None:
-    not bundled), the commit and when it was staged."""
+    not bundled), the commit, when it was staged and its stage id (also written into the
+    kernel's script, which stops when the dataset Kaggle attached holds another)."""
 
     FILE: ClassVar[str] = "tgs-stage.json"
     REBUILD: ClassVar[str] = "python -m tgs kaggle push-kernel RUN --dry-run"
@@ -397,6 +398,7 @@ class StageInfo(Record):
     smp: str | None = _spec(_str, None, key="segmentation_models_pytorch", keep_none=True)
     commit: str | None = _spec(_str, None)
     staged: str | None = _spec(_str, None)
+    stage_id: str | None = _spec(_str, None)
     extra: dict = field(default_factory=dict)
 
 
@@ -404,7 +406,8 @@ class StageInfo(Record):
 class TrainStatus(Record):
     """tgs-train.json in a training kernel's output: whether its run finished (a submission
     made), was stopped at the session limit, or continued an earlier kernel's run; the GPU it
-    had, its time and the output's size against Kaggle's limit."""
+    had, its time and the output's size against Kaggle's limit; where its session clock
+    started (`session_from`) and the set-up time before the kernel script, when measured."""
 
     FILE: ClassVar[str] = "tgs-train.json"
     REBUILD: ClassVar[str] = "python -m tgs kaggle kernel-output RUN (download it again)"
@@ -419,6 +422,8 @@ class TrainStatus(Record):
     submission: str | None = _spec(_str, None, keep_none=True)
     output_gb: float = _spec(_number)
     output_limit_gb: float = _spec(_number)
+    session_from: str | None = _spec(_str, None)
+    setup_seconds: float | None = _spec(_number, None)
     extra: dict = field(default_factory=dict)
 
 
