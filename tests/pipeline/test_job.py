@@ -53,7 +53,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
         with np.load(run / f"fold{k}" / "oof.npz") as z:
             assert z["probs"].dtype == np.float16 and z["probs"].shape[1:] == (101, 101)
             rows = [data.ids.index(i) for i in z["ids"]]
-            model = load_models([r.best(k)], rt)  # OOF = fold k's best model, hflip, val ids
+            model = load_models([r.fold(k).best], rt)  # OOF = fold k's best model, hflip, val ids
             expect, _ = predict_array(model, data.images[rows], rt, cfg.val_batch_size, "hflip")
             np.testing.assert_array_equal(z["probs"], expect.astype(np.float16))
             oof_ids += z["ids"].tolist()
@@ -79,7 +79,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
     # the submission is the 2-fold x hflip ensemble, post-processed with the searched values
     test = read_rle_csv(synth_dir / "sample_submission.csv")["id"].tolist()
     images = np.stack([read_image(synth_dir / "test" / "images" / f"{i}.png") for i in test])
-    models = load_models([r.best(k) for k in (0, 1)], rt)
+    models = load_models([r.fold(k).best for k in (0, 1)], rt)
     probs, _ = predict_array(models, images, rt, cfg.val_batch_size, "hflip")
     masks = postprocess(probs, th["threshold"], th["min_area"], blank=is_blank(images))
     written = read_rle_csv(sub)["rle_mask"].tolist()
@@ -160,7 +160,7 @@ def test_torchrun_command_carries_rendezvous_options(tmp_path):
     assert cmd[cmd.index("--nproc_per_node") + 1] == "4" and "--standalone" not in cmd
     assert (
         cmd[-7:]
-        == ["--folds", str(run.folds_path), "--fold", "3", "--run-dir", str(run.root), "--resume"][
+        == ["--folds", str(run.paths.folds), "--fold", "3", "--run-dir", str(run.root), "--resume"][
             -7:
         ]
     )
