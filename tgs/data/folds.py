@@ -89,3 +89,13 @@ def load_folds(path: str | os.PathLike, ids: Sequence[str] | None = None) -> pd.
     if mismatch:
         raise DataError(f"{path} does not match the data ({mismatch}): remake it with `{remake}`")
     return df
+
+
+def folds_mismatch(path: str | os.PathLike, ids: Sequence[str]) -> str | None:
+    """Why the folds CSV at `path` does not fit the labelled `ids` (unreadable, another id set),
+    or None when it fits."""
+    try:
+        load_folds(path, ids)
+    except (DataError, OSError, ValueError, pd.errors.ParserError) as e:
+        return str(e).splitlines()[0]
+    return None

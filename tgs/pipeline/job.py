@@ -18,7 +18,7 @@ from tgs import COMPETITION
 from tgs.budget.probe import ensure_plan
 from tgs.core.config import Config, load_config
 from tgs.core.errors import TGSError
-from tgs.data.folds import load_folds, make_folds, save_folds
+from tgs.data.folds import folds_mismatch, load_folds, make_folds, save_folds
 from tgs.data.io import TrainData, test_ids
 from tgs.data.prepare import prepare
 from tgs.data.synth import synth
@@ -72,10 +72,16 @@ def default_config() -> str:
     return str(CONFIGS_DIR / ("resnet34.yaml" if torch.cuda.is_available() else "cpu.yaml"))
 
 
-def ensure_folds(path: Path, data: TrainData, cfg: Config) -> None:
+def ensure_folds(path: Path, data: TrainData, cfg: Config, *, named_by_tgs: bool) -> None:
+    """The folds file at `path`, made when missing. One tgs named itself (`named_by_tgs`: the
+    default folds/<data>-<k>f-s<seed>.csv) that no longer fits the data (another data set in a
+    folder of the same name, a damaged file) is made again, with a note; a file the user named
+    is checked as it is (`load_folds` refuses one that does not fit)."""
     if path.is_file():
-        return
-
+        why = folds_mismatch(path, data.ids) if named_by_tgs else None
+        if why is None:
+            return
+        log.warning("note: %s no longer fits the data (%s): making it again", path, why)
     save_folds(make_folds(data.ids, data.masks, data.z, cfg.n_folds, cfg.fold_seed), path)
     log.info("wrote %s (%d folds, seed %d)", path, cfg.n_folds, cfg.fold_seed)
 
@@ -184,7 +190,7 @@ def _data_and_folds(run: Run, job: Job, opts: RunOptions) -> tuple[TrainData, An
         folds_csv,
     )
     data = load_data(job.data_dir)
-    ensure_folds(folds_csv, data, job.cfg)
+    ensure_folds(folds_csv, data, job.cfg, named_by_tgs=opts.folds_csv is None)
     folds_df = load_folds(folds_csv, ids=data.ids)
     missing = sorted(set(job.folds) - set(folds_df["fold"]))
     if missing:
