@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import TINY
 from tgs.cli.main import main
-from tgs.core.config import Config
+from tgs.core.config import Config, dump_config
 from tgs.core.errors import TGSError
 from tgs.data import rle
 from tgs.data.folds import coverage, coverage_class, make_folds, save_folds
@@ -22,6 +22,7 @@ from tgs.pipeline.stages import search_thresholds
 from tgs.post.metric import per_image_scores
 from tgs.post.rule import gate_score, is_blank, postprocess
 from tgs.report import build_report
+from tgs.report.html import code_spans, esc
 from tgs.report.tiles import boundary
 from tgs.run.folder import Run
 from tgs.run.records import FoldRefit, FoldSummary, Measured, Plan
@@ -206,7 +207,11 @@ def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypat
     want = np.bincount(coverage_class(coverage(test_masks)), minlength=11) / len(test_masks)
     assert np.allclose(hist[test_key], want)
     assert "0.8123" in html and "0.8345" in html  # Kaggle's public / private score
-    assert "lr" in html and "<details>" in html  # config diff and the folded full config
+    # the config diff (this run's lr against the default's) and the folded full config
+    assert "<tr><td>lr</td><td>0.003</td><td>0.001</td></tr>" in html
+    assert "<tr><td>seed</td>" not in html  # the default's: not a difference
+    full = esc(dump_config(run.config()))
+    assert f"<summary>full config (config.yaml)</summary><pre>{full}</pre>" in html
 
 
 @pytest.mark.slow  # trains or spawns processes
@@ -239,7 +244,9 @@ def test_partial_run_renders_what_exists_and_says_what_is_missing(tmp_path, synt
     index = build_report(run, out=tmp_path / "page")
     html = index.read_text()
     numbers = json.loads((index.parent / "report.json").read_text())
-    assert "missing" in html
+    assert '<div class="missing"><b>missing</b><ul>' in html
+    for note in numbers["missing"]:  # each note on the page as it is in report.json
+        assert f"<li>{code_spans(note)}</li>" in html
     missing = " ".join(numbers["missing"])
     assert "fold 1" in missing and "thresholds.json" in missing and "submission" in missing
     assert [f["status"] for f in numbers["folds"]] == ["finished", "training"]
