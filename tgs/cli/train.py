@@ -15,6 +15,12 @@ from tgs.cli.common import add_command
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register train, threshold and run."""
+    _add_train(sub)
+    _add_threshold(sub)
+    _add_run(sub)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     sp = add_command(sub, "train", _train, "train one fold into RUN/fold{K}")
     sp.add_argument("--config", help="YAML or shipped config (default: an existing RUN's own)")
     sp.add_argument("--data", help="data folder (default: the one an existing RUN trained on)")
@@ -29,6 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--resume", action="store_true", help="continue from RUN/fold{K}/last.pt")
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
+
+def _add_threshold(sub: argparse._SubParsersAction) -> None:
     sp = add_command(sub, "threshold", _threshold, "search threshold x min-area on the run's OOF")
     sp.add_argument("--run", required=True)
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
@@ -39,6 +47,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "config's)",
     )
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     sp = add_command(
         sub, "run", _run, "the whole job: folds -> train every fold -> thresholds -> submission"
     )
