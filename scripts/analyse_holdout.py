@@ -54,7 +54,7 @@ def analyse(a: dict) -> list[tuple[str, str]]:
 
     from tgs.post.metric import per_image_scores
     from tgs.post.rule import PostProcessing, gate_score
-    from tgs.post.search import search
+    from tgs.post.search import search_grid
     from tgs.run.records import Thresholds
 
     scores = per_image_scores(a["masks"], a["truth"])
@@ -77,7 +77,7 @@ def analyse(a: dict) -> list[tuple[str, str]]:
         mean = gate_score(a["probs"], a["cls"], "mean")
         rows.append(("AUC, mean of head and mask max", f"{roc_auc_score(salt, mean):.4f}"))
     gated = rule.gate_score(a["probs"], a["cls"])
-    best = search(a["probs"], a["truth"], cls=gated, blank=rule.blank(a["images"]))
+    best = search_grid(a["probs"], a["truth"], gate_scores=gated, blank=rule.blank(a["images"]))
     searched = f"t {rule.threshold:.2f}, min-area {rule.min_area}"
     searched += f", gate ({rule.gate}) {rule.empty_threshold:.2f}"
     rows.append(("post-processing searched on OOF", f"{searched} -> {scores.mean():.4f}"))
@@ -101,8 +101,8 @@ def fit_gap(run_dir: str, n: int = 600) -> tuple[str, str]:
     cfg, k = run.config(), run.trained_folds()[0]
     rt, spec = Runtime.from_config(cfg), InputSpec.from_config(cfg)
     data_dir = run.data_dir()
-    folds, data = pd.read_csv(run.folds_path), load_data(data_dir)
-    model = load_models([run.best(k)], rt)
+    folds, data = pd.read_csv(run.paths.folds), load_data(data_dir)
+    model = load_models([run.fold(k).best], rt)
     scores = []
     for sel in (folds.fold != k, folds.fold == k):
         ids = folds.id[sel].sample(min(n, int(sel.sum())), random_state=0)

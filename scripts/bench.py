@@ -19,8 +19,9 @@ inference images/s on this CPU, beside each other.
 `blend` scores the average of several such runs' OOF (e.g. two architectures at half the
 budget each against one at the whole budget).
 
-`quality` trains one fold of CFG on DIR (real data: `python -m tgs prepare` first) under a
-wall-clock budget, searches post-processing on that fold's OOF, and prints its competition score.
+`quality` runs `tgs run` on one fold of CFG on DIR (real data: `tgs prepare` first; no
+submission), optionally under a wall-clock or planned budget, and prints the fold's scores: at
+p > 0.5 and after the post-processing search on that fold's OOF.
 """
 
 from __future__ import annotations
@@ -36,53 +37,50 @@ sys.path.insert(0, str(ROOT))
 
 
 def quality(a: argparse.Namespace) -> dict:
+    """One fold of CFG on DIR trained and its post-processing searched by `tgs run` itself
+    (`run_pipeline`: its folds file, budget plan and search; no submission), read back from
+    the run's records."""
+    import shutil
+
     from tgs.core.config import load_config
-    from tgs.data.folds import load_folds, make_folds, save_folds
-    from tgs.pipeline.stages import load_data, search, train_fold
-    from tgs.run.folder import Run
-    from tgs.train.validate import validate_config
+    from tgs.pipeline.job import run_pipeline
+    from tgs.pipeline.options import RunOptions
 
     overrides = list(a.overrides)
     if a.minutes:
         overrides.append(f"max_minutes={a.minutes}")
-    if a.budget:
-        overrides.append(f"budget_minutes={a.budget}")
-    cfg = load_config(a.config, overrides)
-    validate_config(cfg)
-    data = load_data(a.data)
-    folds_csv = Path(a.out) / f"folds-{Path(a.data).name}-{cfg.n_folds}f-s{cfg.fold_seed}.csv"
-    if not folds_csv.exists():
-        save_folds(make_folds(data.ids, data.masks, data.z, cfg.n_folds, cfg.fold_seed), folds_csv)
-    folds = load_folds(folds_csv, ids=data.ids)
-    run = Run(Path(a.out) / "quality" / (a.name or cfg.name))
-    if run.root.exists():
-        import shutil
-
-        shutil.rmtree(run.root)
-    run.create(cfg, a.data, folds_csv)
-    t0 = time.time()
     if a.budget:  # the fold, its OOF and the search planned into `budget` minutes
-        from tgs.budget.probe import ensure_plan
-
-        ensure_plan(run, cfg, data, folds, a.fold, waves=1, n_test=0, spent=0.0)
-    summary = train_fold(run, cfg, data, folds, a.fold)
-    search(run, a.data, data)
-    th = run.thresholds()
+        overrides.append(f"budget_minutes={a.budget}")
+    name = a.name or load_config(a.config, overrides).name
+    run_dir = Path(a.out) / "quality" / name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    opts = RunOptions(
+        config=a.config,
+        data=a.data,
+        folds=[a.fold],
+        run=str(run_dir),
+        overrides=overrides,
+        report=False,
+        predict=False,
+    )
+    result = run_pipeline(opts)
+    run = result.run
+    summary, th, plan = run.summary(a.fold), run.thresholds(), run.plans.plan()
     return {
-        "name": a.name or cfg.name,
+        "name": name,
         "overrides": " ".join(a.overrides),
         "fold": a.fold,
-        "epochs": summary["epochs"],
-        "val_0.5": round(summary["best_val_score"], 4),
-        "oof_0.5": round(summary["oof_score_0.5"], 4),
+        "epochs": summary.epochs,
+        "val_0.5": round(summary.best_val_score, 4),
+        "oof_0.5": round(summary.oof_score, 4),
         "oof_tuned": round(th.cv, 4),
         "threshold": th.threshold,
         "min_area": th.min_area,
         "empty_threshold": th.empty_threshold,
         "gate": th.gate,
-        "minutes": round((time.time() - t0) / 60, 2),
-        "plan": (run.plan() or {}).get("epochs"),
-        "plan_stage2": (run.plan() or {}).get("stage2_epochs"),
+        "minutes": round(result.seconds / 60, 2),
+        "plan": plan.epochs if plan else None,
+        "plan_stage2": plan.stage2_epochs if plan else None,
     }
 
 
@@ -99,7 +97,8 @@ def blend(a: argparse.Namespace) -> dict:
     runs = [Run(r) for r in a.runs]
     ids, probs, cls = blend_oof(runs, [1.0] * len(runs), [[a.fold]] * len(runs))
     gate = PostProcessing.from_thresholds(runs[0].thresholds()).gate
-    result, th = search_oof(ids, probs, cls, load_data(a.data), a.data, runs[0].config(), gate)
+    data, cfg = load_data(a.data), runs[0].config()
+    result, th = search_oof(ids, probs, cls, data, a.data, cfg=cfg, gate=gate)
     return {
         "name": a.name or "+".join(r.root.name for r in runs),
         "fold": a.fold,
@@ -212,7 +211,7 @@ def bench_models(quick: bool) -> list[dict]:
     return rows
 
 
-def _row(what: str, unit: str, baseline: float, tgs: float, device, higher_better=True) -> dict:
+def _row(what: str, unit: str, baseline: float, tgs: float, device, *, higher_better=True) -> dict:
     ratio = tgs / baseline if higher_better else baseline / tgs
     return {
         "benchmark": what,
@@ -231,7 +230,7 @@ def bench_cpu_paths(quick: bool) -> list[dict]:
     from tgs.data import rle
     from tgs.post.metric import competition_score
     from tgs.post.rule import postprocess
-    from tgs.post.search import search
+    from tgs.post.search import search_grid
 
     rng = np.random.default_rng(0)
     masks = np.zeros((18000, 101, 101), np.uint8)
@@ -264,41 +263,58 @@ def bench_cpu_paths(quick: bool) -> list[dict]:
     n = 1000 if quick else 4000
     truth = masks[:n]
     probs = np.clip(truth * 0.7 + rng.uniform(0, 0.5, truth.shape), 0, 1).astype(np.float16)
-    fast = _timed(lambda: search(probs, truth))
+    fast = _timed(lambda: search_grid(probs, truth))
     thresholds, areas = np.arange(100) / 100, np.arange(20) * 10
     pairs = [(t, a) for t in thresholds[::25] for a in areas[::10]]  # 8 of the 2000 pairs
     loop = _timed(lambda: [competition_score(postprocess(probs, t, a), truth) for t, a in pairs])
     base = loop * len(thresholds) * len(areas) / len(pairs)
-    rows.append(_row(f"search 100 thr x 20 areas, {n} maps", "s", base, fast, "cpu", False))
+    rows.append(
+        _row(f"search 100 thr x 20 areas, {n} maps", "s", base, fast, "cpu", higher_better=False)
+    )
     return rows
 
 
-# Runs `python -m tgs ARGS` and prints the process's own peak RSS (kB) last on stderr. VmHWM is
-# the peak of this program's memory only: ru_maxrss of a child also counts the forked parent's
-# pages from before exec, which would charge the benchmark's own arrays to predict.
-_PEAK_RSS_CHILD = """
-import resource, sys
-from tgs.cli.main import main
-rc = main(sys.argv[1:])
-try:
-    kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-except OSError:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
-    kb = kb // 1024 if sys.platform == "darwin" else kb
-print("peak_rss_kb", kb, file=sys.stderr)
-sys.exit(rc)
-"""
+def _peak_rss_child(argv: list[str], answer) -> None:
+    """`tgs ARGV` in this (spawned) process; puts (exit code, its own peak RSS in kB) on
+    `answer`. VmHWM is this program's peak only: ru_maxrss of a forked child also counts the
+    parent's pages from before exec, which would charge the benchmark's own arrays to predict."""
+    import resource
+
+    from tgs.cli.main import main
+
+    rc = main(argv)
+    try:
+        with open("/proc/self/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    except OSError:
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
+        kb = kb // 1024 if sys.platform == "darwin" else kb
+    answer.put((rc, kb))
+
+
+def _in_child(target, *args):
+    """`target(*args, queue)` in a fresh (spawned) Python process; what it put on the queue."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    answer = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, answer))
+    proc.start()
+    got = answer.get()
+    proc.join()
+    if proc.exitcode:
+        raise RuntimeError(f"{target.__name__} failed (exit {proc.exitcode})")
+    return got
 
 
 def bench_predict(out: Path, quick: bool) -> list[dict]:
     """`tgs predict` on N synthetic test images with 5 folds x hflip of a tiny seed_unet, in a
     child process: wall time, peak RSS, and the share of time outside the model's forward."""
-    import subprocess
-
     from tgs.core.config import load_config
     from tgs.data.synth import synth
     from tgs.models.registry import model_from_config
     from tgs.run.folder import Run
+    from tgs.run.records import Manifest, Thresholds
 
     n_test = 2000 if quick else 18000
     data = out / f"predict-data-{n_test}"
@@ -316,73 +332,71 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
 
     for k in range(5):
         state = {"model": model_from_config(cfg).state_dict(), "config": cfg.to_dict(), "epoch": 0}
-        save_checkpoint(run.best(k), {**state, "score": 0.0, "fold": k})
-    run.write_thresholds(
-        {"threshold": 0.5, "min_area": 10, "empty_threshold": 0.0, "blank_rule": True, "cv": 0.0}
-    )
+        save_checkpoint(run.fold(k).best, {**state, "score": 0.0, "fold": k})
+    run.write(Thresholds(threshold=0.5, min_area=10, empty_threshold=0.0, blank_rule=True, cv=0.0))
     sub = out / "predict-bench.csv"
     args = ["predict", "--run", str(run.root), "--data", str(data), "--out", str(sub)]
-    proc = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS_CHILD, *args], cwd=ROOT, capture_output=True, text=True
-    )
-    if proc.returncode:
-        raise RuntimeError(proc.stderr[-2000:])
-    peak_mb = int(proc.stderr.strip().splitlines()[-1].split()[-1]) / 1024
-    m = json.loads(sub.with_suffix(".json").read_text())
-    other = 1 - m["model_seconds"] / m["seconds"]
+    rc, peak_kb = _in_child(_peak_rss_child, args)
+    if rc:
+        raise RuntimeError(f"tgs predict exited {rc}")
+    peak_mb = peak_kb / 1024
+    m = Manifest.read(Manifest.path_for(sub))
+    other = 1 - m.model_seconds / m.seconds
     row = {
         "benchmark": f"predict {n_test} imgs, 5 folds x hflip (seed_unet nf8 64px)",
         "unit": "s",
         "baseline": "",
-        "tgs": m["seconds"],
+        "tgs": m.seconds,
         "speedup": "",
         "device": f"peak RSS {peak_mb:.0f} MB; {100 * other:.1f}% outside model forward",
     }
     return [row]
 
 
-# One training-throughput child of `threads`: seed_unet 16 filters at SIZE px (configs/cpu.yaml's
-# net, classifier head and deep supervision), fp32 on the CPU, channels_last or NCHW; writes its
-# images/s to the JSON file. With WORLD > 1 it is one rank of a DistributedDataParallel model
-# (gloo; gradients all-reduced every step).
-# argv: threads, steps, out.json, size, layout (cl | nchw), batch, rank, world, port
-_THREADS_CHILD = """
-import json, os, sys, time, torch
-torch.set_num_threads(int(sys.argv[1]))
-from tgs.losses import create_loss
-from tgs.models import create_model
-from tgs.train import Criterion
-torch.manual_seed(0)
-batch, rank, world = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
-fmt = torch.channels_last if sys.argv[5] == "cl" else torch.contiguous_format
-m = create_model(
-    "seed_unet", geometry="resize", size=int(sys.argv[4]), n_filters=16, cls_head=True,
-    deep_supervision=True,
-)
-m = m.to(memory_format=fmt)
-if world > 1:
-    import torch.distributed as dist
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[9])
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    m = torch.nn.parallel.DistributedDataParallel(m)
-opt = torch.optim.AdamW(m.parameters(), 1e-3)
-crit = Criterion(create_loss("bce+dice"), 0.2, 0.2)  # as configs/cpu.yaml: cls head, deep sup.
-x = torch.randn(batch, 1, 101, 101).contiguous(memory_format=fmt)
-y = (torch.rand(batch, 1, 101, 101) > 0.5).float()
-def step():
-    mask, cls, aux = m(x, with_cls=True, with_aux=True)
-    loss = crit(mask, cls, y, aux)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-for _ in range(3):
-    step()
-t0 = time.perf_counter()
-for _ in range(int(sys.argv[2])):
-    step()
-rate = batch * int(sys.argv[2]) / (time.perf_counter() - t0)
-json.dump({"img_s": rate}, open(sys.argv[3], "w"))
-"""
+def _throughput_child(threads: int, steps: int, size: int, layout: str, batch: int, *, ddp, answer):
+    """One training-throughput process of `threads`: seed_unet 16 filters at `size` px
+    (configs/cpu.yaml's net: classifier head and deep supervision), fp32 on the CPU, channels_last
+    (`layout` cl) or NCHW, on `threads` threads; puts its images/s on `answer`. `ddp`: (rank,
+    world, port) of one DistributedDataParallel model (gloo; gradients all-reduced every step),
+    or None."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(threads)
+    from tgs.models.losses import create_loss
+    from tgs.models.registry import create_model
+    from tgs.train.loop import Criterion
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
+    kw = {"n_filters": 16, "cls_head": True, "deep_supervision": True}
+    model = create_model("seed_unet", geometry="resize", size=size, **kw).to(memory_format=fmt)
+    if ddp is not None:
+        import torch.distributed as dist
+
+        rank, world, port = ddp
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    crit = Criterion(create_loss("bce+dice"), 0.2, 0.2)  # as configs/cpu.yaml: head, deep sup.
+    x = torch.randn(batch, 1, 101, 101).contiguous(memory_format=fmt)
+    y = (torch.rand(batch, 1, 101, 101) > 0.5).float()
+
+    def step():
+        mask, cls, aux = model(x, with_cls=True, with_aux=True)
+        loss = crit(mask, cls, y, aux)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    answer.put(batch * steps / (time.perf_counter() - t0))
 
 
 def _layouts(cores: int) -> list[tuple]:
@@ -401,28 +415,28 @@ def threads(a: argparse.Namespace) -> list[dict]:
     processes at once (folds in parallel, `jobs`) and against one DDP model with a 1-thread rank
     per core (`tgs run --nproc`, global batch 32), then one thread at 64 and 48 px (progressive
     resizing's low size) in channels_last and NCHW layouts, on this CPU."""
+    import multiprocessing as mp
     import os
-    import subprocess
-    import tempfile
 
     cores, steps, rows = os.cpu_count() or 1, 6 if a.quick else 20, []
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ctx = mp.get_context("spawn")
     for i, (procs, n_threads, size, fmt, batch, ddp) in enumerate(_layouts(cores)):
-        with tempfile.TemporaryDirectory() as tmp:
-            outs = [Path(tmp) / f"{r}.json" for r in range(procs)]
-            cmd = [sys.executable, "-c", _THREADS_CHILD, str(n_threads), str(steps)]
-            world = procs if ddp else 1
-            running = [
-                subprocess.Popen(
-                    [*cmd, str(o), str(size), fmt, str(batch), str(r if ddp else 0), str(world)]
-                    + [str(29400 + i)],
-                    env=env,
-                )
-                for r, o in enumerate(outs)
-            ]
-            if any(p.wait() for p in running):
-                raise RuntimeError("a throughput child failed")
-            rates = [json.loads(o.read_text())["img_s"] for o in outs]
+        answers = [ctx.Queue() for _ in range(procs)]
+        running = [
+            ctx.Process(
+                target=_throughput_child,
+                args=(n_threads, steps, size, fmt, batch),
+                kwargs={"ddp": (r, procs, 29400 + i) if ddp else None, "answer": q},
+            )
+            for r, q in enumerate(answers)
+        ]
+        for p in running:
+            p.start()
+        rates = [q.get() for q in answers]
+        for p in running:
+            p.join()
+        if any(p.exitcode for p in running):
+            raise RuntimeError("a throughput child failed")
         what = "DDP ranks (one model)" if ddp else "proc"
         rows.append(
             {
@@ -467,9 +481,11 @@ def recipe_rates(config: str, steps: int) -> dict:
     sizes = [("full", 0)] + ([("low", cfg.low_size)] if cfg.low_size else [])
     for what, size in sizes:
         with train_size(model, size):
-            train_one_epoch(model, [(x, y)] * 2, crit, opt, scaler, rt, "warm-up", quiet=True)
+            batches = [(x, y)] * 2
+            train_one_epoch(model, batches, crit, opt, scaler, rt=rt, desc="warm-up", quiet=True)
             t0 = time.perf_counter()
-            train_one_epoch(model, [(x, y)] * steps, crit, opt, scaler, rt, "timed", quiet=True)
+            batches = [(x, y)] * steps
+            train_one_epoch(model, batches, crit, opt, scaler, rt=rt, desc="timed", quiet=True)
             rows[what] = cfg.batch_size * steps / (time.perf_counter() - t0)
     model.eval()
     xv = rt.to_input(torch.randn(cfg.val_batch_size, 1, 101, 101))
@@ -510,7 +526,7 @@ def print_table(rows: list[dict]) -> None:
         print(" | ".join(str(r.get(k, "")).ljust(widths[k]) for k in keys))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
     q = sub.add_parser("quality", help="train one fold on real data under a budget; print score")
@@ -543,27 +559,24 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("speed", help="time every hot path against a plain baseline")
     sp.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     sp.add_argument("--out", default="bench")
-    a = p.parse_args(argv)
+    return p
+
+
+TABLES = {"threads": threads, "recipes": recipes, "speed": speed}  # -> OUT/<name>.json
+ROWS = {"quality": quality, "blend": blend}  # one row each, appended to OUT/quality.jsonl
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    if a.what == "threads":
-        rows = threads(a)
-        (Path(a.out) / "threads.json").write_text(json.dumps(rows, indent=2) + "\n")
-        print_table(rows)
-        return 0
-    if a.what == "recipes":
-        rows = recipes(a)
-        (Path(a.out) / "recipes.json").write_text(json.dumps(rows, indent=2) + "\n")
-        print_table(rows)
-        return 0
-    if a.what == "speed":
-        rows = speed(a)
-        (Path(a.out) / "speed.json").write_text(json.dumps(rows, indent=2) + "\n")
-        print_table(rows)
-        return 0
-    row = quality(a) if a.what == "quality" else blend(a)
-    with open(Path(a.out) / "quality.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-    print_table([row])
+    if a.what in TABLES:
+        rows = TABLES[a.what](a)
+        (Path(a.out) / f"{a.what}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    else:
+        rows = [ROWS[a.what](a)]
+        with open(Path(a.out) / "quality.jsonl", "a") as f:
+            f.write(json.dumps(rows[0]) + "\n")
+    print_table(rows)
     return 0
 
 

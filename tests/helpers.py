@@ -68,17 +68,12 @@ TINY = yaml.safe_dump(
 
 
 def fold_trainer(cfg, data, folds, run_dir: Path, fold: int = 0):
-    """A FoldTrainer on a fresh run folder, seeded and with the callbacks
-    `tgs.pipeline.stages.train_fold` gives it."""
-    from tgs.budget.refit import budget_callbacks
+    """A FoldTrainer on a fresh run folder, built as training builds one
+    (`tgs.pipeline.stages.fold_trainer`: the fold's callbacks, the RNGs seeded)."""
+    from tgs.pipeline.stages import fold_trainer as production_trainer
     from tgs.run.folder import Run
-    from tgs.train.callbacks import default_callbacks
-    from tgs.train.rng import seed_everything
-    from tgs.train.trainer import FoldTrainer
 
-    seed_everything(cfg.seed + fold)
-    callbacks = default_callbacks(cfg) + budget_callbacks(cfg)
-    return FoldTrainer(cfg, data, folds, fold, Run(run_dir).create(cfg), callbacks=callbacks)
+    return production_trainer(Run(run_dir).create(cfg), cfg, data, folds, fold)
 
 
 def tiny_yaml(**changes) -> str:

@@ -1,4 +1,4 @@
-"""`python -m tgs ...`: the same as the `tgs` command."""
+"""The package run as a module: the same as the `tgs` command."""
 
 from tgs.cli.main import main
 

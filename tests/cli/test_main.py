@@ -130,3 +130,15 @@ def test_stray_arguments_are_refused(argv, capsys):
         main(argv)
     assert e.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_version_is_the_packages(capsys):
+    from tgs import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"tgs {__version__}"
+    out = subprocess.run(
+        [sys.executable, "-m", "tgs", "--version"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.strip() == f"tgs {__version__}"

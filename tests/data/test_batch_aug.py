@@ -54,10 +54,10 @@ def test_data_on_device_path_trains(synth_dir, tmp_path, monkeypatch):
         used.append(seed)
         return real_epoch(self, seed)
 
-    import tgs.train.trainer
+    import tgs.train.data
 
-    monkeypatch.setattr(tgs.train.trainer, "epoch_loader", no_loader)
+    monkeypatch.setattr(tgs.train.data, "epoch_loader", no_loader)
     monkeypatch.setattr(DeviceBatches, "epoch", recorded)
     summary = train_fold(Run(tmp_path / "r").create(cfg), cfg, data, folds, 0)
     assert used == [42000, 42001]  # one on-device epoch per epoch, seeded by (seed, epoch)
-    assert summary["n_val"] == 30 and (tmp_path / "r" / "fold0" / "oof.npz").is_file()
+    assert summary.n_val == 30 and (tmp_path / "r" / "fold0" / "oof.npz").is_file()

@@ -2,17 +2,22 @@ import pytest
 import torch
 
 from tgs.core.errors import ConfigError
+from tgs.models import registry
 from tgs.models.losses import LOSSES, LovaszHinge, create_loss
-from tgs.models.registry import MODELS, SMP_ARCHS, create_model, create_net
+from tgs.models.registry import create_model, create_net, list_models, smp_archs
 from tgs.models.seed_unet import SeedUNet
 
 SMALL = {"encoder": "resnet18"}
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_model_forward_backward_101_and_128(name):
-    kw = {} if name == "seed_unet" else SMALL
-    model = create_model(name, geometry="pad", size=128, **kw)
+# DPT takes a ViT encoder at the size it was made for (224 px, bilinear resize)
+VIT = ({"encoder": "tu-vit_tiny_patch16_224"}, "resize", 224)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_forward_backward_101_and_its_size(name):
+    kw, geometry, size = {"seed_unet": ({}, "pad", 128), "dpt": VIT}.get(name, (SMALL, "pad", 128))
+    model = create_model(name, geometry=geometry, size=size, **kw)
     x = torch.randn(2, 1, 101, 101)
     out = model(x)
     assert out.shape == (2, 1, 101, 101)
@@ -20,7 +25,7 @@ def test_every_model_forward_backward_101_and_128(name):
     grads = [p.grad is not None for p in model.parameters()]
     assert sum(grads) / len(grads) > 0.5  # (pspnet leaves its unused deepest stage without grad)
     raw = create_net(name, in_channels=1, **kw)
-    assert raw(torch.randn(2, 1, 128, 128)).shape == (2, 1, 128, 128)
+    assert raw(torch.randn(2, 1, size, size)).shape == (2, 1, size, size)
 
 
 def test_smp_unet_takes_101_directly():
@@ -47,7 +52,17 @@ def test_registry_typos_list_valid_names():
     assert "seed_unet" in str(e.value) and "fpn" in str(e.value)
     with pytest.raises(ConfigError, match="resnet34"):
         create_model("unet", encoder="resnet3")
-    assert set(SMP_ARCHS) <= set(MODELS)
+
+
+def test_smp_architectures_are_smps_own(monkeypatch):
+    import segmentation_models_pytorch as smp
+
+    assert set(smp_archs()) == set(smp.MODEL_ARCHITECTURES_MAPPING)  # DPT too, on smp 0.6
+    assert set(smp_archs()) | {"seed_unet"} == set(list_models())
+    monkeypatch.setattr(registry, "smp_archs", lambda: ())  # Kaggle's image: no smp
+    assert list_models() == ["seed_unet"]
+    with pytest.raises(ConfigError, match="segmentation_models_pytorch, not installed"):
+        create_model("unet")
 
 
 def test_scse_attention_changes_the_decoder():

@@ -260,7 +260,7 @@ def test_normalisation_follows_the_weights_and_runs_keep_theirs():
     lite = load_config(None, ["model=unet", f"encoder={LITE0}", "encoder_weights=imagenet"])
     resolved, source = resolve_pretrained(lite)
     assert (resolved.input_mean, resolved.input_std) == (0.5, 0.5) == (source.mean, source.std)
-    assert source.record()["sha256"] == weights.PACKAGED["tf_efficientnet_lite0"].sha256
+    assert source.record().sha256 == weights.PACKAGED["tf_efficientnet_lite0"].sha256
     scratch, none = resolve_pretrained(load_config(None, []))
     assert none is None and (scratch.input_mean, scratch.input_std) == (0.5, 0.25)
     assert weights.normalization("tu-resnet18", "file") == (0.449, 0.226)  # ImageNet's, in grey

@@ -10,8 +10,10 @@ from tgs.core.errors import TGSError
 from tgs.core.procs import FOLD_LAUNCHED, fold_started
 from tgs.data.folds import make_folds, save_folds
 from tgs.pipeline import fold as fold_module
-from tgs.pipeline.fold import train_one_fold
+from tgs.pipeline.fold import run_train
+from tgs.pipeline.options import TrainOptions
 from tgs.pipeline.stages import load_data
+from tgs.run.records import FoldSummary
 
 
 @pytest.fixture
@@ -27,16 +29,30 @@ def inputs(synth_dir, tmp_path):
 
 @pytest.fixture
 def calls(monkeypatch):
-    """The train_fold and ensure_plan calls train_one_fold makes, recorded instead of run."""
+    """The train_fold and ensure_plan calls run_train makes, recorded instead of run."""
     seen = {"train_fold": [], "ensure_plan": []}
 
-    def train_fold(*args):
-        seen["train_fold"].append(args)
-        return {"fold": args[4]}
+    def train_fold(*args, **kw):
+        seen["train_fold"].append((args, kw))
+        return FoldSummary(fold=args[4])
 
     monkeypatch.setattr(fold_module, "train_fold", train_fold)
-    monkeypatch.setattr(fold_module, "ensure_plan", lambda *a: seen["ensure_plan"].append(a))
+    monkeypatch.setattr(
+        fold_module, "ensure_plan", lambda *a, **kw: seen["ensure_plan"].append((a, kw))
+    )
     return seen
+
+
+def _opts(cfg, folds, data, fold, run, *overrides, resume=False) -> TrainOptions:
+    return TrainOptions(
+        fold=fold,
+        config=str(cfg),
+        overrides=list(overrides),
+        data=str(data),
+        folds=str(folds),
+        run=str(run),
+        resume=resume,
+    )
 
 
 def test_a_fold_not_in_the_folds_file_is_refused_before_anything_is_written(
@@ -45,7 +61,7 @@ def test_a_fold_not_in_the_folds_file_is_refused_before_anything_is_written(
     cfg, folds = inputs
     message = rf"^fold 3 is not in {folds} \(folds: \[0, 1\]\)$"
     with pytest.raises(TGSError, match=message):
-        train_one_fold(cfg, [], synth_dir, folds, 3, tmp_path / "r")
+        run_train(_opts(cfg, folds, synth_dir, 3, tmp_path / "r"))
     assert not (tmp_path / "r").exists() and calls["train_fold"] == []
 
 
@@ -56,16 +72,18 @@ def test_a_fold_launched_by_tgs_run_started_at_its_launch(
     starts now."""
     cfg, folds = inputs
     monkeypatch.setenv(FOLD_LAUNCHED, "1234.5")
-    assert train_one_fold(cfg, ["seed=3"], synth_dir, folds, 1, tmp_path / "r", True) == {"fold": 1}
-    run, config, data, fold_df, fold, resume, dist, started = calls["train_fold"][0]
+    summary = run_train(_opts(cfg, folds, synth_dir, 1, tmp_path / "r", "seed=3", resume=True))
+    assert summary == FoldSummary(fold=1)
+    (run, config, data, fold_df, fold), kw = calls["train_fold"][0]
+    resume, dist, started = kw["resume"], kw["dist"], kw["started"]
     assert (run.root, config.seed, fold, resume, started) == (tmp_path / "r", 3, 1, True, 1234.5)
     assert len(data.ids) == len(fold_df) == 60 and not dist.enabled
-    assert run.config_path.is_file()  # the run was created
+    assert run.paths.config.is_file()  # the run was created
     assert calls["ensure_plan"] == []  # no budget
 
     monkeypatch.delenv(FOLD_LAUNCHED)
-    train_one_fold(cfg, [], synth_dir, folds, 0, tmp_path / "r2")
-    assert abs(calls["train_fold"][1][-1] - time.time()) < 60
+    run_train(_opts(cfg, folds, synth_dir, 0, tmp_path / "r2"))
+    assert abs(calls["train_fold"][1][1]["started"] - time.time()) < 60
 
 
 def test_fold_started_reads_the_launch_time(monkeypatch):
@@ -77,8 +95,9 @@ def test_fold_started_reads_the_launch_time(monkeypatch):
 
 def test_a_budgeted_fold_on_its_own_is_planned_first(synth_dir, inputs, tmp_path, calls):
     cfg, folds = inputs
-    train_one_fold(cfg, ["budget_minutes=5"], synth_dir, folds, 1, tmp_path / "r")
-    (run, config, data, fold_df, fold, n_folds, n_test, spent) = calls["ensure_plan"][0]
+    run_train(_opts(cfg, folds, synth_dir, 1, tmp_path / "r", "budget_minutes=5"))
+    (run, config, data, fold_df, fold), kw = calls["ensure_plan"][0]
+    n_folds, n_test, spent = kw["waves"], kw["n_test"], kw["spent"]
     assert (run.root, config.budget_minutes, fold, n_folds, n_test, spent) == (
         tmp_path / "r",
         5.0,

@@ -53,7 +53,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
         with np.load(run / f"fold{k}" / "oof.npz") as z:
             assert z["probs"].dtype == np.float16 and z["probs"].shape[1:] == (101, 101)
             rows = [data.ids.index(i) for i in z["ids"]]
-            model = load_models([r.best(k)], rt)  # OOF = fold k's best model, hflip, val ids
+            model = load_models([r.fold(k).best], rt)  # OOF = fold k's best model, hflip, val ids
             expect, _ = predict_array(model, data.images[rows], rt, cfg.val_batch_size, "hflip")
             np.testing.assert_array_equal(z["probs"], expect.astype(np.float16))
             oof_ids += z["ids"].tolist()
@@ -79,7 +79,7 @@ def test_cli_pipeline_end_to_end(synth_dir, tiny_config, tmp_path):
     # the submission is the 2-fold x hflip ensemble, post-processed with the searched values
     test = read_rle_csv(synth_dir / "sample_submission.csv")["id"].tolist()
     images = np.stack([read_image(synth_dir / "test" / "images" / f"{i}.png") for i in test])
-    models = load_models([r.best(k) for k in (0, 1)], rt)
+    models = load_models([r.fold(k).best for k in (0, 1)], rt)
     probs, _ = predict_array(models, images, rt, cfg.val_batch_size, "hflip")
     masks = postprocess(probs, th["threshold"], th["min_area"], blank=is_blank(images))
     written = read_rle_csv(sub)["rle_mask"].tolist()
@@ -160,7 +160,7 @@ def test_torchrun_command_carries_rendezvous_options(tmp_path):
     assert cmd[cmd.index("--nproc_per_node") + 1] == "4" and "--standalone" not in cmd
     assert (
         cmd[-7:]
-        == ["--folds", str(run.folds_path), "--fold", "3", "--run-dir", str(run.root), "--resume"][
+        == ["--folds", str(run.paths.folds), "--fold", "3", "--run-dir", str(run.root), "--resume"][
             -7:
         ]
     )
@@ -238,3 +238,36 @@ def test_analyse_holdout_splits_the_lost_score_by_kind_of_error():
     assert rows["post-processing searched on OOF"].endswith("-> 0.5000")
     # the holdout's own best post-processing drops the 100-pixel false positive by min-area
     assert rows["the holdout's own best"].endswith("-> 0.7500")
+
+
+def test_a_folds_file_tgs_named_is_remade_when_the_data_changed(synth_dir, tmp_path, caplog):
+    """folds/<data>-<k>f-s<seed>.csv is tgs's own: made for another data set in a folder of the
+    same name (or damaged), it is made again with a note, never refused. A folds file the user
+    named is checked and refused as before."""
+    import logging
+
+    from tgs.core.config import load_config
+    from tgs.core.errors import DataError
+    from tgs.data.folds import load_folds
+    from tgs.data.synth import synth
+    from tgs.pipeline.job import default_folds_csv, ensure_folds
+
+    cfg = load_config(None, ["n_folds=2"])
+    first, other = load_data(synth_dir), load_data(synth(tmp_path / "d", 40, 4, seed=7))
+    path = default_folds_csv(tmp_path / "synth", cfg)
+    assert path.name == "synth-2f-s42.csv"
+    path = tmp_path / path
+    ensure_folds(path, first, cfg, named_by_tgs=True)
+    made = path.read_text()
+    ensure_folds(path, first, cfg, named_by_tgs=True)  # fits: left as it is
+    assert path.read_text() == made
+    with pytest.raises(DataError, match="does not match the data"):
+        ensure_folds(path, other, cfg, named_by_tgs=False)  # the user's file: refused
+        load_folds(path, other.ids)
+    with caplog.at_level(logging.WARNING, logger="tgs"):
+        ensure_folds(path, other, cfg, named_by_tgs=True)
+    assert "no longer fits the data" in caplog.text
+    assert sorted(load_folds(path, other.ids)["id"]) == sorted(other.ids)
+    path.write_text("id,fold\n")  # damaged (cut short): made again too
+    ensure_folds(path, other, cfg, named_by_tgs=True)
+    assert len(load_folds(path, other.ids)) == len(other.ids)

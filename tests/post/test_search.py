@@ -4,7 +4,7 @@ import pytest
 from tgs.core.errors import ConfigError
 from tgs.post.metric import competition_score
 from tgs.post.rule import GATES, PostProcessing, binarize, gate_score, postprocess
-from tgs.post.search import search, threshold_counts
+from tgs.post.search import search_grid, threshold_counts
 from tgs.run.records import Thresholds
 
 
@@ -26,7 +26,7 @@ def constructed(n=40, seed=0):
 
 def test_search_finds_known_optimum():
     probs, masks = constructed()
-    res = search(probs, masks)
+    res = search_grid(probs, masks)
     assert res.score == 1.0
     assert 0.40 <= res.threshold < 0.60  # keeps 0.6 pixels, drops 0.4 distractors
     assert 20 <= res.min_area <= 200  # drops 15-pixel specks, keeps 200-pixel masks
@@ -44,7 +44,7 @@ def test_grid_equals_brute_force():
     noise = rng.uniform(0, 0.7, masks.shape)
     probs = np.clip(masks * rng.uniform(0.2, 0.8) + noise * rng.uniform(0, 1, (25, 1, 1)), 0, 1)
     thresholds, areas = np.arange(0, 100, 7) / 100, np.array([0, 30, 500, 3000])
-    res = search(probs, masks, thresholds, areas)
+    res = search_grid(probs, masks, thresholds, areas)
     for i, t in enumerate(thresholds):
         for j, a in enumerate(areas):
             brute = competition_score(postprocess(probs, t, a), masks)
@@ -109,7 +109,10 @@ def test_mean_gate_empties_what_neither_score_alone_can():
     probs[4:, 40:70, 40:70] = 0.7  # false salt on the empty images...
     probs[4, 40:70, 40:70] = 0.9  # ...one of them confident
     cls = np.array([0.3, 0.3, 0.9, 0.9, 0.1, 0.1, 0.1, 0.4], np.float32)
-    found = {g: search(probs, masks, min_areas=[0], cls=gate_score(probs, cls, g)) for g in GATES}
+    found = {
+        g: search_grid(probs, masks, min_areas=[0], gate_scores=gate_score(probs, cls, g))
+        for g in GATES
+    }
     assert found["mean"].score == 1.0
     assert found["head"].score < 1.0 and found["mask_max"].score < 1.0
     best, mean = found["mean"], gate_score(probs, cls, "mean")

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from tgs.core.config import load_config
 from tgs.core.errors import TGSError
 from tgs.data import rle
 from tgs.kaggle.competition import local_manifests
-from tgs.pipeline.stages import search
+from tgs.pipeline.stages import search_thresholds
 from tgs.post.rule import gate_score, postprocess
 from tgs.predict.blend import blend_oof, predict_blend, search_blend
 from tgs.predict.test_set import predict_batches, predict_run
@@ -34,7 +35,7 @@ def runs(tmp_path_factory, data, folds, synth_dir):
         cfg = load_config(None, [*TINY_ARGS, "n_folds=2", "folds=[0]", *extra])
         fold_trainer(cfg, data, folds, root / name).fit()
         made[name] = Run(root / name)
-        search(made[name], synth_dir, data)
+        search_thresholds(made[name], synth_dir, data)
     return made
 
 
@@ -57,12 +58,12 @@ def test_blend_oof_is_the_weighted_mean_in_the_first_runs_order(runs, tmp_path):
 
 def test_blend_of_a_run_with_itself_is_that_run(runs, synth_dir, tmp_path):
     a = runs["a"]
-    th = search_blend([a, a], tmp_path / "aa", synth_dir)
+    th = search_blend([a, a], tmp_path / "aa", data_dir=synth_dir).to_dict()
     own = a.thresholds().to_dict()
     for key in ("threshold", "min_area", "empty_threshold", "gate", "cv"):
         assert th[key] == pytest.approx(own[key]), key
     mine = predict_blend(tmp_path / "aa", synth_dir, 8, tmp_path / "subs")
-    theirs = predict_run(a, synth_dir, tmp_path / "a.csv", 8)
+    theirs = predict_run(a, synth_dir, out=tmp_path / "a.csv", batch_size=8)
     pd.testing.assert_frame_equal(
         pd.read_csv(mine, keep_default_na=False), pd.read_csv(theirs, keep_default_na=False)
     )
@@ -129,13 +130,13 @@ def test_blend_with_a_headless_run_has_no_head(runs, synth_dir, tmp_path):
     """A member without a salt-present head: neither OOF nor test blend uses the other's head,
     so the head gate is off (recorded as null) and `mean` is refused."""
     a, c = runs["a"], runs["c"]
-    th = search_blend([a, c], tmp_path / "ac", synth_dir)
+    th = search_blend([a, c], tmp_path / "ac", data_dir=synth_dir).to_dict()
     assert (
         th["gate"] is None
         and json.loads((tmp_path / "ac" / "blend.json").read_text())["gate"] is None
     )
     with pytest.raises(TGSError, match="head in every run"):
-        search_blend([a, c], tmp_path / "ac", synth_dir, gate="mean")
+        search_blend([a, c], tmp_path / "ac", data_dir=synth_dir, gate="mean")
     (ids, pa, _), (_, pc, cc) = _member_predictions([a, c], synth_dir)
     assert cc is None
     p = (pa + pc) / 2
@@ -155,20 +156,19 @@ def test_blend_refuses_what_it_cannot_average(runs, synth_dir, tmp_path):
     with pytest.raises(TGSError, match="same folds file"):
         blend_oof([a, other], [1.0, 1.0])
     with pytest.raises(TGSError, match="two runs or more"):
-        search_blend([a], tmp_path / "x", synth_dir)
+        search_blend([a], tmp_path / "x", data_dir=synth_dir)
     with pytest.raises(TGSError, match="one weight per run"):
-        search_blend([a, b], tmp_path / "x", synth_dir, weights=[1.0])
+        search_blend([a, b], tmp_path / "x", data_dir=synth_dir, weights=[1.0])
     with pytest.raises(TGSError, match="positive"):
-        search_blend([a, b], tmp_path / "x", synth_dir, weights=[1.0, 0.0])
+        search_blend([a, b], tmp_path / "x", data_dir=synth_dir, weights=[1.0, 0.0])
     with pytest.raises(TGSError, match="blend.json missing"):
         predict_blend(tmp_path / "nothing", synth_dir)
     with pytest.raises(TGSError, match="is a run folder"):
-        search_blend([a, b], a.root, synth_dir)
+        search_blend([a, b], a.root, data_dir=synth_dir)
     stale = Run(shutil.copytree(b.root, tmp_path / "stale"))
-    th = stale.thresholds().to_dict()
-    stale.write_thresholds({**th, "models": ["fold9/best.pt"]})  # searched on other models
+    stale.write(replace(stale.thresholds(), models=["fold9/best.pt"]))  # other models' OOF
     with pytest.raises(TGSError, match="tgs threshold --run"):
-        search_blend([a, stale], tmp_path / "x", synth_dir)
+        search_blend([a, stale], tmp_path / "x", data_dir=synth_dir)
     assert (
         main(["blend", str(a.root), str(b.root), "--out", str(tmp_path / "w"), "--weights", "2;1"])
         == 1

@@ -11,7 +11,7 @@ from tgs.cli.main import main
 from tgs.core.config import load_config
 from tgs.core.errors import TGSError
 from tgs.data.folds import make_folds, save_folds
-from tgs.pipeline.stages import load_data, search, train_fold
+from tgs.pipeline.stages import load_data, search_thresholds, train_fold
 from tgs.post.rule import PostProcessing
 from tgs.predict.pseudo import Confidence
 from tgs.run.folder import Run
@@ -48,7 +48,7 @@ def pseudo_run(synth_dir, tmp_path_factory):
     run = Run(tmp / "r").create(cfg, synth_dir, tmp / "folds.csv")
     for k in (0, 1):
         train_fold(run, cfg, data, folds, k)
-    search(run)
+    search_thresholds(run)
     return run, data, folds, tmp
 
 
@@ -56,10 +56,10 @@ def test_pseudo_writes_the_submission_labels_of_confident_images(pseudo_run, syn
     run, data, folds, tmp = pseudo_run
     strict = ["--low", "0", "--high", "1", "--max-uncertain", "0"]  # every pixel is unsure
     assert main(["pseudo", "--run", str(run.root), *strict]) == 1  # nothing kept: an error
-    assert not run.pseudo_dir.exists()  # and nothing written
+    assert not run.paths.pseudo.exists()  # and nothing written
     loose = ["--low", "0.3", "--high", "0.7", "--max-uncertain", "1"]  # a tiny net: keep all
     assert main(["pseudo", "--run", str(run.root), *loose]) == 0
-    info = json.loads((run.pseudo_dir / "pseudo.json").read_text())
+    info = json.loads((run.paths.pseudo / "pseudo.json").read_text())
     assert info["rule"] == {"low": 0.3, "high": 0.7, "max_uncertain": 1.0}
     assert info["n_test"] == 20 and info["n_kept"] == 20
     assert info["n_kept"] == info["n_kept_empty"] + info["n_kept_salt"]
@@ -71,12 +71,12 @@ def test_pseudo_writes_the_submission_labels_of_confident_images(pseudo_run, syn
         "empty_threshold": 0.0,
         "blank_rule": True,
     }
-    pseudo = load_data(run.pseudo_dir)  # a labelled set in the competition layout
+    pseudo = load_data(run.paths.pseudo)  # a labelled set in the competition layout
     assert not set(pseudo.ids) & set(data.ids)
     sub = tmp / "sub.csv"
     assert main(["predict", "--run", str(run.root), "--out", str(sub)]) == 0
     labels = pd.read_csv(sub, dtype=str, keep_default_na=False).set_index("id")["rle_mask"]
-    written = pd.read_csv(run.pseudo_dir / "train.csv", dtype=str, keep_default_na=False)
+    written = pd.read_csv(run.paths.pseudo / "train.csv", dtype=str, keep_default_na=False)
     for id_, text in zip(written["id"], written["rle_mask"], strict=True):
         assert labels[id_] == text  # the label is exactly the submission's mask
     assert main(["pseudo", "--run", str(run.root)]) == 1  # exists: needs --force
@@ -84,7 +84,7 @@ def test_pseudo_writes_the_submission_labels_of_confident_images(pseudo_run, syn
 
 def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, tmp_path):
     run, data, folds, _ = pseudo_run
-    if not run.pseudo_dir.is_dir():
+    if not run.paths.pseudo.is_dir():
         assert (
             main(
                 [
@@ -101,7 +101,7 @@ def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, t
             )
             == 0
         )
-    n_pseudo = len(load_data(run.pseudo_dir).ids)
+    n_pseudo = len(load_data(run.paths.pseudo).ids)
     cfg = load_config(
         None,
         [
@@ -109,13 +109,13 @@ def test_second_round_trains_on_pseudo_images_never_validates_them(pseudo_run, t
             "batch_size=8",
             "epochs=1",
             "max_train_batches=1",
-            f"pseudo={run.pseudo_dir}",
+            f"pseudo={run.paths.pseudo}",
         ],
     )
     r2 = Run(tmp_path / "round2").create(cfg)
     summary = train_fold(r2, cfg, data, folds, 0)
-    assert summary["n_pseudo"] == n_pseudo and summary["n_val"] == 30
-    with np.load(r2.oof(0)) as z:  # validation/OOF ids: labelled fold-0 ids only
+    assert summary.n_pseudo == n_pseudo and summary.n_val == 30
+    with np.load(r2.fold(0).oof) as z:  # validation/OOF ids: labelled fold-0 ids only
         assert set(z["ids"].tolist()) == set(folds[folds["fold"] == 0]["id"])
     bad = load_config(
         None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -12,17 +13,19 @@ import pytest
 
 from tests.helpers import TINY
 from tgs.cli.main import main
-from tgs.core.config import Config
+from tgs.core.config import Config, dump_config
 from tgs.core.errors import TGSError
 from tgs.data import rle
 from tgs.data.folds import coverage, coverage_class, make_folds, save_folds
 from tgs.data.io import load_train
-from tgs.pipeline.stages import search
+from tgs.pipeline.stages import search_thresholds
 from tgs.post.metric import per_image_scores
 from tgs.post.rule import gate_score, is_blank, postprocess
 from tgs.report import build_report
+from tgs.report.html import code_spans, esc
 from tgs.report.tiles import boundary
 from tgs.run.folder import Run
+from tgs.run.records import FoldRefit, FoldSummary, Measured, Plan
 
 N_FOLDS = 2
 EPOCHS = 3
@@ -42,7 +45,7 @@ def fake_probs(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def write_fold(run: Run, data, folds: pd.DataFrame, k: int, finish: bool, seed: int = 0) -> None:
     """Fold k's files as training writes them: log.csv (and summary.json, oof.npz)."""
     rng = np.random.default_rng(seed + k)
-    run.fold_dir(k).mkdir(parents=True, exist_ok=True)
+    run.fold(k).dir.mkdir(parents=True, exist_ok=True)
     epochs = EPOCHS if finish else 1
     log = pd.DataFrame(
         {
@@ -56,28 +59,27 @@ def write_fold(run: Run, data, folds: pd.DataFrame, k: int, finish: bool, seed: 
             "seconds": np.full(epochs, 2.0),
         }
     )
-    log.to_csv(run.log(k), index=False)
-    run.best(k).write_bytes(b"not a real checkpoint")
+    log.to_csv(run.fold(k).log, index=False)
+    run.fold(k).best.write_bytes(b"not a real checkpoint")
     if not finish:
         return
     val = np.flatnonzero(folds["fold"].to_numpy() == k)
     probs = fake_probs(data.masks[val], rng)
     cls = rng.uniform(0, 1, len(val)).astype(np.float32)
     run.save_oof(k, [data.ids[i] for i in val], probs, cls)
-    run.write_summary(
-        k,
-        {
-            "fold": k,
-            "best_epoch": EPOCHS,
-            "best_val_score": 0.6,
-            "oof_score_0.5": 0.55,
-            "tta": "hflip",
-            "models": [run.relative(run.best(k))],
-            "n_train": len(data.ids) - len(val),
-            "n_val": len(val),
-            "epochs": EPOCHS,
-            "train_seconds": 2.0 * EPOCHS,
-        },
+    run.write(
+        FoldSummary(
+            fold=k,
+            best_epoch=EPOCHS,
+            best_val_score=0.6,
+            oof_score=0.55,
+            tta="hflip",
+            models=[run.relative(run.fold(k).best)],
+            n_train=len(data.ids) - len(val),
+            n_val=len(val),
+            epochs=EPOCHS,
+            train_seconds=2.0 * EPOCHS,
+        )
     )
 
 
@@ -96,7 +98,7 @@ def make_run(
     for k in started:
         write_fold(run, data, folds, k, finish=False)
     if threshold:
-        search(run, synth_dir, data)
+        search_thresholds(run, synth_dir, data)
     return run
 
 
@@ -131,7 +133,9 @@ def expected_classes(run: Run, data) -> tuple[list[dict], np.ndarray, np.ndarray
     rows = [data.ids.index(i) for i in ids]
     blank = is_blank(data.images[rows]) if th["blank_rule"] else None
     gated = gate_score(probs, cls, th.get("gate") or "head")
-    pred = postprocess(probs, th["threshold"], th["min_area"], gated, th["empty_threshold"], blank)
+    pred = postprocess(
+        probs, th["threshold"], th["min_area"], gated, th["empty_threshold"], blank=blank
+    )
     truth = data.masks[rows]
     scores = per_image_scores(pred, truth)
     classes = coverage_class(coverage(truth))
@@ -151,7 +155,7 @@ def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypat
     run = make_run(tmp_path, synth_dir, data)
     test_masks, manifest = write_submission(run, synth_dir, monkeypatch, tmp_path)
     index = build_report(run)
-    assert index == run.report_dir / "index.html"
+    assert index == run.paths.report / "index.html"
     html = index.read_text()
     numbers = json.loads((index.parent / "report.json").read_text())
 
@@ -203,7 +207,11 @@ def test_report_numbers_match_the_run_files(tmp_path, synth_dir, data, monkeypat
     want = np.bincount(coverage_class(coverage(test_masks)), minlength=11) / len(test_masks)
     assert np.allclose(hist[test_key], want)
     assert "0.8123" in html and "0.8345" in html  # Kaggle's public / private score
-    assert "lr" in html and "<details>" in html  # config diff and the folded full config
+    # the config diff (this run's lr against the default's) and the folded full config
+    assert "<tr><td>lr</td><td>0.003</td><td>0.001</td></tr>" in html
+    assert "<tr><td>seed</td>" not in html  # the default's: not a difference
+    full = esc(dump_config(run.config()))
+    assert f"<summary>full config (config.yaml)</summary><pre>{full}</pre>" in html
 
 
 @pytest.mark.slow  # trains or spawns processes
@@ -211,13 +219,13 @@ def test_report_empties_by_the_recorded_gate_score(tmp_path, synth_dir, data):
     run = make_run(tmp_path, synth_dir, data, gate="mean")
     assert run.thresholds().gate == "mean"
     # a gate that bites: the mean gate and the head alone empty different images
-    run.write_thresholds({**run.thresholds().to_dict(), "empty_threshold": 0.75})
+    run.write(replace(run.thresholds(), empty_threshold=0.75))
     _, _, pred = expected_classes(run, data)
     ids, probs, cls, _ = run.load_oof()
     truth_salt = np.array([data.masks[data.ids.index(i)].any() for i in ids])
     th = run.thresholds().to_dict()
     blank = is_blank(data.images[[data.ids.index(i) for i in ids]]) if th["blank_rule"] else None
-    by_head = postprocess(probs, th["threshold"], th["min_area"], cls, 0.75, blank)
+    by_head = postprocess(probs, th["threshold"], th["min_area"], cls, 0.75, blank=blank)
     by_head = by_head.any(axis=(1, 2))
     pred_salt = pred.reshape(len(pred), -1).any(axis=1)
     head_counts = ((truth_salt & ~by_head).sum(), (~truth_salt & by_head).sum())
@@ -236,7 +244,9 @@ def test_partial_run_renders_what_exists_and_says_what_is_missing(tmp_path, synt
     index = build_report(run, out=tmp_path / "page")
     html = index.read_text()
     numbers = json.loads((index.parent / "report.json").read_text())
-    assert "missing" in html
+    assert '<div class="missing"><b>missing</b><ul>' in html
+    for note in numbers["missing"]:  # each note on the page as it is in report.json
+        assert f"<li>{code_spans(note)}</li>" in html
     missing = " ".join(numbers["missing"])
     assert "fold 1" in missing and "thresholds.json" in missing and "submission" in missing
     assert [f["status"] for f in numbers["folds"]] == ["finished", "training"]
@@ -255,15 +265,23 @@ def test_budget_plan_sets_the_epochs_shown(tmp_path, synth_dir, data):
     run = make_run(
         tmp_path, synth_dir, data, finished=(0,), started=(1,), threshold=False, budget_minutes=5.0
     )
-    plan = {"epoch_seconds": 1.5, "epochs": 7, "stage2_epochs": 1, "config_epochs": EPOCHS}
-    run.write_plan({**plan, "cpu": "test cpu"})
+    measured = Measured(step_seconds=0.1, val_seconds=0.5, n_val=30, steps_per_epoch=10)
+    plan = Plan(
+        measured=measured,
+        epoch_seconds=1.5,
+        fold_seconds=60.0,
+        epochs=7,
+        stage2_epochs=1,
+        config_epochs=EPOCHS,
+        cpu="test cpu",
+    )
+    run.plans.write_plan(plan)
     html = build_report(run).read_text()
     assert "1/8" in html and "fold 1: still training or stopped (1/8 epochs" in html
     assert "5 min budget: 1.5 s/epoch measured on test cpu -&gt; 7 epochs + 1 stage 2" in html
-    first = {"after_epochs": 2, "ratio": 0.9, "epochs": 8, "stage2_epochs": 1}
-    first["planned_epochs"] = 8
-    second = {**first, "after_epochs": 6, "ratio": 0.8, "epochs": 9, "on_full_size": True}
-    run.write_fold_plan(1, {**second, "planned_epochs": 9, "previous": first})
+    first = FoldRefit(after_epochs=2, ratio=0.9, epochs=8, stage2_epochs=1, planned_epochs=8)
+    second = replace(first, after_epochs=6, ratio=0.8, epochs=9, on_full_size=True)
+    run.plans.write_refits(1, [first, replace(second, planned_epochs=9)])
     html = build_report(run).read_text()  # the fold's two refits, in order; its epochs: 9 + 1
     assert "fold 1: still training or stopped (1/10 epochs" in html
     one = html.index("after 2 epochs, its epochs took 0.90x the probe")
@@ -273,7 +291,7 @@ def test_budget_plan_sets_the_epochs_shown(tmp_path, synth_dir, data):
 
 
 def _fold_oof(run: Run, k: int):
-    with np.load(run.oof(k)) as z:
+    with np.load(run.fold(k).oof) as z:
         return z["ids"].tolist(), z["probs"], z["cls"]
 
 
@@ -307,7 +325,7 @@ def test_cli_prints_the_page_and_rebuilds_but_never_replaces_other_folders(
 ):
     run = make_run(tmp_path, synth_dir, data)
     assert main(["report", "--run", str(run.root)]) == 0
-    index = run.report_dir / "index.html"
+    index = run.paths.report / "index.html"
     assert capsys.readouterr().out.strip() == str(index) and index.is_file()
     assert main(["report", "--run", str(run.root)]) == 0  # an earlier report is replaced
     other = tmp_path / "other"
@@ -339,7 +357,7 @@ def test_tgs_run_writes_the_report_at_the_end(tmp_path, synth_dir, monkeypatch):
     config.write_text(TINY_RUN)
     opts = RunOptions(config=str(config), data=str(synth_dir), run=str(tmp_path / "runs/tiny"))
     result = run_pipeline(opts)
-    assert result.report == result.run.report_dir / "index.html"
+    assert result.report == result.run.paths.report / "index.html"
     numbers = json.loads((result.report.parent / "report.json").read_text())
     assert numbers["cv"] == result.cv and numbers["missing"] == []
     assert numbers["submission"]["file"] == str(result.submission)

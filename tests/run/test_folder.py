@@ -18,6 +18,7 @@ from tgs.data import cache
 from tgs.models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from tgs.models.registry import model_from_config
 from tgs.run.folder import Run
+from tgs.run.records import FoldSummary
 
 
 def _checkpoint(run: Run, k: int, path: Path, cfg) -> None:
@@ -29,11 +30,11 @@ def test_model_files_are_snapshots_in_cycle_order_else_best(tmp_path):
     cfg = load_config(None, TINY_ARGS)
     run = Run(tmp_path / "r").create(cfg)
     for k in (0, 1):
-        _checkpoint(run, k, run.best(k), cfg)
+        _checkpoint(run, k, run.fold(k).best, cfg)
     for cycle in (10, 2, 1):  # numeric, not lexical, order
-        _checkpoint(run, 1, run.snapshot(1, cycle), cfg)
-    (run.fold_dir(1) / "snapshot-old.pt").write_bytes(b"")  # not a snapshot name
-    assert run.model_files(0) == [run.best(0)]
+        _checkpoint(run, 1, run.fold(1).snapshot(cycle), cfg)
+    (run.fold(1).dir / "snapshot-old.pt").write_bytes(b"")  # not a snapshot name
+    assert run.model_files(0) == [run.fold(0).best]
     assert [p.name for p in run.model_files(1)] == ["snapshot1.pt", "snapshot2.pt", "snapshot10.pt"]
     assert run.trained_folds() == [0, 1]
     assert [run.relative(p) for p in run.all_model_files()][:2] == [
@@ -47,10 +48,11 @@ def test_create_copies_folds_and_refuses_other_folds_or_config(tmp_path):
     folds.write_text("id,fold\na,0\nb,1\n")
     cfg = load_config(None, TINY_ARGS)
     run = Run(tmp_path / "r").create(cfg, tmp_path, folds)
-    meta = run.meta()
-    assert run.folds_path.read_text() == folds.read_text()
-    assert meta["folds_sha256"] and meta["data"] == str(tmp_path.resolve())
-    assert meta["cpu"] and "torch" in meta["versions"] and meta["cpu_count"] >= 1
+    meta = run.metadata()
+    assert run.paths.folds.read_text() == folds.read_text()
+    assert meta.folds_sha256 and meta.data == str(tmp_path.resolve())
+    assert meta.cpu and "torch" in meta.versions and meta.cpu_count >= 1
+    assert meta.folds == str(folds) and meta.config_sha256
     other = tmp_path / "other.csv"
     other.write_text("id,fold\na,1\nb,0\n")
     with pytest.raises(TGSError, match="other folds"):
@@ -66,7 +68,7 @@ def test_meta_commit_is_the_source_commit(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if head.returncode != 0:
         pytest.skip("not a git checkout")
-    assert run.meta()["commit"].removesuffix("-dirty") == head.stdout.strip()
+    assert run.metadata().commit.removesuffix("-dirty") == head.stdout.strip()
 
 
 def test_not_a_run_folder_is_a_clear_error(tmp_path):
@@ -191,7 +193,7 @@ def test_thresholds_record_how_the_oof_was_made_and_predict_warns_on_other_tta(
 ):
     from tgs.cli.main import main
     from tgs.data.folds import make_folds, save_folds
-    from tgs.pipeline.stages import load_data, search, train_fold
+    from tgs.pipeline.stages import load_data, search_thresholds, train_fold
 
     data = load_data(synth_dir)
     folds = make_folds(data.ids, data.masks, data.z, 2, 0)
@@ -200,8 +202,9 @@ def test_thresholds_record_how_the_oof_was_made_and_predict_warns_on_other_tta(
     run = Run(tmp_path / "r").create(cfg, synth_dir, tmp_path / "folds.csv")
     for k in (0, 1):
         train_fold(run, cfg, data, folds, k)
-    th = search(run)
-    assert th["tta"] == "hflip" and th["models"] == ["fold0/best.pt", "fold1/best.pt"]
+    th = search_thresholds(run)
+    assert th == run.thresholds()  # the record written
+    assert th.tta == "hflip" and th.models == ["fold0/best.pt", "fold1/best.pt"]
     sub = tmp_path / "s.csv"
     with caplog.at_level(logging.WARNING, logger="tgs"):
         assert main(["predict", "--run", str(run.root), "--out", str(sub), "--tta", "none"]) == 0
@@ -209,7 +212,7 @@ def test_thresholds_record_how_the_oof_was_made_and_predict_warns_on_other_tta(
     assert json.loads(sub.with_suffix(".json").read_text())["warning"]
     import shutil
 
-    shutil.copy(run.best(0), run.snapshot(0, 1))  # fold 0 changed after the search
+    shutil.copy(run.fold(0).best, run.fold(0).snapshot(1))  # fold 0 changed after the search
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="tgs"):
         assert main(["predict", "--run", str(run.root), "--out", str(sub)]) == 0
@@ -228,14 +231,16 @@ def test_runtime_keys_may_change_on_resume_others_may_not(tmp_path):
 def test_folds_made_with_different_ttas_cannot_share_a_search(tmp_path):
     run = Run(tmp_path / "r").create(load_config(None, TINY_ARGS))
     for k, tta in ((0, "hflip"), (1, "none")):
-        run.write_summary(k, {"tta": tta, "models": [f"fold{k}/best.pt"]})
+        run.write(FoldSummary(fold=k, tta=tta, models=[f"fold{k}/best.pt"]))
     with pytest.raises(TGSError, match="different TTAs"):
         run.oof_provenance([0, 1])
-    run.write_summary(1, {"tta": "hflip", "models": ["fold1/snapshot1.pt"]})
-    assert run.oof_provenance([0, 1]) == {
-        "tta": "hflip",
-        "models": ["fold0/best.pt", "fold1/snapshot1.pt"],  # what each OOF was made with
-    }
+    run.write(FoldSummary(fold=1, tta="hflip", models=["fold1/snapshot1.pt"]))
+    assert run.oof_provenance([0, 1]) == (
+        "hflip",
+        ["fold0/best.pt", "fold1/snapshot1.pt"],  # what each OOF was made with
+    )
+    with pytest.raises(TGSError, match="without its fold"):
+        run.write(FoldSummary(tta="hflip"))
 
 
 def test_cache_rebuilds_when_a_csv_changes_with_size_and_mtime_kept(synth_dir, tmp_path):
@@ -250,3 +255,24 @@ def test_cache_rebuilds_when_a_csv_changes_with_size_and_mtime_kept(synth_dir, t
     os.utime(depths, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime, as `cp -p` keeps it
     again = cache.load_train_cached(data_dir)
     assert not np.array_equal(np.nan_to_num(again.z), np.nan_to_num(first.z))
+
+
+def test_only_tgs_kaggle_still_calls_runs_old_names():
+    """`Run`'s old names (the `_OldNames` base) are kept for tgs/kaggle until it moves to
+    `run.paths`, `run.fold(k)`, `run.metadata()` and `run.write`; nothing else may use them."""
+    import re
+
+    old = re.compile(
+        r"\.(config_path|meta_path|thresholds_path|kernel_submission_path|write_thresholds)\b"
+        r"|\.meta\(\)|\brun\.(best|snapshot|snapshots)\("
+    )
+    pending = ("tgs/kaggle/", "tgs/cli/kaggle.py", "tgs/resources/kernels/")
+    users = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for folder in ("tgs", "scripts")
+        for p in (ROOT / folder).rglob("*.py")
+        if not p.relative_to(ROOT).as_posix().startswith(pending)
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if old.search(line) and "class _OldNames" not in line
+    ]
+    assert [u for u in users if not u.startswith("tgs/run/folder.py")] == []

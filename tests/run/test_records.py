@@ -5,6 +5,7 @@ post-processing rule and the one weighted mean, against the arithmetic they repl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -24,13 +25,20 @@ from tgs.run.folder import Run
 from tgs.run.records import (
     Blend,
     BlendMember,
+    EncoderWeights,
+    FoldRefit,
     FoldRefits,
     FoldSummary,
+    KaggleScore,
     KaggleStaging,
     Manifest,
+    Measured,
+    Meta,
     Plan,
+    PseudoLabels,
     StageInfo,
     Thresholds,
+    TrainedOn,
 )
 
 FIXTURE = ROOT / "tests" / "fixtures" / "run-v0-0.1.0"
@@ -64,9 +72,12 @@ def test_every_record_of_a_0_1_0_run_folder_loads(old_run):
         s = old_run.summary(k)
         assert s.fold == k and s.models == [f"fold{k}/best.pt"] and s.n_val == 150 and not s.extra
         assert s.oof_score_half == s.oof_score is not None
-    assert old_run.oof_provenance([0, 1]) == {"tta": th.tta, "models": th.models}
-    assert old_run.plan() is None and old_run.fold_refits(0) == [] and old_run.fold_plan(0) is None
-    assert old_run.config().name == "tiny" and old_run.meta()["folds_sha256"]
+    assert old_run.oof_provenance([0, 1]) == (th.tta, th.models)
+    assert old_run.plans.plan() is None and old_run.plans.refits(0) == []
+    assert old_run.plans.schedule(0) is None
+    meta = old_run.metadata()
+    assert old_run.config().name == "tiny" and meta.folds_sha256 == "ecd21fb8dea65a99"
+    assert meta.commit.startswith("e579213") and meta.gpu is None and not meta.extra
     made = Manifest.read(FIXTURE / "run-v0-cv0.6123.json")
     assert made.submission == OLD_CSV.name and made.thresholds == th and made.warning is None
     assert made.made_by == "local" and made.config_name == "tiny" and not made.extra
@@ -75,6 +86,7 @@ def test_every_record_of_a_0_1_0_run_folder_loads(old_run):
         (FIXTURE / "run-v0" / "thresholds.json", Thresholds),
         (FIXTURE / "run-v0" / "fold0" / "summary.json", FoldSummary),
         (FIXTURE / "run-v0" / "fold1" / "summary.json", FoldSummary),
+        (FIXTURE / "run-v0" / "meta.json", Meta),
         (FIXTURE / "run-v0-cv0.6123.json", Manifest),
     ]:
         assert _dumped(record.read(path).to_dict()) == path.read_text(), path
@@ -107,9 +119,9 @@ def test_predict_and_threshold_on_a_0_1_0_run_match_that_release(old_run, old_da
         k: v for k, v in old.items() if k not in (*made_here, "config")
     }
     assert {k: new["config"][k] for k in old["config"]} == old["config"]  # keys may be added
-    old_run.thresholds_path.unlink()
+    old_run.paths.thresholds.unlink()
     assert main(["threshold", *args]) == 0  # a search over the stored OOF (float16 on disk)
-    found = json.loads(old_run.thresholds_path.read_text())
+    found = json.loads(old_run.paths.thresholds.read_text())
     expected = json.loads((FIXTURE / "run-v0" / "thresholds.json").read_text())
     numbers = {k for k, v in expected.items() if isinstance(v, float)}
     assert {k: v for k, v in found.items() if k not in numbers} == {
@@ -122,7 +134,12 @@ ROUND_TRIPS = [
     Thresholds(threshold=0.5, min_area=10, gate=None, cv=0.7, extra={"later": [1]}),
     Thresholds(threshold=0.3, min_area=0, empty_threshold=0.4, gate="mean", members_cv=[0.6]),
     FoldSummary(fold=1, best_epoch=3, oof_score=0.61, tta="none", models=["fold1/best.pt"]),
-    Manifest(submission="a.csv", run="runs/a", warning=None, kaggle=[{"status": "pending"}]),
+    Manifest(
+        submission="a.csv",
+        run="runs/a",
+        warning=None,
+        kaggle=[KaggleScore(status="pending", public=0.8, extra={"later": 1})],
+    ),
     Manifest(
         submission="b.csv",
         blend="blends/b",
@@ -136,6 +153,35 @@ ROUND_TRIPS = [
         gate=None,
     ),
     StageInfo(run="r", models=["fold0/best.pt"], smp="0.5.0", commit="abc", staged="now"),
+    Meta(
+        commit="abc",
+        versions={"torch": "2.9"},
+        gpu=None,
+        encoder_weights=EncoderWeights(
+            encoder="resnet34", source="hub", weights="imagenet", mean=0.45, std=0.22
+        ),
+        data="/d",
+        trained_on=TrainedOn(where="kaggle", kernel="me/k", resumed=False),
+    ),
+    Plan(
+        measured=Measured(step_seconds=0.5, val_seconds=4.0, n_val=200, steps_per_epoch=20),
+        epoch_seconds=14.0,
+        fold_seconds=600.0,
+        epochs=40,
+        gpu=None,
+    ),
+    PseudoLabels(
+        run="r",
+        data="d",
+        rule={"low": 0.2},
+        post_processing={"threshold": 0.5, "gate": None},
+        tta="hflip",
+        models=["fold0/best.pt"],
+        n_test=20,
+        n_kept=8,
+        n_kept_empty=5,
+        n_kept_salt=3,
+    ),
 ]
 
 
@@ -149,18 +195,30 @@ def test_record_round_trips(record, tmp_path):
 
 def test_plan_and_fold_refits_round_trip(tmp_path):
     run = Run(tmp_path / "r")
-    plan = {"measured": 2.0, "epochs": 7, "stage2_epochs": 1, "epoch_seconds": 3.5, "gpu": None}
-    run.write_plan(plan)
-    assert run.plan() == plan and list(run.plan()) == list(plan)
-    assert Plan.read(run.plan_path).epochs == 7
-    refits = [{"epochs": 5, "n": 1}, {"epochs": 6, "n": 2}, {"epochs": 4, "n": 3}]
-    run.write_fold_refits(0, refits)
-    assert run.fold_refits(0) == refits
-    nested = json.loads(run.fold_plan_path(0).read_text())
-    assert nested["epochs"] == 4 and nested["previous"]["previous"] == refits[0]
-    assert run.fold_plan(0) == nested == FoldRefits(refits).to_dict()
-    run.write_fold_refits(1, [])
-    assert run.fold_refits(1) == [] and run.fold_plan(1) == plan
+    measured = Measured(step_seconds=0.5, val_seconds=4.0, n_val=200, steps_per_epoch=20)
+    plan = Plan(measured=measured, epoch_seconds=3.5, fold_seconds=60.0, epochs=7, stage2_epochs=1)
+    run.plans.write_plan(plan)
+    assert run.plans.plan() == plan and run.plans.plan().planned()["epochs"] == 7
+    refits = [FoldRefit(epochs=5, ratio=1.1), FoldRefit(epochs=6), FoldRefit(epochs=4)]
+    refits[1] = FoldRefit(epochs=6, extra={"n": 2})  # a field a later release adds survives
+    run.plans.write_refits(0, refits)
+    assert run.plans.refits(0) == refits
+    nested = json.loads(run.fold(0).refits.read_text())
+    assert nested["epochs"] == 4 and nested["previous"]["previous"] == refits[0].to_dict()
+    assert nested == FoldRefits(tuple(refits)).to_dict()
+    assert run.plans.schedule(0) == refits[-1]
+    run.plans.write_refits(1, [])
+    assert run.plans.refits(1) == [] and run.plans.schedule(1) == plan
+
+
+PLAN = json.dumps(
+    {
+        "measured": {"step_seconds": 1, "val_seconds": 2, "n_val": 3, "steps_per_epoch": 4},
+        "epoch_seconds": 6,
+        "fold_seconds": 60,
+        "epochs": 7,
+    }
+)
 
 
 @pytest.mark.parametrize(
@@ -172,14 +230,17 @@ def test_plan_and_fold_refits_round_trip(tmp_path):
             "'threshold' should be a number",
         ),
         ("thresholds.json", '{"threshold": 0.5, "min_area": 0.5}', "'min_area' should be an int"),
+        ("thresholds.json", '{"threshold": null, "min_area": 0}', "'threshold' should be a numb"),
         ("thresholds.json", '{"threshold": 0.5, "min_area": 0, "folds": [0, "1"]}', "'folds'"),
         ("thresholds.json", '{"threshold": 0.5}', "'min_area' missing"),
         ("thresholds.json", '{"threshold": 0.5, "min_a', "not JSON"),
         ("thresholds.json", "[0.5]", "expected a JSON object"),
         ("fold0/summary.json", '{"fold": 0, "tta": 1}', "'tta' should be a string"),
         ("fold0/summary.json", '{"fold": 0, "best_epo', "not JSON"),
-        ("plan.json", '{"epochs": "7"}', "'epochs' should be an integer"),
+        ("plan.json", PLAN.replace('"epochs": 7', '"epochs": "7"'), "'epochs' should be an int"),
         ("plan.json", '{"epochs": 7', "not JSON"),
+        ("plan.json", '{"epochs": 7, "epoch_seconds": 1, "fold_seconds": 9}', "'measured' missing"),
+        ("meta.json", '{"data": ["d"]}', "'data' should be a string"),
         ("fold0/plan.json", '{"epochs": 7, "previous": 3}', "'previous'"),
     ],
 )
@@ -189,8 +250,9 @@ def test_a_broken_run_file_is_named_with_the_command_that_rebuilds_it(old_run, n
     read = {
         "thresholds.json": old_run.thresholds,
         "fold0/summary.json": lambda: old_run.summary(0),
-        "plan.json": old_run.plan,
-        "fold0/plan.json": lambda: old_run.fold_refits(0),
+        "plan.json": old_run.plans.plan,
+        "fold0/plan.json": lambda: old_run.plans.refits(0),
+        "meta.json": old_run.metadata,
     }[name]
     with pytest.raises(TGSError, match=why) as e:
         read()
@@ -205,7 +267,8 @@ def test_missing_and_broken_blend_stage_and_manifest_files_are_named(tmp_path):
     with pytest.raises(TGSError, match=r"blend\.json missing: run `python -m tgs blend"):
         read_blend(tmp_path / "b")
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "blend.json").write_text('{"members": [{"run": 3}], "data": "d"}')
+    member = '{"run": 3, "weight": 1, "tta": "none", "folds": null, "models": [], "cv": 0.5}'
+    (tmp_path / "b" / "blend.json").write_text(f'{{"members": [{member}], "data": "d"}}')
     with pytest.raises(TGSError, match="'run' should be a string") as e:
         read_blend(tmp_path / "b")
     assert str(tmp_path / "b" / "blend.json") in str(e.value) and "tgs blend" in str(e.value)
@@ -219,11 +282,19 @@ def test_missing_and_broken_blend_stage_and_manifest_files_are_named(tmp_path):
         Run(tmp_path / "nothing").thresholds()
 
 
-def test_write_checks_a_dict_before_writing(tmp_path):
+def test_a_record_is_checked_when_made_and_frozen(tmp_path):
     run = Run(tmp_path / "r")
     with pytest.raises(TGSError, match="'gate' should be a string"):
-        run.write_thresholds({"threshold": 0.5, "min_area": 0, "gate": 1})
-    assert not run.thresholds_path.exists()
+        run.write(Thresholds.from_dict({"threshold": 0.5, "min_area": 0, "gate": 1}))
+    with pytest.raises(TGSError, match="'min_area' should be an integer, got '3'"):
+        Thresholds(threshold=0.5, min_area="3")
+    assert not run.paths.thresholds.exists()
+    th = Thresholds(threshold=1, min_area=0)  # an int is taken for a float
+    assert th.threshold == 1.0 and isinstance(th.threshold, float)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        th.threshold = 0.4
+    with pytest.raises(TypeError, match="holds no"):
+        run.write(Manifest(submission="s.csv"))
 
 
 def test_kaggle_staging_layout():
@@ -259,12 +330,12 @@ def test_rule_applies_exactly_the_recorded_post_processing(gate, blank_rule):
     )
     rule = PostProcessing.from_thresholds(th)
     blank = is_blank(images) if blank_rule else None
-    want = postprocess(probs, 0.31, 120, gate_score(probs, cls, gate), 0.45, blank)
+    want = postprocess(probs, 0.31, 120, gate_score(probs, cls, gate), 0.45, blank=blank)
     got = rule.apply(probs, cls, images)
     assert got.dtype == np.uint8 and np.array_equal(got, want)
     assert 0 < got.any(axis=(1, 2)).sum() < len(got)
     if gate != "mean":  # no head: the head gate is off, mask_max still gates
-        want = postprocess(probs, 0.31, 120, gate_score(probs, None, gate), 0.45, blank)
+        want = postprocess(probs, 0.31, 120, gate_score(probs, None, gate), 0.45, blank=blank)
         assert np.array_equal(rule.apply(probs, None, images), want)
 
 
@@ -303,3 +374,69 @@ def test_the_head_is_averaged_only_when_every_member_has_one():
     assert mean_prediction([(probs, cls), (probs, None)])[1] is None
     assert mean_prediction([(probs, None), (probs, cls)], [1.0, 3.0])[1] is None
     np.testing.assert_array_equal(mean_prediction([(probs, cls), (probs, cls)])[1], cls)
+
+
+# -- a run folder of 1.0's first build (6bd7cfb): budgeted, with refits ----------------------
+FIXTURE_10 = ROOT / "tests" / "fixtures" / "run-1.0-6bd7cfb"
+
+
+@pytest.fixture
+def run_10(tmp_path) -> Run:
+    return Run(shutil.copytree(FIXTURE_10 / "run-1.0", tmp_path / "run-1.0"))
+
+
+def test_every_record_of_a_1_0_run_folder_loads_and_writes_back_alike(run_10):
+    plan = run_10.plans.plan()
+    assert plan.budget_minutes == 0.6 and plan.world == 1 and plan.measured.steps_per_epoch >= 1
+    assert plan.epochs >= 1 and plan.cpu and plan.gpu is None
+    for k in (0, 1):
+        refits = run_10.plans.refits(k)
+        assert refits and refits[0].after_epochs == 1 and refits[0].from_epochs == plan.epochs
+        assert run_10.plans.schedule(k) == refits[-1]
+        summary = run_10.summary(k)
+        assert summary.fold == k and summary.epochs == refits[-1].total_epochs
+    meta = run_10.metadata()
+    assert meta.commit.startswith("6bd7cfb") and meta.config_sha256 and not meta.extra
+    assert run_10.config().budget_minutes == 0.6  # its config.yaml is the text meta hashed
+    th = run_10.thresholds()
+    assert th.models == run_10.prediction_models(th) and run_10.stale_thresholds(th) is None
+    root = FIXTURE_10 / "run-1.0"
+    made = FIXTURE_10 / next(p.name for p in FIXTURE_10.glob("*.json"))
+    files = [
+        (root / "thresholds.json", Thresholds),
+        (root / "meta.json", Meta),
+        (root / "plan.json", Plan),
+        (root / "fold0" / "summary.json", FoldSummary),
+        (root / "fold0" / "plan.json", FoldRefits),
+        (root / "fold1" / "plan.json", FoldRefits),
+        (made, Manifest),
+    ]
+    for path, record in files:
+        assert _dumped(record.read(path).to_dict()) == path.read_text(), path
+
+
+def test_predict_threshold_and_report_on_a_1_0_run_match_it(run_10, synth_dir, tmp_path):
+    """As for the 0.1.0 run: the same masks (IoU > 0.99, the same empty calls) and the same
+    thresholds (the fixture was made on another CPU), and a report that shows its plan."""
+    from tgs.report import build_report
+
+    old_csv = next(FIXTURE_10.glob("*.csv"))
+    out = tmp_path / "X.csv"
+    args = ["--run", str(run_10.root), "--data", str(synth_dir)]
+    assert main(["predict", *args, "--out", str(out)]) == 0
+    (ids, new_masks), (old_ids, old_masks) = _masks(out), _masks(old_csv)
+    assert ids == old_ids
+    union = (new_masks | old_masks).sum()
+    assert union == 0 or (new_masks & old_masks).sum() / union > 0.99
+    assert (new_masks.any(axis=(1, 2)) == old_masks.any(axis=(1, 2))).all()
+    expected = json.loads(run_10.paths.thresholds.read_text())
+    run_10.paths.thresholds.unlink()
+    assert main(["threshold", *args]) == 0
+    found = json.loads(run_10.paths.thresholds.read_text())
+    numbers = {k for k, v in expected.items() if isinstance(v, float)}
+    assert {k: v for k, v in found.items() if k not in numbers} == {
+        k: v for k, v in expected.items() if k not in numbers
+    }
+    assert {k: found[k] for k in numbers} == pytest.approx({k: expected[k] for k in numbers})
+    html = build_report(run_10, synth_dir).read_text()
+    assert "0.6 min budget" in html and "fold 1 refit" in html

@@ -1,33 +1,38 @@
 """The trainer's callbacks (tgs.train.callbacks, tgs.budget.refit): when each hook runs, the
 validation cadence, stopping, the EMA's weights and state, and when a budget refit is due."""
 
-import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tests.helpers import TINY_ARGS
-from tgs.budget.refit import BudgetRefit, budget_callbacks, refit_due
+from tgs.budget.refit import BudgetRefit, budget_callbacks, fold_callbacks, refit_due
 from tgs.core.config import load_config
 from tgs.core.errors import TGSError
 from tgs.models.checkpoint import read_checkpoint
 from tgs.run.folder import Run
+from tgs.run.records import FoldRefit
 from tgs.train.callbacks import (
     EMA,
     Callback,
+    FreezeEncoder,
     Snapshots,
     TimeLimit,
     ValidateEvery,
-    default_callbacks,
+    config_callbacks,
 )
 from tgs.train.rng import seed_everything
-from tgs.train.trainer import FoldTrainer
+from tgs.train.trainer import build_trainer
 
 
 def _trainer(tmp_path, data, folds, callbacks, *overrides, name="run"):
+    """A trainer with `callbacks` (None: the fold's own, `fold_callbacks`)."""
     cfg = load_config(None, [*TINY_ARGS, "batch_size=8", "max_train_batches=2", *overrides])
     seed_everything(cfg.seed)
-    return FoldTrainer(cfg, data, folds, 0, Run(tmp_path / name).create(cfg), callbacks=callbacks)
+    run = Run(tmp_path / name).create(cfg)
+    callbacks = fold_callbacks(cfg) if callbacks is None else callbacks
+    return build_trainer(cfg, data, folds, 0, run, callbacks=callbacks)
 
 
 class Recorder(Callback):
@@ -69,7 +74,7 @@ def test_hooks_run_in_order_and_once_per_step_and_epoch(tmp_path, data, folds):
 def test_without_a_cadence_only_each_stage_end_is_validated(tmp_path, data, folds):
     t = _trainer(tmp_path, data, folds, [], "epochs=3", "stage2_epochs=2")
     t.fit()
-    validated = [not math.isnan(h["val_score"]) for h in t.history]
+    validated = [row.validated for row in t.history]
     assert validated == [False, False, True, False, True]  # end of stage 1 and of stage 2
 
 
@@ -81,21 +86,18 @@ def test_validate_every_adds_its_epochs(tmp_path, data, folds):
 def test_a_stop_between_validations_validates_and_saves_the_last_epoch(tmp_path, data, folds):
     t = _trainer(tmp_path, data, folds, [ValidateEvery(10), Recorder(stop_after=2)], "epochs=6")
     summary = t.fit()
-    assert len(t.history) == 2 and summary["epochs"] == 2
-    assert math.isnan(t.history[0]["val_score"]) and not math.isnan(t.history[1]["val_score"])
-    assert read_checkpoint(t.run.best(0))["epoch"] == 1  # best.pt holds the stopped epoch
+    assert len(t.history) == 2 and summary.epochs == 2
+    assert not t.history[0].validated and t.history[1].validated
+    assert read_checkpoint(t.paths.best)["epoch"] == 1  # best.pt holds the stopped epoch
 
 
 def test_time_limit_stops_before_an_epoch_would_pass_it(tmp_path, data, folds):
-    class Clock:
-        history = [{"seconds": 30.0}]
-        fold = 0
-
+    trainer = SimpleNamespace(history=[SimpleNamespace(seconds=30.0)], fold=0)
     limit = TimeLimit(1.0)
     limit.started -= 20  # 20 s spent: another 30 s epoch ends at 50 s < 60 s
-    assert not limit.should_stop(Clock(), 0)
+    assert not limit.should_stop(trainer, 0)
     limit.started -= 20  # 40 s spent: 70 s > 60 s
-    assert limit.should_stop(Clock(), 0)
+    assert limit.should_stop(trainer, 0)
 
 
 def test_ema_weights_are_validated_saved_and_resumed(tmp_path, data, folds):
@@ -105,25 +107,27 @@ def test_ema_weights_are_validated_saved_and_resumed(tmp_path, data, folds):
     t.fit()
     moved = t.eval_model.state_dict()
     assert any(not torch.equal(start[k], v) for k, v in moved.items())  # updated at each step
-    last = read_checkpoint(t.run.last(0))
+    last = read_checkpoint(t.paths.last)
     ema_model = t.eval_model.state_dict()
     assert all(torch.equal(last["model"][k], v) for k, v in ema_model.items())  # saved: EMA's
     assert any(not torch.equal(t.model.state_dict()[k], v) for k, v in ema_model.items())
-    again = _trainer(tmp_path, data, folds, [EMA(0.5)], "epochs=2", name="other")
-    again.run = t.run
+    again = _trainer(tmp_path, data, folds, [EMA(0.5)], "epochs=2")  # on t's run folder
     again.restore()
     for k, v in again.eval_model.state_dict().items():
         assert torch.equal(v, ema_model[k])  # the average itself comes back, not a fresh copy
 
 
-def test_default_callbacks_follow_the_config():
-    kinds = [type(c) for c in default_callbacks(load_config(None, []))]
+def test_a_folds_callbacks_follow_the_config():
+    kinds = [type(c) for c in fold_callbacks(load_config(None, []))]
     assert kinds == [ValidateEvery]
     cfg = load_config(None, ["ema=0.99", "snapshots=true", "max_minutes=5"])
-    assert [type(c) for c in default_callbacks(cfg)] == [ValidateEvery, EMA, Snapshots, TimeLimit]
-    assert budget_callbacks(cfg) == []
+    assert [type(c) for c in config_callbacks(cfg)] == [ValidateEvery, EMA, Snapshots, TimeLimit]
+    assert budget_callbacks(cfg) == [] and len(fold_callbacks(cfg)) == 4
+    frozen = load_config(None, ["freeze_encoder_epochs=2"])
+    assert [type(c) for c in fold_callbacks(frozen)] == [ValidateEvery, FreezeEncoder]
     budgeted = load_config(None, ["budget_minutes=10"])
     assert [type(c) for c in budget_callbacks(budgeted)] == [BudgetRefit]
+    assert [type(c) for c in fold_callbacks(budgeted)] == [ValidateEvery, BudgetRefit]
     assert budget_callbacks(load_config(None, ["budget_minutes=10", "replan_after=0"])) == []
 
 
@@ -143,10 +147,11 @@ def test_default_callbacks_follow_the_config():
             17,
             False,
         ),
-        (["budget_minutes=5", "low_size=16"], [{"epochs": 20}], 17, False),  # an older record
+        (["budget_minutes=5", "low_size=16"], [{}], 17, False),  # an older record
     ],
 )
 def test_refit_due(overrides, refits, n, due):
+    refits = [FoldRefit(epochs=20, **r) for r in refits]
     assert refit_due(load_config(None, overrides), refits, n) is due
 
 

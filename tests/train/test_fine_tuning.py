@@ -13,6 +13,7 @@ from tgs.core.config import load_config
 from tgs.core.errors import ConfigError
 from tgs.models.registry import encoder_of
 from tgs.resources import shipped_configs
+from tgs.run.records import Measured, Plan
 from tgs.train.schedule import build_optimizer, build_scheduler
 from tgs.train.validate import no_effect, validate_config
 
@@ -45,7 +46,12 @@ def test_encoder_learns_at_its_multiple_of_the_rate_through_the_schedule():
         (all(id(p) in encoder for p in g["params"]), g["weight_decay"] > 0): g["lr"]
         for g in opt.param_groups
     }
-    assert rates == {(False, False): 0.002, (False, True): 0.002, (True, False): 2e-4, (True, True): 2e-4}
+    assert rates == {
+        (False, False): 0.002,
+        (False, True): 0.002,
+        (True, False): 2e-4,
+        (True, True): 2e-4,
+    }
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
     sched = build_scheduler(cfg, opt, steps=10)
     sched.step_update(20)  # half way down the cosine: both rates halved, still 10:1
@@ -62,8 +68,12 @@ def test_without_a_multiplier_the_groups_are_timms(data, folds, tmp_path):
     cfg = load_config(None, LITE)
     model = model_from_config(cfg, pretrained=False)
     ours = build_optimizer(cfg, model).param_groups
-    timms = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay).param_groups
-    assert [[id(p) for p in g["params"]] for g in ours] == [[id(p) for p in g["params"]] for g in timms]
+    timms = create_optimizer_v2(
+        model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay
+    ).param_groups
+    assert [[id(p) for p in g["params"]] for g in ours] == [
+        [id(p) for p in g["params"]] for g in timms
+    ]
     assert [g["weight_decay"] for g in ours] == [g["weight_decay"] for g in timms]
 
 
@@ -94,33 +104,35 @@ def test_decoder_channels_reach_smp():
     assert sorted({c.out_channels for c in convs}) == [8, 16, 32]
 
 
-MEASURED = {"step_seconds": 1.0, "frozen_step_seconds": 0.5, "val_seconds": 2.0, "n_val": 10}
-MEASURED["steps_per_epoch"] = 10  # a trained epoch 12 s, a frozen one 7 s
+MEASURED = Measured(  # a trained epoch 12 s, a frozen one 7 s
+    step_seconds=1.0, frozen_step_seconds=0.5, val_seconds=2.0, n_val=10, steps_per_epoch=10
+)
 
 
 def test_frozen_epochs_are_planned_at_their_own_cost():
     """600 s: 3 frozen epochs (7 s each) and as many 12 s epochs as fit 0.92 x the rest."""
-    cfg = load_config(None, ["epochs=40", "budget_minutes=10", "freeze_encoder_epochs=3", "tta=none"])
-    plan = plan_epochs(cfg, MEASURED, 600.0, 1, 0)
-    fold_s = plan["fold_seconds"]
-    assert plan["epochs"] == 3 + int((0.92 * fold_s - 3 * 7) / 12)
-    unfrozen = plan_epochs(load_config(None, ["epochs=40", "tta=none"]), MEASURED, 600.0, 1, 0)
-    assert plan["epochs"] > unfrozen["epochs"]
+    cfg = load_config(
+        None, ["epochs=40", "budget_minutes=10", "freeze_encoder_epochs=3", "tta=none"]
+    )
+    plan = plan_epochs(cfg, MEASURED, 600.0, waves=1, n_test=0)
+    assert plan.epochs == 3 + int((0.92 * plan.fold_seconds - 3 * 7) / 12)
+    plain = load_config(None, ["epochs=40", "tta=none"])
+    assert plan.epochs > plan_epochs(plain, MEASURED, 600.0, waves=1, n_test=0).epochs
 
 
 def test_the_refit_times_epochs_that_train_the_encoder():
     cfg = load_config(None, ["epochs=40", "budget_minutes=10", "freeze_encoder_epochs=3"])
     assert not refit_due(cfg, [], 4) and refit_due(cfg, [], 5)  # 3 frozen + replan_after 2
-    plan = {"measured": MEASURED, "fold_seconds": 600.0}
+    plan = Plan(measured=MEASURED, epoch_seconds=12.0, fold_seconds=600.0, epochs=40)
     # frozen epochs ran as probed (7 s), trained ones at 1.5x (18 s): the ratio is 1.5, not less
     new = replan(cfg, plan, [7.0, 7.0, 7.0, 18.0, 18.0])
-    assert new["ratio"] == pytest.approx(1.5)
+    assert new.ratio == pytest.approx(1.5)
 
 
 def test_fine_tuning_values_are_checked():
     with pytest.raises(ConfigError, match="freezes every epoch"):
         validate_config(load_config(None, [*LITE, "epochs=2", "freeze_encoder_epochs=2"]))
-    with pytest.raises(ConfigError, match="encoder_lr_mult and freeze_encoder_epochs must be >= 0"):
+    with pytest.raises(ConfigError, match="config encoder_lr_mult must be >= 0, got -1"):
         validate_config(load_config(None, [*LITE, "encoder_lr_mult=-1"]))
     with pytest.raises(ConfigError, match="set input_mean and input_std together"):
         validate_config(load_config(None, [*LITE, "input_mean=0.5"]))

@@ -1,6 +1,8 @@
 """Budget levers: deep supervision and progressive resizing change training the way they claim,
 and leave validation, checkpoints and inference at the run's geometry."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from tgs.core.errors import ConfigError, TGSError
 from tgs.models.geometry import Geometry
 from tgs.models.losses import create_loss
 from tgs.models.registry import create_model
+from tgs.run.records import Measured
 from tgs.train.loop import Criterion, train_size
 from tgs.train.schedule import low_epochs
 from tgs.train.validate import validate_config
@@ -102,13 +105,13 @@ def test_progressive_resizing_trains_low_first_then_full_and_validates_full(tmp_
 
 
 def test_plan_prices_progressive_epochs_by_their_measured_steps():
-    measured = {"step_seconds": 1.0, "val_seconds": 4.0, "n_val": 200, "steps_per_epoch": 20}
+    measured = Measured(step_seconds=1.0, val_seconds=4.0, n_val=200, steps_per_epoch=20)
     full = load_config(None, ["epochs=40", "budget_minutes=30", "size=128"])
     prog = load_config(None, ["epochs=40", "budget_minutes=30", "low_size=64", "low_share=0.75"])
-    low = {**measured, "low_step_seconds": 0.4}
-    plan = plan_epochs(prog, low, 1800.0, 1, 0)
-    assert plan["epoch_seconds"] == pytest.approx(20 * (0.75 * 0.4 + 0.25 * 1.0) + 4.0)
-    assert plan["epochs"] > plan_epochs(full, measured, 1800.0, 1, 0)["epochs"]
+    low = replace(measured, low_step_seconds=0.4)
+    plan = plan_epochs(prog, low, 1800.0, waves=1, n_test=0)
+    assert plan.epoch_seconds == pytest.approx(20 * (0.75 * 0.4 + 0.25 * 1.0) + 4.0)
+    assert plan.epochs > plan_epochs(full, measured, 1800.0, waves=1, n_test=0).epochs
 
 
 def test_lever_settings_are_checked():

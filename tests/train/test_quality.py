@@ -14,10 +14,11 @@ from tgs.models.losses import create_loss
 from tgs.models.registry import create_model
 from tgs.post.metric import competition_score
 from tgs.post.rule import gate_score, is_blank, postprocess
-from tgs.post.search import search
+from tgs.post.search import search_grid
 from tgs.predict.inference import Runtime, load_models, predict_array
 from tgs.run.folder import Run
-from tgs.train.trainer import FoldTrainer
+from tgs.run.records import Thresholds
+from tgs.train.trainer import build_parts
 
 TINY = TINY_ARGS
 
@@ -128,9 +129,9 @@ def test_search_finds_the_gate_when_the_head_is_right():
     probs = (masks * 0.8).astype(np.float32)
     probs[1::2, 0:40, 0:40] = 0.95  # false salt, more confident than the true salt
     cls = np.where(masks.reshape(40, -1).any(axis=1), 0.9, 0.1).astype(np.float32)
-    res = search(probs, masks, min_areas=[0], cls=cls)
+    res = search_grid(probs, masks, min_areas=[0], gate_scores=cls)
     assert res.score == 1.0 and 0.1 < res.empty_threshold <= 0.9
-    assert search(probs, masks, min_areas=[0]).score == 0.5  # without the head
+    assert search_grid(probs, masks, min_areas=[0]).score == 0.5  # without the head
 
 
 def test_blank_rule():
@@ -155,7 +156,7 @@ def test_depth_and_ramp_channels(data, folds, tmp_path):
     assert t.model.net.downs[0][0].in_channels == 3
     broken = load_train_copy_without_depth(data)
     with pytest.raises(DataError, match="no depth for id"):
-        FoldTrainer(cfg, broken, folds, 0, Run(tmp_path / "r"))
+        build_parts(cfg, broken, folds, 0)
 
 
 def load_train_copy_without_depth(data):
@@ -226,7 +227,7 @@ def test_stage2_in_one_run_switches_loss_and_lr_and_resumes_exactly(data, folds,
 
 
 def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp_path, synth_dir):
-    from tgs.pipeline.stages import search
+    from tgs.pipeline.stages import search_thresholds
 
     cfg = load_config(None, [*TINY, "cls_weight=0.5", "n_folds=2"])
     for k in (0, 1):
@@ -237,31 +238,29 @@ def test_classifier_head_trains_and_gate_reaches_threshold_json(data, folds, tmp
     # the OOF's cls is the best checkpoint's hflip-averaged head output on the fold's ids
     t = trainer(cfg, data, folds, tmp_path / "cls-check")
     rt = Runtime.from_config(cfg)
-    model = load_models([run.best(0)], rt)
+    model = load_models([run.fold(0).best], rt)
     _, expect = predict_array(model, data.images[t.val_idx], rt, cfg.val_batch_size, "hflip")
     np.testing.assert_allclose(cls[:30], expect, rtol=0, atol=1e-6)
-    out = search(run, synth_dir)
-    assert out["blank_rule"] is True
+    out = search_thresholds(run, synth_dir)
+    assert out.blank_rule is True
     # the recorded CV is the metric of the recorded post-processing, gate included
     rows = [data.ids.index(i) for i in ids]
     blank = is_blank(data.images[rows])
-    masks = postprocess(
-        probs, out["threshold"], out["min_area"], cls, out["empty_threshold"], blank
-    )
-    assert competition_score(masks, data.masks[rows]) == pytest.approx(out["cv"], abs=1e-12)
+    masks = postprocess(probs, out.threshold, out.min_area, cls, out.empty_threshold, blank=blank)
+    assert competition_score(masks, data.masks[rows]) == pytest.approx(out.cv, abs=1e-12)
     # another gate score, searched alone: recorded, and every gate of the grid scored with it
-    mean = search(run, synth_dir, gate="mean")
-    assert mean["gate"] == run.thresholds().gate == "mean"
-    t, a = mean["threshold"], mean["min_area"]
-    grid = np.load(run.search_path)
+    mean = search_thresholds(run, synth_dir, gate="mean")
+    assert mean.gate == run.thresholds().gate == "mean"
+    t, a = mean.threshold, mean.min_area
+    grid = np.load(run.paths.search)
     ti, ai = list(grid["thresholds"]).index(t), list(grid["min_areas"]).index(a)
     differ = False
     for k, g in enumerate(grid["empty_thresholds"]):
-        by_mean = postprocess(probs, t, a, gate_score(probs, cls, "mean"), g, blank)
+        by_mean = postprocess(probs, t, a, gate_score(probs, cls, "mean"), g, blank=blank)
         want = competition_score(by_mean, data.masks[rows])
         assert grid["grid"][ti, ai, k] == pytest.approx(want, abs=1e-6)
         differ |= want != competition_score(
-            postprocess(probs, t, a, cls, g, blank), data.masks[rows]
+            postprocess(probs, t, a, cls, g, blank=blank), data.masks[rows]
         )
     assert differ  # the head alone would have scored some gate differently
 
@@ -279,16 +278,17 @@ def test_predict_empties_by_the_recorded_gate_score(data, folds, tmp_path, synth
         parts = list(predict_batches(run, synth_dir, 16, "hflip", {}))
         return [np.concatenate([getattr(b, k) for b in parts]) for k in ("probs", "cls", "masks")]
 
-    run.write_thresholds({"threshold": 0.5, "min_area": 0, "folds": [0], "tta": "hflip"})
+    run.write(Thresholds(threshold=0.5, min_area=0, folds=[0], tta="hflip"))
     probs, cls, _ = predicted()
     peak = gate_score(probs, cls, "mask_max")
     cut = float(np.median(peak))
     assert ((peak < cut) != (cls < cut)).any()  # the two gates differ on these images
-    th = {"threshold": 0.0, "min_area": 0, "gate": "mask_max", "empty_threshold": cut}
-    run.write_thresholds({**th, "blank_rule": False, "folds": [0], "tta": "hflip"})
+    seen = {"blank_rule": False, "folds": [0], "tta": "hflip"}
+    th = Thresholds(threshold=0.0, min_area=0, gate="mask_max", empty_threshold=cut, **seen)
+    run.write(th)
     _, _, masks = predicted()
     np.testing.assert_array_equal(masks.any(axis=(1, 2)), peak >= cut)
-    old = {"threshold": 0.0, "min_area": 0, "empty_threshold": cut}  # before `gate`: the head
-    run.write_thresholds({**old, "blank_rule": False, "folds": [0], "tta": "hflip"})
+    old = Thresholds.from_dict({"threshold": 0.0, "min_area": 0, "empty_threshold": cut, **seen})
+    run.write(old)  # a file from before `gate`: the head gates
     _, _, masks = predicted()
     np.testing.assert_array_equal(masks.any(axis=(1, 2)), cls >= cut)

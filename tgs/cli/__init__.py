@@ -1,2 +1,2 @@
-"""`tgs ...` / `python -m tgs ...`: the command line (argument parsing; the work lives in the
-stage modules)."""
+"""`tgs ...` (or the package run as a module): the command line (argument parsing; the work
+lives in the stage modules)."""

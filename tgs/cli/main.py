@@ -1,4 +1,4 @@
-"""`tgs <command>` / `python -m tgs <command>`: the parser, assembled from one module per
+"""`tgs <command>`: the parser, assembled from one module per
 command group (data, submission, config, train, predict, report, kaggle), and the entry point."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 
+from tgs import __version__
 from tgs.cli import config, data, kaggle, predict, report, submission, train
+from tgs.core import commands
 from tgs.core.errors import TGSError
 
 GROUPS = (data, submission, config, train, predict, report, kaggle)  # in `tgs --help` order
@@ -16,9 +18,10 @@ GROUPS = (data, submission, config, train, predict, report, kaggle)  # in `tgs -
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m tgs",
+        prog=" ".join(commands.PROG),
         description="TGS Salt toolkit: data -> folds -> train -> thresholds -> submission.",
     )
+    p.add_argument("--version", action="version", version=f"tgs {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_parsers(sub)

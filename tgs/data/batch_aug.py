@@ -31,6 +31,7 @@ def batch_augment(
     x: torch.Tensor,
     y: torch.Tensor,
     g: torch.Generator,
+    *,
     hflip: float = 0.5,
     affine: float = 0.5,
     brightness_contrast: float = 0.3,
@@ -66,7 +67,7 @@ class DeviceBatches:
     takes a disjoint shard of every epoch's permutation (DistributedSampler's contract).
     """
 
-    def __init__(self, inputs, masks, batch_size: int, aug: dict | None, rank=0, world=1):
+    def __init__(self, inputs, masks, batch_size: int, aug: dict | None, *, rank=0, world=1):
         self.inputs, self.masks, self.batch_size, self.aug = inputs, masks, batch_size, aug
         self.rank, self.world = rank, world
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold  # a 1.7 s import: only when needed
 
+from tgs.core import commands
 from tgs.core.errors import DataError
 from tgs.core.fileio import atomic_path
 from tgs.data.cache import load_train_cached
@@ -75,8 +76,9 @@ def write_folds(
 def load_folds(path: str | os.PathLike, ids: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a folds CSV; with `ids`, check it covers exactly those ids (else DataError)."""
     path = Path(path)
+    remake = commands.make_folds(out=path)
     if not path.is_file():
-        raise DataError(f"missing folds file: {path} (make it with `python -m tgs folds`)")
+        raise DataError(f"missing folds file: {path} (make it with `{remake}`)")
     df = pd.read_csv(path, dtype={"id": str})
     missing_cols = [c for c in ("id", "fold") if c not in df]
     if missing_cols:
@@ -85,7 +87,15 @@ def load_folds(path: str | os.PathLike, ids: Sequence[str] | None = None) -> pd.
         raise DataError(f"{path}: id {df['id'][df['id'].duplicated()].iloc[0]!r} appears twice")
     mismatch = id_mismatch(df["id"], ids) if ids is not None else None
     if mismatch:
-        raise DataError(
-            f"{path} does not match the data ({mismatch}): remake it with `python -m tgs folds`"
-        )
+        raise DataError(f"{path} does not match the data ({mismatch}): remake it with `{remake}`")
     return df
+
+
+def folds_mismatch(path: str | os.PathLike, ids: Sequence[str]) -> str | None:
+    """Why the folds CSV at `path` does not fit the labelled `ids` (unreadable, another id set),
+    or None when it fits."""
+    try:
+        load_folds(path, ids)
+    except (DataError, OSError, ValueError, pd.errors.ParserError) as e:
+        return str(e).splitlines()[0]
+    return None

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tgs import IMAGE_SIZE
+from tgs.core import commands
 from tgs.core.errors import DataError, RLEError
 from tgs.data import rle
 
@@ -236,7 +237,7 @@ def check_layout(data_dir: str | os.PathLike) -> None:
         raise DataError(f"data folder {data_dir} does not exist")
     for name in CSV_FILES:
         if not (data_dir / name).is_file():
-            raise DataError(f"missing file: {data_dir / name} (run `python -m tgs prepare`?)")
+            raise DataError(f"missing file: {data_dir / name} (run `{commands.prepare()}`?)")
     for sub in ("train/images", "train/masks", "test/images"):
         if not (data_dir / sub).is_dir():
             raise DataError(f"missing folder: {data_dir / sub}")

@@ -39,6 +39,7 @@ def write_layout(
     test_ids: Sequence[str],
     test_images: np.ndarray,
     test_z: np.ndarray,
+    *,
     test_masks: np.ndarray | None = None,
 ) -> None:
     """Write train/{images,masks}, test/images, train.csv, depths.csv, sample_submission.csv.

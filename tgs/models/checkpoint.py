@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from tgs.core import commands
 from tgs.core.config import Config, config_from_dict
 from tgs.core.errors import DamagedFileError, TGSError
 from tgs.core.fileio import atomic_path
 from tgs.models.registry import SegModel, model_from_config
+from tgs.run.layout import fold_of
 
 
 def _numpy_globals() -> list:
@@ -70,13 +72,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def _retrain_hint(path: Path) -> str:
     """For a checkpoint of a run's fold: how to train that fold again."""
-    fold, run = path.parent, path.parent.parent
-    if not (fold.name.startswith("fold") and (run / "config.yaml").is_file()):
+    found = fold_of(path)
+    if found is None:
         return ""
-    return (
-        f"; train the fold again: delete {fold} and run `python -m tgs run --config "
-        f"{run / 'config.yaml'} --run {run} --resume`"
-    )
+    return f"; train the fold again: delete {path.parent} and run `{commands.resume_run(found[0])}`"
 
 
 def load_model(path: str | os.PathLike, cfg: Config | None = None) -> tuple[SegModel, Config]:

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from tgs import IMAGE_SIZE
+from tgs.core.config import key_choices
 from tgs.core.errors import ConfigError
 
-GEOMETRIES = ("pad", "resize", "none")
+GEOMETRIES = key_choices("geometry")
 
 
 def pad_amounts(size: int, target: int) -> tuple[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import replace
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tgs.core.config import Config, config_keys
+from tgs.core.config import SMP_ONLY, Config, config_keys
 from tgs.core.errors import ConfigError
 from tgs.data.inputs import MEAN, STD
 from tgs.models.geometry import Geometry
@@ -26,21 +27,8 @@ from tgs.models.weights import (
     timm_name,
 )
 
-SMP_ARCHS = (
-    "unet",
-    "unetplusplus",
-    "manet",
-    "linknet",
-    "fpn",
-    "pspnet",
-    "deeplabv3",
-    "deeplabv3plus",
-    "pan",
-    "upernet",
-    "segformer",
-)
 HYPERCOLUMN_ARCHS = ("seed_unet", "unet")
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+MODELS: dict[str, Callable[..., nn.Module]] = {}  # tgs's own nets (smp's: `smp_archs`)
 
 
 def register(name: str) -> Callable:
@@ -51,16 +39,37 @@ def register(name: str) -> Callable:
     return deco
 
 
+@functools.cache
+def smp_archs() -> tuple[str, ...]:
+    """The architectures smp builds, from its own mapping (`smp.create_model`'s names); none
+    when segmentation_models_pytorch is not installed (Kaggle's image lacks it)."""
+    try:
+        import segmentation_models_pytorch as smp  # optional: seed_unet runs need no smp
+    except ImportError:
+        return ()
+    return tuple(getattr(smp, "MODEL_ARCHITECTURES_MAPPING", None) or smp.archs_dict)
+
+
+def is_smp(model: str) -> bool:
+    """Whether config key `model` names an smp architecture."""
+    return model not in MODELS and model in smp_archs()
+
+
+def builders() -> dict[str, Callable[..., nn.Module]]:
+    """Every model name `create_model` takes: tgs's nets, then smp's architectures."""
+    return {**MODELS, **{arch: _smp_builder(arch) for arch in smp_archs() if arch not in MODELS}}
+
+
 def list_models() -> list[str]:
     """Names `create_model` accepts, sorted."""
-    return sorted(MODELS)
+    return sorted(builders())
 
 
 @register("seed_unet")
 def _seed_unet(in_channels: int = 1, **kw: Any) -> nn.Module:
     # smp-only options do not apply; seed_unet's own scSE is `model_kwargs: {scse: true}`
     # (runs saved before it existed may carry decoder_attention_type and a plain net)
-    for key in config_keys("smp"):
+    for key in config_keys(SMP_ONLY):
         kw.pop(key, None)
     return SeedUNet(in_channels=in_channels, **kw)
 
@@ -87,6 +96,7 @@ def _check_encoder(name: str) -> None:
 def _smp_builder(arch: str) -> Callable[..., nn.Module]:
     def build(
         in_channels: int = 1,
+        *,
         encoder: str = "resnet34",
         encoder_weights: str | None = None,
         partial_weights: bool = False,
@@ -159,10 +169,6 @@ def _create_smp(
         ) from None
 
 
-for _arch in SMP_ARCHS:
-    MODELS[_arch] = _smp_builder(_arch)
-
-
 class SegModel(nn.Module):
     """Geometry + net: (N, C, 101, 101) -> logits (N, 1, 101, 101).
 
@@ -206,12 +212,14 @@ def encoder_of(model: nn.Module) -> nn.Module:
 
 def create_net(name: str, **kw: Any) -> nn.Module:
     """The raw registered net (model-size input, logits out). Unknown name -> ConfigError."""
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, list(MODELS), n=3)
+    found = MODELS if name in MODELS else builders()  # smp imported only for smp's names
+    if name not in found:
+        close = difflib.get_close_matches(name, list(found), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown model {name!r}{hint} (valid: {', '.join(MODELS)})")
+        smp = "" if smp_archs() else "; smp's need segmentation_models_pytorch, not installed"
+        raise ConfigError(f"unknown model {name!r}{hint} (valid: {', '.join(found)}{smp})")
     try:
-        return MODELS[name](**kw)
+        return found[name](**kw)
     except TypeError as e:  # a model_kwargs key the builder (or smp / timm under it) does not take
         if "unexpected keyword argument" not in str(e):
             raise
@@ -249,7 +257,7 @@ def model_from_config(cfg: Any, pretrained: bool = True) -> SegModel:
 
 def pretrained_source(cfg: Config) -> WeightsSource | None:
     """Where `cfg`'s encoder weights come from (None: from scratch, or a seed_unet)."""
-    return resolve(cfg.encoder, cfg.encoder_weights) if cfg.model in SMP_ARCHS else None
+    return resolve(cfg.encoder, cfg.encoder_weights) if is_smp(cfg.model) else None
 
 
 def with_inputs(cfg: Config, source: WeightsSource | None) -> Config:
@@ -277,7 +285,7 @@ def smp_needed_by(cfg: Config, training: bool = False) -> str | None:
     # the losses module only here: the offline inference kernel imports this one, never losses
     from tgs.models.losses import SMP_LOSSES, loss_terms
 
-    if cfg.model in SMP_ARCHS:
+    if is_smp(cfg.model):
         return f"model {cfg.model!r}"
     specs = [cfg.loss] + ([cfg.stage2_loss] if cfg.stage2_epochs else []) if training else []
     for spec in specs:

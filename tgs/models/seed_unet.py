@@ -68,6 +68,7 @@ class SeedUNet(nn.Module):
     def __init__(
         self,
         in_channels: int = 1,
+        *,
         classes: int = 1,
         n_filters: int = 16,
         dropout: float = 0.05,

@@ -23,13 +23,13 @@ import logging
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from tgs.core.errors import ConfigError
 from tgs.models import keymaps
+from tgs.run.records import EncoderWeights
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +104,17 @@ class WeightsSource:
             raise ConfigError(f"{self.name}: holds no weights (no tensors)")
         return tensors
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> EncoderWeights:
         """What meta.json and the report say of the weights."""
-        return {
-            "encoder": self.encoder,
-            "source": self.kind,
-            "weights": self.name,
-            "package": self.package,
-            "sha256": self.sha256,
-            "mean": self.mean,
-            "std": self.std,
-        }
+        return EncoderWeights(
+            encoder=self.encoder,
+            source=self.kind,
+            weights=self.name,
+            package=self.package,
+            sha256=self.sha256,
+            mean=self.mean,
+            std=self.std,
+        )
 
 
 def timm_name(encoder: str) -> str | None:
@@ -246,7 +246,17 @@ def load_encoder(
     unexpected = [k for k in mapped if k not in own]
     wrong = [k for k in mapped if k in own and mapped[k].shape != own[k].shape]
     if (missing or unexpected or wrong) and not partial:
-        raise ConfigError(_mismatch(source, fmt, missing, unexpected, wrong, mapped, own))
+        raise ConfigError(
+            _mismatch(
+                source,
+                fmt,
+                missing=missing,
+                unexpected=unexpected,
+                wrong=wrong,
+                mapped=mapped,
+                own=own,
+            )
+        )
     fits = {k: v for k, v in mapped.items() if k in own and v.shape == own[k].shape}
     if not fits:
         raise ConfigError(f"{source.name}: no weight fits encoder {source.encoder} ({fmt} names)")
@@ -302,7 +312,7 @@ def _timm_head(name: str, own: dict[str, torch.Tensor]) -> set[str]:
     return {k for k in full.state_dict() if k not in kept and k not in flat}
 
 
-def _mismatch(source, fmt, missing, unexpected, wrong, mapped, own) -> str:
+def _mismatch(source, fmt, *, missing, unexpected, wrong, mapped, own) -> str:
     def some(keys: list[str]) -> str:
         shown = ", ".join(keys[:6])
         return shown + (f" ... ({len(keys)} in all)" if len(keys) > 6 else "")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from tgs.core import commands
 from tgs.core.errors import TGSError
-from tgs.core.procs import FOLD_LAUNCHED, child_env  # noqa: F401 (FOLD_LAUNCHED: re-exported)
+from tgs.core.procs import child_env
 from tgs.pipeline.options import RunOptions
 from tgs.run.folder import Run
 from tgs.run.lock import held_fds
@@ -20,25 +21,26 @@ log = logging.getLogger(__name__)
 
 
 def _train_command(run: Run, data: Path, fold: int, resume: bool, opts: RunOptions) -> list[str]:
-    """`python -m tgs train` for one fold of an existing run (its resolved config and folds),
-    under torchrun when nproc > 1."""
-    launcher = [sys.executable, "-m"]
-    if opts.nproc > 1:
-        rendezvous = opts.torchrun or ["--standalone"]
-        launcher += ["torch.distributed.run", *rendezvous, "--nproc_per_node", str(opts.nproc)]
-        launcher += ["-m"]
-    args = ["tgs", "train", "--config", str(run.config_path), "--data", str(data)]
-    args += ["--folds", str(run.folds_path), "--fold", str(fold), "--run-dir", str(run.root)]
-    return launcher + args + (["--resume"] if resume else [])
+    """`tgs train` for one fold of an existing run (its resolved config and folds), under
+    torchrun when nproc > 1."""
+    paths = run.paths
+    train = commands.train_child(
+        config=paths.config, data=data, folds=paths.folds, fold=fold, run=run.root, resume=resume
+    )
+    if opts.nproc <= 1:
+        return train.argv()
+    rendezvous = opts.torchrun or ["--standalone"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", *rendezvous]
+    return [*torchrun, "--nproc_per_node", str(opts.nproc), *train.argv()[1:]]
 
 
-def _folds_at_once(opts: RunOptions, n: int) -> int:
+def folds_at_once(opts: RunOptions, n: int) -> int:
     """How many of `n` folds train at once: one per GPU with --gpus (whatever `jobs` says),
     else `jobs`."""
     return min(n, len(opts.gpus) or max(1, opts.jobs))
 
 
-def _cpu_ranks(opts: RunOptions) -> int:
+def cpu_ranks(opts: RunOptions) -> int:
     """DDP ranks per fold that train on CPU cores (`--nproc` without a GPU), else 1."""
     on_cpu = not opts.gpus and not torch.cuda.is_available()
     return max(1, opts.nproc) if on_cpu else 1
@@ -50,15 +52,15 @@ def _start_fold(run: Run, cmd: list[str], k: int, gpu: str | None, logged: bool)
         log.info("== fold %d", k)
         return subprocess.Popen(cmd, env=child_env(gpu), pass_fds=held_fds())
     where = f"GPU {gpu}" if gpu is not None else "its own process"
-    log.info("== fold %d on %s (log %s)", k, where, run.fold_log(k))
-    with open(run.fold_log(k), "w") as out:
+    log.info("== fold %d on %s (log %s)", k, where, run.paths.fold_log(k))
+    with open(run.paths.fold_log(k), "w") as out:
         return subprocess.Popen(
             cmd, env=child_env(gpu), stdout=out, stderr=subprocess.STDOUT, pass_fds=held_fds()
         )
 
 
-def _train_in_children(
-    run: Run, data_dir: Path, todo: list[int], opts: RunOptions, cores: int = 0, ranks: int = 1
+def train_in_children(
+    run: Run, data_dir: Path, todo: list[int], opts: RunOptions, *, cores: int = 0, ranks: int = 1
 ) -> None:
     """Folds in child processes: waves of one fold per GPU (--gpus) or per CPU job (--jobs),
     each fold on torchrun with --nproc. A failed fold stops the run with its log named.
@@ -76,5 +78,5 @@ def _train_in_children(
             procs.append((k, _start_fold(run, cmd, k, gpu, logged)))
         failed = [k for k, p in procs if p.wait() != 0]
         if failed:
-            where = f" (see {run.fold_log(failed[0])})" if logged else ""
+            where = f" (see {run.paths.fold_log(failed[0])})" if logged else ""
             raise TGSError(f"fold {failed[0]} failed{where}")

@@ -1,4 +1,5 @@
-"""`RunOptions`: what `tgs run` / scripts/train_folds.sh take (job and launcher)."""
+"""What the pipeline's commands take: `RunOptions` (`tgs run`, scripts/train_folds.sh: the job
+and its launcher) and `TrainOptions` (`tgs train`: one fold)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,18 @@ class RunOptions:
     nproc: int = 0  # processes per fold (torchrun, DDP); 0: the config's `nproc`
     torchrun: list[str] = field(default_factory=list)  # rendezvous options for several nodes
     report: bool = True
+    predict: bool = True  # False: no submission (the budget reserves no predict time)
+
+
+@dataclass
+class TrainOptions:
+    """What `tgs train` takes: one fold of a run. config, data and folds default to an existing
+    run's own (its config.yaml, the data folder in meta.json, its folds.csv)."""
+
+    fold: int
+    config: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    data: str | None = None
+    folds: str | None = None  # the folds CSV
+    run: str | None = None  # default runs/<config name>
+    resume: bool = False

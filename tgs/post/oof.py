@@ -12,8 +12,7 @@ from tgs.core.config import Config
 from tgs.core.fileio import atomic_path
 from tgs.data.io import TrainData
 from tgs.post.rule import PostProcessing
-from tgs.post.search import DEFAULT_THRESHOLDS, SearchResult
-from tgs.post.search import search as search_grid
+from tgs.post.search import DEFAULT_THRESHOLDS, SearchResult, search_grid
 from tgs.run.records import Thresholds
 
 
@@ -23,6 +22,7 @@ def search_oof(
     cls: np.ndarray | None,
     data: TrainData,
     data_dir: str | os.PathLike,
+    *,
     cfg: Config,
     gate: str,
 ) -> tuple[SearchResult, Thresholds]:
@@ -38,7 +38,7 @@ def search_oof(
         masks,
         DEFAULT_THRESHOLDS,
         np.asarray(cfg.min_areas),
-        cls=score,
+        gate_scores=score,
         blank=rule.blank(data.images[rows]),
     )
     return result, Thresholds(

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tgs.core.config import key_choices
 from tgs.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from tgs.run.records import Thresholds
 
-GATES = ("head", "mask_max", "mean")
+GATES = key_choices("gate")
 
 
 GATE_LABELS = {"head": "P(salt)", "mask_max": "max p", "mean": "mean(P(salt), max p)"}
@@ -62,29 +63,31 @@ def postprocess(
     probs: np.ndarray,
     threshold: float = 0.5,
     min_area: int = 0,
-    cls: np.ndarray | None = None,
+    gate_scores: np.ndarray | None = None,
     empty_threshold: float = 0.0,
+    *,
     blank: np.ndarray | None = None,
 ) -> np.ndarray:
     """Probabilities (N, H, W) -> uint8 masks (N, H, W).
 
-    A mask becomes empty when it has fewer than `min_area` pixels, when its gate score `cls` (N,)
+    A mask becomes empty when it has fewer than `min_area` pixels, when its gate score (N,)
     (`gate_score`: the classifier's salt-present probability by default) is below
     `empty_threshold`, or when `blank` (N,) marks a constant image.
     """
     masks = binarize(probs, threshold)
-    masks[empty_rule(masks.sum(axis=(1, 2)), min_area, cls, empty_threshold, blank)] = False
+    area = masks.sum(axis=(1, 2))
+    masks[empty_rule(area, min_area, gate_scores, empty_threshold, blank)] = False
     return masks.astype(np.uint8)
 
 
-def empty_rule(area, min_area, cls=None, empty_threshold=0.0, blank=None) -> np.ndarray:
-    """Which predictions are emptied: area < min_area, gate score cls (N,) < empty_threshold,
-    or blank."""
+def empty_rule(area, min_area, gate_scores=None, empty_threshold=0.0, blank=None) -> np.ndarray:
+    """Which predictions are emptied: area < min_area, gate score (N,) < empty_threshold, or
+    blank."""
     emptied = np.asarray(area) < min_area
-    if cls is not None:
-        cls = np.asarray(cls, dtype=np.float32)
-        emptied = emptied | (cls < np.float32(empty_threshold)).reshape(
-            cls.shape + (1,) * (emptied.ndim - 1)
+    if gate_scores is not None:
+        scores = np.asarray(gate_scores, dtype=np.float32)
+        emptied = emptied | (scores < np.float32(empty_threshold)).reshape(
+            scores.shape + (1,) * (emptied.ndim - 1)
         )
     if blank is not None:
         blank = np.asarray(blank, dtype=bool)
@@ -143,7 +146,7 @@ class PostProcessing:
             self.min_area,
             self.gate_score(probs, cls),
             self.empty_threshold,
-            self.blank(images),
+            blank=self.blank(images),
         )
 
     def describe(self) -> dict:

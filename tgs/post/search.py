@@ -90,29 +90,30 @@ def _scores(pred_area, inter, true_area, emptied) -> np.ndarray:
     return score_from_counts(i_, u_)
 
 
-def search(
+def search_grid(
     probs: np.ndarray,
     masks: np.ndarray,
     thresholds: np.ndarray = DEFAULT_THRESHOLDS,
     min_areas: np.ndarray = DEFAULT_MIN_AREAS,
-    cls: np.ndarray | None = None,
+    *,
+    gate_scores: np.ndarray | None = None,
     empty_thresholds: np.ndarray = DEFAULT_EMPTY_THRESHOLDS,
     blank: np.ndarray | None = None,
 ) -> SearchResult:
-    """Jointly search threshold x min_area (x empty gate when a gate score `cls` (N,) is given,
-    see `gate_score`) maximising the competition score on (N, H, W) probability maps; `blank`
-    (N,) images are always emptied."""
+    """Jointly search threshold x min_area (x empty gate when per-image `gate_scores` (N,) are
+    given, see `gate_score`) maximising the competition score on (N, H, W) probability maps;
+    `blank` (N,) images are always emptied."""
     thresholds = np.asarray(thresholds, dtype=np.float64)
     min_areas = np.asarray(min_areas, dtype=np.int64)
-    gates = np.asarray(empty_thresholds if cls is not None else [0.0], dtype=np.float64)
+    gates = np.asarray(empty_thresholds if gate_scores is not None else [0.0], dtype=np.float64)
     pred_area, inter, true_area = threshold_counts(probs, masks, thresholds)
     grid = np.empty((len(thresholds), len(min_areas), len(gates)))
     for j, a in enumerate(min_areas):
         for k, g in enumerate(gates):
-            emptied = empty_rule(pred_area, a, cls, g, blank)
+            emptied = empty_rule(pred_area, a, gate_scores, g, blank)
             grid[:, j, k] = _scores(pred_area, inter, true_area, emptied).mean(axis=0)
     ti, ai, gi = np.unravel_index(int(np.argmax(grid)), grid.shape)
-    emptied = empty_rule(pred_area[:, ti : ti + 1], min_areas[ai], cls, gates[gi], blank)
+    emptied = empty_rule(pred_area[:, ti : ti + 1], min_areas[ai], gate_scores, gates[gi], blank)
     per_image = _scores(pred_area[:, ti : ti + 1], inter[:, ti : ti + 1], true_area, emptied)[:, 0]
     return SearchResult(
         threshold=float(thresholds[ti]),

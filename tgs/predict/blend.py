@@ -1,11 +1,9 @@
 """A blend of finished runs: their OOF probabilities averaged on the same images, the
 post-processing searched on that average, and the test set predicted by every run's fold
-ensemble, averaged the same way -> one submission.
-
-    BLEND/thresholds.json  the post-processing searched on the blended OOF (as a run's)
-    BLEND/blend.json       members (run, weight, TTA, folds, models), data folder, gate;
-                           written last, so a blend folder with it is complete
-    BLEND/search.npz, BLEND/cv.png
+ensemble, averaged the same way -> one submission. The blend folder's files
+(`tgs.run.layout.BlendPaths`): thresholds.json (the post-processing searched on the blended
+OOF, as a run's), search.npz, cv.png, and blend.json (members: run, weight, TTA, folds,
+models; data folder; gate), written last, so a blend folder with it is complete.
 
 Members must be finished runs (thresholds.json) whose OOF covers the same images: runs made on
 the same folds file, whatever their models, sizes or configs. Each member's OOF is taken from
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tgs.core import commands
 from tgs.core.errors import TGSError
 from tgs.data.cache import load_train_cached as load_data
 from tgs.data.io import test_ids
@@ -31,12 +30,11 @@ from tgs.post.rule import PostProcessing, check_gate
 from tgs.predict.ensemble import mean_prediction
 from tgs.predict.test_set import RunEnsemble, ensemble_batches, write_predictions
 from tgs.run.folder import Run
+from tgs.run.layout import BlendPaths
 from tgs.run.lock import locks
 from tgs.run.records import SUBMISSIONS_DIR, Blend, BlendMember, Manifest, Thresholds
 
 log = logging.getLogger(__name__)
-
-BLEND_FILE = Blend.FILE
 
 
 def check_weights(n_runs: int, weights: list[float] | None) -> list[float]:
@@ -80,7 +78,7 @@ def _members(paths: list[Run | str | os.PathLike], out: Path) -> tuple[list[Run]
     runs = [p if isinstance(p, Run) else Run(Path(p).resolve()).require() for p in paths]
     if len(runs) < 2:
         raise TGSError("a blend needs two runs or more")
-    if (out / "config.yaml").is_file() or out.resolve() in {r.root.resolve() for r in runs}:
+    if Run(out).exists() or out.resolve() in {r.root.resolve() for r in runs}:
         raise TGSError(f"--out {out} is a run folder: give the blend a folder of its own")
     if len({r.root.resolve() for r in runs}) < len(runs):
         log.warning("warning: a run is named twice in the blend: it counts twice")
@@ -95,16 +93,17 @@ def _members(paths: list[Run | str | os.PathLike], out: Path) -> tuple[list[Run]
 def search_blend(
     runs: list[Run | str | os.PathLike],
     out: str | os.PathLike,
+    *,
     data_dir: str | os.PathLike | None = None,
     weights: list[float] | None = None,
     gate: str | None = None,
-) -> dict:
+) -> Thresholds:
     """Search the blend's post-processing on its averaged OOF; write BLEND/thresholds.json,
     search.npz, cv.png and (last) blend.json. `gate` defaults to the first member's recorded
-    gate. Returns the thresholds as thresholds.json holds them (a dict)."""
+    gate. Returns the thresholds written."""
     from tgs.post.plot import plot_threshold_search  # matplotlib: only when plotting
 
-    out = Path(out)
+    out, paths = Path(out), BlendPaths(out)
     members, member_th = _members(runs, out)
     weights = check_weights(len(members), weights)
     gate = check_gate(gate or PostProcessing.from_thresholds(member_th[0]).gate)
@@ -113,20 +112,20 @@ def search_blend(
     if gate == "mean" and cls is None:
         raise TGSError("gate mean needs a salt-present head in every run of the blend")
     cfg = members[0].config()
-    result, th = search_oof(ids, probs, cls, load_data(data_dir), data_dir, cfg, gate)
+    result, th = search_oof(ids, probs, cls, load_data(data_dir), data_dir, cfg=cfg, gate=gate)
     if th.gate is None and gate == "head":
         log.warning("warning: not every run has a salt-present head: the blend has no head gate")
     th = replace(
         th,
         members_cv=[
-            m.require_cv(r.thresholds_path) for r, m in zip(members, member_th, strict=True)
+            m.require_cv(r.paths.thresholds) for r, m in zip(members, member_th, strict=True)
         ],
     )
     out.mkdir(parents=True, exist_ok=True)
-    th.write(out / Thresholds.FILE)
-    save_search(out / "search.npz", result, ids)
+    th.write(paths.thresholds)
+    save_search(paths.search, result, ids)
     names = " + ".join(r.root.name for r in members)
-    plot_threshold_search(out / "cv.png", result, f"blend {names}: CV {result.score:.4f}")
+    plot_threshold_search(paths.cv_plot, result, f"blend {names}: CV {result.score:.4f}")
     blend = Blend(
         members=[
             BlendMember(
@@ -142,17 +141,16 @@ def search_blend(
         data=str(data_dir),
         gate=th.gate,
     )
-    blend.write(out / BLEND_FILE)
-    return th.to_dict()
+    blend.write(paths.blend)
+    return th
 
 
 def read_blend(out: str | os.PathLike) -> tuple[Blend, Thresholds]:
     """(blend.json, thresholds.json) of a finished blend folder (TGSError naming the file and
     `tgs blend` if it is not one or a file is broken)."""
-    out = Path(out)
-    rebuild = f"python -m tgs blend RUN RUN ... --out {out}"
-    blend = Blend.read(out / BLEND_FILE, rebuild)
-    return blend, Thresholds.read(out / Thresholds.FILE, rebuild)
+    paths = BlendPaths(out)
+    rebuild = str(commands.blend(paths.root))
+    return Blend.read(paths.blend, rebuild), Thresholds.read(paths.thresholds, rebuild)
 
 
 def blend_submission_path(out: Path, cv: float, folder: str | os.PathLike) -> Path:
@@ -187,11 +185,13 @@ def predict_blend(
         members.append(RunEnsemble.load(run, data_dir, ids, m.tta))
     weights = [m.weight for m in blend.members]
     stats: dict = {}
-    batches = ensemble_batches(members, weights, th, data_dir, ids, batch_size, stats)
-    path = blend_submission_path(out, th.require_cv(out / Thresholds.FILE), submissions_dir)
+    batches = ensemble_batches(
+        members, weights, th, data_dir, ids, batch_size=batch_size, stats=stats
+    )
+    path = blend_submission_path(out, th.require_cv(BlendPaths(out).thresholds), submissions_dir)
     about = Manifest(
         submission=path.name,
         blend=str(out.resolve()),
         members=[m.to_dict() for m in blend.members],
     )
-    return write_predictions(path, batches, th, data_dir, about, t0, stats)
+    return write_predictions(path, batches, th, data_dir, about, t0=t0, stats=stats)

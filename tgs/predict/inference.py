@@ -83,6 +83,7 @@ def predict_array(
     rt: Runtime,
     batch_size: int = 64,
     tta: str = "hflip",
+    *,
     z: np.ndarray | None = None,
     spec: InputSpec | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:

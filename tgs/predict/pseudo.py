@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 
 from tgs.core.errors import TGSError
-from tgs.core.fileio import atomic_dir, write_json
+from tgs.core.fileio import atomic_dir
 from tgs.data import rle
 from tgs.data.layout import write_image, write_mask
 from tgs.post.rule import PostProcessing
 from tgs.predict.test_set import predict_batches, run_tta
 from tgs.run.folder import Run
 from tgs.run.lock import locks
+from tgs.run.records import PseudoLabels
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,16 @@ def make_pseudo(
     data_dir: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     rule: Confidence | None = None,
+    *,
     batch_size: int = 256,
     force: bool = False,
-) -> dict:
+) -> PseudoLabels:
     """Write the confident test predictions of `run` as a labelled set in the competition
-    layout (train.csv, train/images, train/masks, depths.csv, pseudo.json); returns its summary.
-    Default folder: RUN/pseudo."""
+    layout (train.csv, train/images, train/masks, depths.csv, pseudo.json); returns pseudo.json's
+    record. Default folder: RUN/pseudo."""
     rule = rule or Confidence()
     data_dir = run.data_dir(data_dir)
-    out = Path(out) if out else run.pseudo_dir
+    out = Path(out) if out else run.paths.pseudo
     tta, _ = run_tta(run, None)
     rows, n_seen, stats = [], 0, {}
     with atomic_dir(out, overwrite=force) as tmp:
@@ -88,17 +90,17 @@ def make_pseudo(
         if depths.is_file():
             z = pd.read_csv(depths, dtype={"id": str})
             z[z["id"].isin(set(ids))].to_csv(tmp / "depths.csv", index=False)
-        summary = {
-            "run": str(run.root),
-            "data": str(data_dir),
-            "rule": asdict(rule),
-            "post_processing": PostProcessing.from_thresholds(run.thresholds()).describe(),
-            "tta": tta,
-            "models": run.prediction_models(),
-            "n_test": n_seen,
-            "n_kept": len(rows),
-            "n_kept_empty": int((masks.reshape(len(masks), -1).max(axis=1) == 0).sum()),
-            "n_kept_salt": int((masks.reshape(len(masks), -1).max(axis=1) > 0).sum()),
-        }
-        write_json(tmp / "pseudo.json", summary)
+        summary = PseudoLabels(
+            run=str(run.root),
+            data=str(data_dir),
+            rule=asdict(rule),
+            post_processing=PostProcessing.from_thresholds(run.thresholds()).describe(),
+            tta=tta,
+            models=run.prediction_models(),
+            n_test=n_seen,
+            n_kept=len(rows),
+            n_kept_empty=int((masks.reshape(len(masks), -1).max(axis=1) == 0).sum()),
+            n_kept_salt=int((masks.reshape(len(masks), -1).max(axis=1) > 0).sum()),
+        )
+        summary.write(tmp / PseudoLabels.FILE)
     return summary

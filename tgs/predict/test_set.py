@@ -89,7 +89,9 @@ class RunEnsemble:
         """uint8 images (B, 101, 101), the index of the first in the test ids (batches come in
         `ids` order) -> (probabilities (B, 101, 101), salt-present probabilities (B,) or None)."""
         z = None if self.depths is None else self.depths[start : start + len(images)]
-        return predict_array(self.models, images, self.rt, self.batch_size, self.tta, z, self.spec)
+        return predict_array(
+            self.models, images, self.rt, self.batch_size, self.tta, z=z, spec=self.spec
+        )
 
 
 def ensemble_batches(
@@ -98,6 +100,7 @@ def ensemble_batches(
     th: Thresholds,
     data_dir: Path,
     ids: list[str],
+    *,
     batch_size: int,
     stats: dict,
 ) -> Iterator[TestBatch]:
@@ -129,7 +132,10 @@ def predict_batches(
     ids = test_ids(data_dir)
     member = RunEnsemble.load(run, data_dir, ids, tta)
     th = run.thresholds()
-    for batch in ensemble_batches([member], [1.0], th, data_dir, ids, batch_size, stats):
+    batches = ensemble_batches(
+        [member], [1.0], th, data_dir, ids, batch_size=batch_size, stats=stats
+    )
+    for batch in batches:
         fault_point("predict")
         yield batch
 
@@ -148,6 +154,7 @@ def run_tta(run: Run, tta: str | None) -> tuple[str, str | None]:
 def predict_run(
     run: Run | str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
+    *,
     out: str | os.PathLike | None = None,
     batch_size: int = 256,
     tta: str | None = None,
@@ -161,10 +168,12 @@ def predict_run(
     unless `lock` is False (a run nobody can write: a kernel's read-only input)."""
     run = run if isinstance(run, Run) else Run(run)
     with run_lock(run.root) if lock and run.exists() else nullcontext():
-        return _predict_run(run, data_dir, out, batch_size, tta, submissions_dir)
+        return _predict_run(
+            run, data_dir, out=out, batch_size=batch_size, tta=tta, submissions_dir=submissions_dir
+        )
 
 
-def _predict_run(run: Run, data_dir, out, batch_size: int, tta, submissions_dir) -> Path:
+def _predict_run(run: Run, data_dir, *, out, batch_size: int, tta, submissions_dir) -> Path:
     cfg, th = run.config(), run.thresholds()
     data_dir = run.data_dir(data_dir)
     tta, mismatch = run_tta(run, tta)
@@ -177,7 +186,7 @@ def _predict_run(run: Run, data_dir, out, batch_size: int, tta, submissions_dir)
     path = (
         Path(out)
         if out
-        else run.submission_path(th.require_cv(run.thresholds_path), submissions_dir)
+        else run.submission_path(th.require_cv(run.paths.thresholds), submissions_dir)
     )
     about = Manifest(
         submission=path.name,
@@ -188,7 +197,7 @@ def _predict_run(run: Run, data_dir, out, batch_size: int, tta, submissions_dir)
         warning=mismatch,
         config=cfg.to_dict(),
     )
-    return write_predictions(path, batches, th, data_dir, about, t0, stats)
+    return write_predictions(path, batches, th, data_dir, about, t0=t0, stats=stats)
 
 
 def write_predictions(
@@ -197,6 +206,7 @@ def write_predictions(
     th: Thresholds,
     data_dir: Path,
     about: Manifest,
+    *,
     t0: float,
     stats: dict,
 ) -> Path:

@@ -1,4 +1,4 @@
-"""`python -m tgs report`: one static HTML page (index.html + PNGs) on a run folder.
+"""`tgs report`: one static HTML page (index.html + PNGs) on a run folder.
 
 Everything comes from the run's own files (config, meta, logs, summaries, OOF, thresholds,
 search grid, submission) and the truth masks of its data folder; what is not there yet is listed
@@ -78,7 +78,7 @@ def _body(ctx: sections.Context, notes: list[str]) -> str:
         parts.append(sections.search(ctx))
     parts += [gallery.coverage_section(ctx), sections.submission(ctx)]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    parts.append(f'<p class="note">written by <code>python -m tgs report</code> at {stamp}</p>')
+    parts.append(f'<p class="note">written by <code>tgs report</code> at {stamp}</p>')
     return "\n".join(p for p in parts if p)
 
 
@@ -96,7 +96,7 @@ def build_report(
     t0 = time.time()
     run = run if isinstance(run, Run) else Run(run)
     facts = read_facts(run)
-    out = Path(out) if out is not None else run.report_dir
+    out = Path(out) if out is not None else run.paths.report
     _replaceable(out)
     data, data_note = _load_data(run, data_dir)
     oof, oof_note = _analyse(facts, data)

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tgs.core import commands
 from tgs.core.config import Config, dump_config
 from tgs.core.errors import DamagedFileError
 from tgs.run.folder import Run, read_npz
-from tgs.run.records import FoldSummary, Manifest, Thresholds
+from tgs.run.records import FoldRefit, FoldSummary, Manifest, Meta, Plan, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,10 @@ class FoldFacts:
     status: str  # "finished" | "training" | "not started"
     summary: FoldSummary | None = None  # summary.json, once the fold finished
     log: pd.DataFrame | None = None  # epoch, stage, loss, val_score, lr, seconds
-    refits: list[dict] = field(default_factory=list)  # foldK/plan.json's refits, oldest first
+    refits: list[FoldRefit] = field(default_factory=list)  # foldK/plan.json's, oldest first
 
     @property
-    def replan(self) -> dict | None:
+    def replan(self) -> FoldRefit | None:
         """The fold's schedule as its last budget refit laid it out (None before any)."""
         return self.refits[-1] if self.refits else None
 
@@ -53,8 +54,9 @@ class Facts:
 
     run: Run
     cfg: Config
-    meta: dict
-    plan: dict | None
+    meta: Meta  # empty when the run has no meta.json
+    has_meta: bool
+    plan: Plan | None
     folds: list[FoldFacts]
     thresholds: Thresholds | None
     search: dict[str, np.ndarray] | None
@@ -70,13 +72,13 @@ class Facts:
         """Epochs per fold: the budget plan's when the run has one (plan.json), else the
         config's (both stages)."""
         if self.cfg.budget_minutes and self.plan:
-            return int(self.plan["epochs"]) + int(self.plan.get("stage2_epochs", 0))
+            return self.plan.total_epochs
         return self.cfg.epochs + self.cfg.stage2_epochs
 
     def fold_epochs(self, f: FoldFacts) -> int:
         """Epochs fold `f` is to train: its refit schedule when it has one, else the plan's."""
         if self.cfg.budget_minutes and f.replan:
-            return int(f.replan["epochs"]) + int(f.replan.get("stage2_epochs", 0))
+            return f.replan.total_epochs
         return self.planned_epochs
 
     def config_diff(self) -> list[tuple[str, Any, Any]]:
@@ -125,23 +127,24 @@ def read_folds(run: Run, cfg: Config) -> list[FoldFacts]:
     finished = set(run.finished_folds())
     out = []
     for k in expected_folds(run, cfg):
-        log_df = _read_log(run.log(k), run.fold_command(k))
+        log_df = _read_log(run.fold(k).log, str(commands.train_fold(run.root, k)))
         if k in finished:
             status = "finished"
-        elif log_df is not None or run.started(k) or run.best(k).is_file():
+        elif log_df is not None or run.started(k) or run.fold(k).best.is_file():
             status = "training"
         else:
             status = "not started"
-        out.append(FoldFacts(k, status, run.summary(k), log_df, run.fold_refits(k)))
+        out.append(FoldFacts(k, status, run.summary(k), log_df, run.plans.refits(k)))
     return out
 
 
 def read_search(run: Run) -> dict[str, np.ndarray] | None:
     """search.npz as arrays (grid (T, A, E), thresholds, min_areas, empty_thresholds, ids,
     per_image), or None when the search has not been run (or predates search.npz)."""
-    if not run.search_path.is_file():
+    if not run.paths.search.is_file():
         return None
-    return read_npz(run.search_path, ("grid", "thresholds", "min_areas"), run.threshold_command)
+    rebuild = str(commands.threshold(run.root))
+    return read_npz(run.paths.search, ("grid", "thresholds", "min_areas"), rebuild)
 
 
 def read_submission(run: Run, thresholds: Thresholds | None) -> Submission | None:
@@ -159,6 +162,7 @@ def read_submission(run: Run, thresholds: Thresholds | None) -> Submission | Non
 def _missing(facts: Facts) -> list[str]:
     """Plain sentences naming what the run lacks and the command that makes it."""
     run, notes = facts.run, []
+    rethreshold = commands.threshold(run.root)
     for f in facts.folds:
         if f.status == "not started":
             notes.append(f"fold {f.k}: not started")
@@ -169,21 +173,21 @@ def _missing(facts: Facts) -> list[str]:
             )
     if facts.thresholds is None:
         notes.append(
-            f"thresholds.json: no post-processing search yet (`python -m tgs threshold --run "
-            f"{run.root}`); OOF shown at p > 0.5"
+            f"thresholds.json: no post-processing search yet (`{rethreshold}`); OOF shown at "
+            "p > 0.5"
         )
     elif facts.search is None:
-        notes.append(f"search.npz: no search grid stored (rerun `tgs threshold --run {run.root}`)")
+        notes.append(f"search.npz: no search grid stored (rerun `{rethreshold}`)")
     elif sorted(facts.thresholds.folds or []) != facts.finished:
         notes.append(
             f"thresholds.json was searched on folds {facts.thresholds.folds}, but folds "
-            f"{facts.finished} have finished: rerun `tgs threshold --run {run.root}`"
+            f"{facts.finished} have finished: rerun `{rethreshold}`"
         )
     if facts.submission is None:
         cv = facts.thresholds.cv if facts.thresholds else None
         where = f"{run.submission_path(cv)} " if cv is not None else ""
-        notes.append(f"submission: {where}not found (`python -m tgs predict --run {run.root}`)")
-    if not facts.meta:
+        notes.append(f"submission: {where}not found (`{commands.predict(run.root)}`)")
+    if not facts.has_meta:
         notes.append("meta.json: missing (commit, data folder and folds file unknown)")
     return notes
 
@@ -192,14 +196,13 @@ def read_facts(run: Run) -> Facts:
     """Read the run folder (TGSError when it is not one)."""
     run.require()
     cfg = run.config()
-    thresholds = None
-    if run.thresholds_path.is_file():
-        thresholds = run.thresholds()
+    thresholds = run.thresholds() if run.paths.thresholds.is_file() else None
     facts = Facts(
         run=run,
         cfg=cfg,
-        meta=run.meta(),
-        plan=run.plan(),
+        meta=run.metadata(),
+        has_meta=run.paths.meta.is_file(),
+        plan=run.plans.plan(),
         folds=read_folds(run, cfg),
         thresholds=thresholds,
         search=read_search(run) if thresholds is not None else None,

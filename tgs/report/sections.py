@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tgs.core import commands
 from tgs.data.io import TrainData
 from tgs.post.rule import GATE_LABELS, PostProcessing
 from tgs.report import plots
 from tgs.report.analysis import OOF, class_table, empty_confusion
 from tgs.report.facts import Facts
 from tgs.report.html import code_spans, duration, esc, fmt, img, kv_table, pct, table
-from tgs.run.records import FoldSummary, Thresholds
+from tgs.run.records import EncoderWeights, FoldRefit, FoldSummary, Plan, Thresholds
 
 
 @dataclass
@@ -63,44 +64,43 @@ def header(ctx: Context, notes: list[str]) -> str:
 
 def _device(f: Facts) -> str:
     meta = f.meta
-    cpu = f"{meta.get('cpu', '?')} x {meta.get('cpu_count', '?')} cores" if meta else "?"
-    torch = (meta.get("versions") or {}).get("torch")
-    gpu = f"; GPU {meta['gpu']}" if meta and meta.get("gpu") else ""
+    cpu = f"{meta.cpu or '?'} x {meta.cpu_count or '?'} cores" if f.has_meta else "?"
+    torch = (meta.versions or {}).get("torch")
+    gpu = f"; GPU {meta.gpu}" if meta.gpu else ""
     return f"config device {f.cfg.device}; host {cpu}{gpu}" + (f"; torch {torch}" if torch else "")
 
 
-def weights_text(record: dict | None) -> str:
+def weights_text(record: EncoderWeights | None) -> str:
     """Where the run's pretrained encoder weights came from (meta.json), or from scratch."""
-    if not record:
+    if record is None:
         return "none (from scratch)"
-    where = {"packaged": record.get("package"), "file": record.get("weights")}.get(
-        record.get("source"), f"the model hub ({record.get('weights')})"
+    where = {"packaged": record.package, "file": record.weights}.get(
+        record.source, f"the model hub ({record.weights})"
     )
-    digest = f", sha256 {record['sha256'][:16]}" if record.get("sha256") else ""
+    digest = f", sha256 {record.sha256[:16]}" if record.sha256 else ""
     return (
-        f"{record.get('encoder')} from {record.get('source')}: {where}{digest}; inputs "
-        f"normalised with mean {record.get('mean')}, std {record.get('std')}"
+        f"{record.encoder} from {record.source}: {where}{digest}; inputs "
+        f"normalised with mean {record.mean}, std {record.std}"
     )
 
 
-def refit_text(r: dict) -> str:
+def refit_text(r: FoldRefit) -> str:
     """One refit in words: what it timed, the ratio, and the epochs before and after."""
-    which = "full-size epochs" if r.get("on_full_size") else "epochs"
+    which = "full-size epochs" if r.on_full_size else "epochs"
     return (
-        f"after {r['after_epochs']} epochs, its {which} took {r['ratio']:.2f}x the probe's "
-        f"estimate -> {r['epochs'] + r.get('stage2_epochs', 0)} epochs "
-        f"(was {r['planned_epochs']})"
+        f"after {r.after_epochs} epochs, its {which} took {r.ratio:.2f}x the probe's "
+        f"estimate -> {r.total_epochs} epochs (was {r.planned_epochs})"
     )
 
 
-def plan_text(plan: dict, budget_minutes: float) -> str:
+def plan_text(plan: Plan, budget_minutes: float) -> str:
     """plan.json in a line: budget, measured epoch time, epochs chosen."""
-    stage2 = plan.get("stage2_epochs") or 0
+    stage2 = plan.stage2_epochs
     return (
-        f"{budget_minutes:g} min budget: {plan.get('epoch_seconds')} s/epoch measured on "
-        f"{plan.get('gpu') or plan.get('cpu', '?')} -> {plan.get('epochs')} epochs"
+        f"{budget_minutes:g} min budget: {plan.epoch_seconds} s/epoch measured on "
+        f"{plan.gpu or plan.cpu or '?'} -> {plan.epochs} epochs"
         + (f" + {stage2} stage 2" if stage2 else "")
-        + f" per fold (config: {plan.get('config_epochs', '?')})"
+        + f" per fold (config: {plan.config_epochs or '?'})"
     )
 
 
@@ -131,16 +131,16 @@ def glance(ctx: Context) -> str:
     wall = f.train_seconds()
     sub_seconds = f.submission.manifest.seconds if f.submission else None
     items += [
-        ("git commit", meta.get("commit", "–")),
-        ("data folder", meta.get("data", "–")),
-        ("folds file", f"{meta.get('folds', '–')} (sha256 {meta.get('folds_sha256', '–')})"),
+        ("git commit", meta.commit or "–"),
+        ("data folder", meta.data or "–"),
+        ("folds file", f"{meta.folds or '–'} (sha256 {meta.folds_sha256 or '–'})"),
         (
             "wall time",
             f"training {duration(wall)}"
             + (f" + predict {duration(sub_seconds)}" if sub_seconds else ""),
         ),
         ("device", _device(f)),
-        ("encoder weights", weights_text(meta.get("encoder_weights"))),
+        ("encoder weights", weights_text(meta.encoder_weights)),
     ]
     if f.plan:
         items.append(("budget plan", plan_text(f.plan, f.cfg.budget_minutes)))
@@ -344,15 +344,14 @@ def submission(ctx: Context) -> str:
     ]
     if m.models is not None:
         items.append(("models", f"{len(m.models)}: {', '.join(m.models)}"))
-    rows = [
-        (r.get("submitted"), r.get("message"), r.get("status"), r.get("public"), r.get("private"))
-        for r in m.kaggle or []
-    ]
-    ctx.numbers["submission"] = {"file": str(sub.csv), "kaggle": m.kaggle or []}
+    rows = [(r.submitted, r.message, r.status, r.public, r.private) for r in m.kaggle or []]
+    scores = [r.to_dict() for r in m.kaggle or []]
+    ctx.numbers["submission"] = {"file": str(sub.csv), "kaggle": scores}
+    submit = commands.kaggle_submit(sub.csv, "MESSAGE") + ["--wait"]
     kaggle = (
         table(["submitted", "message", "status", "public", "private"], rows)
         if rows
-        else '<p class="note">not submitted to Kaggle yet (<code>python -m tgs kaggle submit FILE '
-        "-m MSG --wait</code> records the scores here)</p>"
+        else f'<p class="note">not submitted to Kaggle yet (<code>{esc(submit)}</code> records '
+        "the scores here)</p>"
     )
     return "<h2>Submission</h2>" + kv_table(items) + "<h3>Kaggle</h3>" + kaggle

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tgs.core.errors import TGSError
+from tgs.run.layout import FOLD_GLOB, made_by_tgs
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -146,7 +147,7 @@ def sweep_unfinished(folder: Path, pattern: str = ".*.tmp") -> int:
     """Remove the temporary files and folders of atomic writes a killed or failed writer left in
     `folder` and its fold folders (only its lock's new holder may: nobody else writes there).
     Returns how many."""
-    found = [*folder.glob(pattern), *folder.glob(f"fold*/{pattern}")]
+    found = [*folder.glob(pattern), *folder.glob(f"{FOLD_GLOB}/{pattern}")]
     for p in found:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return len(found)
@@ -211,8 +212,8 @@ def run_lock(folder: str | os.PathLike) -> Iterator[None]:
 
 def locks(param: str, existing: bool = False) -> Callable[[F], F]:
     """Decorator: each call holds `run_lock` on the folder its argument `param` names (a Run,
-    whose root is locked, or a path). `existing`: only a folder tgs made (it holds config.yaml
-    or blend.json); for any other the stage refuses by itself, and no lock file is left there."""
+    whose root is locked, or a path). `existing`: only a folder tgs made (a run or a blend:
+    `made_by_tgs`); for any other the stage refuses by itself, and no lock file is left there."""
 
     def wrap(fn: F) -> F:
         signature = inspect.signature(fn)
@@ -221,8 +222,7 @@ def locks(param: str, existing: bool = False) -> Callable[[F], F]:
         def locked(*args, **kwargs):
             target = signature.bind_partial(*args, **kwargs).arguments[param]
             folder = Path(getattr(target, "root", target))
-            made = any((folder / f).is_file() for f in ("config.yaml", "blend.json"))
-            with run_lock(folder) if made or not existing else nullcontext():
+            with run_lock(folder) if made_by_tgs(folder) or not existing else nullcontext():
                 return fn(*args, **kwargs)
 
         return locked  # type: ignore[return-value]

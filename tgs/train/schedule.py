@@ -9,14 +9,13 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 
-from tgs.core.config import Config
+from tgs.core.config import Config, key_choices
 from tgs.core.errors import TGSError
 from tgs.models.registry import encoder_of
+from tgs.run.records import FoldRefit
 
-OPTIMIZERS = ("adamw", "sgd")
-
-
-SCHEDULERS = ("cosine", "cosine_restarts", "plateau", "none")
+OPTIMIZERS = key_choices("optimizer")
+SCHEDULERS = key_choices("scheduler")
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -135,19 +134,19 @@ class Stretched:
         self.inner.load_state_dict(state)
 
 
-def stage1_scheduler(cfg: Config, opt: torch.optim.Optimizer, steps: int, refits: list[dict]):
-    """Stage 1's schedule for `cfg`, whose epochs budget refits (`tgs.budget.replan` records,
+def stage1_scheduler(cfg: Config, opt: torch.optim.Optimizer, steps: int, refits: list[FoldRefit]):
+    """Stage 1's schedule for `cfg`, whose epochs budget refits (`tgs.budget.plan.replan`,
     oldest first) have changed: one cosine, as planned before the first refit, stretched at
     each refit over the new length (a warm-up not over at a refit is stretched with it, so the
-    refit's `warmup_epochs` is only what `layout` would give). Other schedulers (and records
-    without the planned layout) are laid out over `cfg` as they are."""
-    if cfg.scheduler != "cosine" or not refits or "from_epochs" not in refits[0]:
+    refit's `warmup_epochs` is only what `layout` would give). Other schedulers (and refits
+    older than the planned layout) are laid out over `cfg` as they are."""
+    if cfg.scheduler != "cosine" or not refits or refits[0].from_epochs is None:
         return build_scheduler(cfg, opt, steps)
-    planned = {"epochs": refits[0]["from_epochs"], "warmup_epochs": refits[0]["from_warmup"]}
-    sched = build_scheduler(replace(cfg, **planned), opt, steps)
+    first = refits[0]
+    planned = replace(cfg, epochs=first.from_epochs, warmup_epochs=first.from_warmup)
+    sched = build_scheduler(planned, opt, steps)
     for r in refits:
-        at, old_end, new_end = (r[k] * steps for k in ("after_epochs", "from_epochs", "epochs"))
-        sched = Stretched(sched, at, old_end, new_end)
+        sched = Stretched(sched, r.after_epochs * steps, r.from_epochs * steps, r.epochs * steps)
     return sched
 
 
