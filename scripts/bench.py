@@ -2,7 +2,7 @@
 """tgs benchmarks. Prints a table and writes JSON; never asserts timings.
 
     python scripts/bench.py speed [--quick] [--out bench]
-    python scripts/bench.py recipes [--configs cpu,cpu_scratch,cpu_lite1] [--quick]
+    python scripts/bench.py recipes [--configs cpu,cpu_scratch,cpu+encoder=...] [--quick]
     python scripts/bench.py threads [--quick]
     python scripts/bench.py blend RUN RUN... --data DIR [--fold 0]
     python scripts/bench.py quality --data DIR --config CFG [--fold 0] [--budget M]
@@ -14,7 +14,8 @@ synthetic test images with 5 folds x hflip (wall time, peak RSS, share outside t
 joint threshold x min-area search on 4000 OOF maps, and RLE of 18000 masks.
 
 `recipes` times each config's own model as it trains (size, dtype, layout, heads): training and
-inference images/s on this CPU, beside each other.
+inference images/s on this CPU, beside each other (`NAME+KEY=VALUE` varies a shipped config: the
+default adds `cpu+encoder=tu-tf_efficientnet_lite1`).
 
 `blend` scores the average of several such runs' OOF (e.g. two architectures at half the
 budget each against one at the whole budget).
@@ -355,7 +356,7 @@ def bench_predict(out: Path, quick: bool) -> list[dict]:
 
 def _throughput_child(threads: int, steps: int, size: int, layout: str, batch: int, *, ddp, answer):
     """One training-throughput process of `threads`: seed_unet 16 filters at `size` px
-    (configs/cpu.yaml's net: classifier head and deep supervision), fp32 on the CPU, channels_last
+    (cpu_scratch.yaml's net: classifier head and deep supervision), fp32 on the CPU, channels_last
     (`layout` cl) or NCHW, on `threads` threads; puts its images/s on `answer`. `ddp`: (rank,
     world, port) of one DistributedDataParallel model (gloo; gradients all-reduced every step),
     or None."""
@@ -380,7 +381,7 @@ def _throughput_child(threads: int, steps: int, size: int, layout: str, batch: i
         dist.init_process_group("gloo", rank=rank, world_size=world)
         model = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    crit = Criterion(create_loss("bce+dice"), 0.2, 0.2)  # as configs/cpu.yaml: head, deep sup.
+    crit = Criterion(create_loss("bce+dice"), 0.2, 0.2)  # as cpu_scratch.yaml: head, deep sup.
     x = torch.randn(batch, 1, 101, 101).contiguous(memory_format=fmt)
     y = (torch.rand(batch, 1, 101, 101) > 0.5).float()
 
@@ -467,7 +468,8 @@ def recipe_rates(config: str, steps: int) -> dict:
     from tgs.train.loop import Criterion, train_one_epoch, train_size
     from tgs.train.schedule import build_optimizer
 
-    cfg = load_config(config)
+    name, *overrides = config.split("+")  # "cpu+encoder=tu-tf_efficientnet_lite1"
+    cfg = load_config(name, overrides)
     torch.manual_seed(0)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -553,7 +555,11 @@ def parser() -> argparse.ArgumentParser:
     tp.add_argument("--quick", action="store_true")
     tp.add_argument("--out", default="bench")
     rp = sub.add_parser("recipes", help="train/infer images/s of shipped configs' models")
-    rp.add_argument("--configs", default="cpu,cpu_scratch,cpu_lite1")
+    rp.add_argument(
+        "--configs",
+        default="cpu,cpu+encoder=tu-tf_efficientnet_lite1,cpu_scratch",
+        help="shipped names or YAML files, comma-separated; NAME+KEY=VALUE+... overrides keys",
+    )
     rp.add_argument("--quick", action="store_true")
     rp.add_argument("--out", default="bench")
     sp = sub.add_parser("speed", help="time every hot path against a plain baseline")

@@ -67,6 +67,8 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
     run = tmp_path / "runs" / "b"
     args = [
         "run",
+        "--config",
+        "cpu_scratch",
         "--data",
         str(synth_dir),
         "--run",
@@ -77,7 +79,7 @@ def test_budgeted_run_plans_once_finishes_every_schedule_and_resumes_with_the_pl
         "size=32",
         "batch_size=16",
         "n_folds=2",
-        "folds=null",  # the shipped cpu.yaml (the default config on a CPU) trains one fold
+        "folds=null",  # the shipped cpu_scratch.yaml trains one fold
         "low_size=0",  # and resizes progressively: the pinned probe times one size only
         "replan_after=0",  # the plan as probed (the refit is tested below)
         "jobs=1",

@@ -35,8 +35,9 @@ from tgs.run.records import PseudoLabels
 class Confidence:
     """The rule deciding which test predictions become pseudo-labels."""
 
-    # chosen on OOF (runs of configs/cpu.yaml, real data): keeps ~40% of images, ~35% of them
-    # salt, whose labels score ~0.91 against the truth (all OOF images: ~0.71)
+    # chosen on OOF (runs of the scratch CPU recipe, now cpu_scratch.yaml, real data): keeps ~40%
+    # of images, ~35% of them salt, whose labels score ~0.91 against the truth (all OOF images:
+    # ~0.71)
     low: float = 0.2
     high: float = 0.8
     max_uncertain: float = 0.03  # share of pixels allowed between low and high
