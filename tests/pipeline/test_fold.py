@@ -82,15 +82,17 @@ def test_a_fold_launched_by_tgs_run_started_at_its_launch(
     assert calls["ensure_plan"] == []  # no budget
 
     monkeypatch.delenv(FOLD_LAUNCHED)
+    t0 = time.time()
     run_train(_opts(cfg, folds, synth_dir, 0, tmp_path / "r2"))
-    assert abs(calls["train_fold"][1][1]["started"] - time.time()) < 60
+    assert t0 <= calls["train_fold"][1][1]["started"] <= time.time()  # launched here, now
 
 
 def test_fold_started_reads_the_launch_time(monkeypatch):
     monkeypatch.setenv(FOLD_LAUNCHED, "1234.5")
     assert fold_started() == 1234.5
     monkeypatch.delenv(FOLD_LAUNCHED)
-    assert abs(fold_started() - time.time()) < 5
+    t0 = time.time()
+    assert t0 <= fold_started() <= time.time()
 
 
 def test_a_budgeted_fold_on_its_own_is_planned_first(synth_dir, inputs, tmp_path, calls):
