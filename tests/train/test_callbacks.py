@@ -93,10 +93,14 @@ def test_a_stop_between_validations_validates_and_saves_the_last_epoch(tmp_path,
 
 def test_time_limit_stops_before_an_epoch_would_pass_it(tmp_path, data, folds):
     trainer = SimpleNamespace(history=[SimpleNamespace(seconds=30.0)], fold=0)
-    limit = TimeLimit(1.0)
-    limit.started -= 20  # 20 s spent: another 30 s epoch ends at 50 s < 60 s
+    now = [1000.0]
+    limit = TimeLimit(1.0, clock=lambda: now[0])  # an injected clock: no machine speed
+    limit.on_fit_start(trainer)
+    now[0] += 20  # 20 s spent: another 30 s epoch ends at 50 s < 60 s
     assert not limit.should_stop(trainer, 0)
-    limit.started -= 20  # 40 s spent: 70 s > 60 s
+    now[0] += 10  # 30 s: 60 s, not past the limit
+    assert not limit.should_stop(trainer, 0)
+    now[0] += 10  # 40 s spent: 70 s > 60 s
     assert limit.should_stop(trainer, 0)
 
 

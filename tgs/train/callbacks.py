@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -140,14 +141,15 @@ class ValidateEvery(Callback):
 class TimeLimit(Callback):
     """Stop before an epoch (as long as the last one) would pass `minutes` of training."""
 
-    def __init__(self, minutes: float):
-        self.minutes, self.started = minutes, time.time()
+    def __init__(self, minutes: float, *, clock: Callable[[], float] = time.time):
+        self.minutes, self.clock = minutes, clock
+        self.started = clock()
 
     def on_fit_start(self, t: TrainerView) -> None:
-        self.started = time.time()
+        self.started = self.clock()
 
     def should_stop(self, t: TrainerView, epoch: int) -> bool:
-        elapsed, last = time.time() - self.started, t.history[-1].seconds
+        elapsed, last = self.clock() - self.started, t.history[-1].seconds
         if elapsed + last <= 60 * self.minutes:
             return False
         log.info("fold %d: stopping after epoch %d: max_minutes", t.fold, epoch + 1)
