@@ -36,7 +36,14 @@ CASES = [
         commands.kernel_status("runs/x", kernel="me/k"),
         {"run": "runs/x", "kernel": "me/k", "wait": True},
     ),
-    (commands.kernel_output("runs/x"), {"run": "runs/x"}),
+    (commands.kernel_output("runs/x"), {"run": "runs/x", "kernel": None}),
+    (commands.kernel_output("runs/x", kernel="me/k"), {"run": "runs/x", "kernel": "me/k"}),
+    (
+        commands.start_run(config="c.yaml", data="d", run="r", resume=True, gpus="0,1"),
+        {"command": "run", "config": "c.yaml", "data": "d", "run": "r", "resume": True}
+        | {"gpus": "0,1"},
+    ),
+    (commands.start_run(config="c", data="d", run="r"), {"resume": False, "gpus": None}),
     (
         commands.kaggle_train("c.yaml", "n", resume_from="me/k", staging="s"),
         {"config": "c.yaml", "run": "n", "resume_from": "me/k", "staging": "s"},

@@ -55,6 +55,14 @@ def resume_run(run: Arg, config: Arg | None = None) -> Command:
     return _command("run", config=config or os.path.join(run, "config.yaml"), run=run, resume=True)
 
 
+def start_run(
+    *, config: Arg, data: Arg, run: Arg, resume: bool = False, gpus: str | None = None
+) -> Command:
+    """`tgs run` of `config` on `data` into the run folder `run` (`resume`: continue it; `gpus`:
+    the GPU ids, "0,1", one fold per GPU), as a Kaggle training kernel starts it."""
+    return _command("run", config=config, data=data, run=run, resume=resume, gpus=gpus)
+
+
 def train_fold(run: Arg, fold: Arg) -> Command:
     """Continue fold `fold` of `run`, or rebuild its OOF and summary once it is trained."""
     return _command("train", run=run, fold=fold, resume=True)
@@ -123,8 +131,9 @@ def kernel_status(run: Arg, kernel: str | None = None, wait: bool = True) -> Com
     return _command("kaggle", "kernel-status", run, kernel=kernel, wait=wait)
 
 
-def kernel_output(run: Arg = "RUN") -> Command:
-    return _command("kaggle", "kernel-output", run)
+def kernel_output(run: Arg = "RUN", kernel: str | None = None) -> Command:
+    """Bring RUN's kernel output back (`kernel`: that kernel's, OWNER/SLUG)."""
+    return _command("kaggle", "kernel-output", run, kernel=kernel)
 
 
 def kaggle_train(
