@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import tiny_yaml
-from tests.kaggle_helpers import kernel_process, run_kernel_offline
+from tests.kaggle_helpers import kernel_process, run_kernel_offline, snapshot_run
 from tgs.cli.main import main
 from tgs.core.faults import ENV as FAULT_ENV
 from tgs.core.faults import MARK_ENV
 from tgs.kaggle.session import END_MARK_ENV
 from tgs.kaggle.stage import TRAIN_SCRIPT
 from tgs.run.folder import Run
+from tgs.run.records import TrainStatus
 
 COMP = "tgs-salt-identification-challenge"
 CONFIG = tiny_yaml(name="ktiny", threads=1, max_train_batches=2, epochs=3)
@@ -372,6 +373,54 @@ def test_a_kernel_stopped_in_error_is_continued_when_its_output_holds_a_run(
     assert "its output holds no run folder (run/config.yaml): there is nothing to continue" in (
         capsys.readouterr().err
     )
+
+
+def test_an_earlier_kernel_kaggle_does_not_attach_is_named(
+    real, tmp_path, synth_dir, monkeypatch, capsys
+):
+    """--resume-from a finished kernel whose output Kaggle will not attach (the client prints
+    invalidKernelSources, and Kaggle creates the kernel anyway): its own message."""
+    cfg = _config(tmp_path, CONFIG, "ktiny")
+    assert main(["kaggle", "train", "--config", str(cfg), "--run", "ktiny", *FAST]) == 0
+    _kernel_output_of(tmp_path, synth_dir, with_run=True)
+    assert main(["kaggle", "kernel-status", "runs/ktiny", "--wait", "--poll", "0"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("REAL_KAGGLE_MODE", "bad-kernel-sources")
+    resume = ["kaggle", "train", "--config", str(cfg), "--run", "ktiny", *FAST]
+    assert main([*resume, "--resume-from", "alice/tgs-train-ktiny"]) == 1
+    assert (
+        "The following are not valid kernel sources and could not be added to the kernel: "
+        "['alice/tgs-train-ktiny']: Kaggle did not attach --resume-from alice/tgs-train-ktiny's "
+        "output, so the kernel stops at once (it continues no run)" in capsys.readouterr().err
+    )
+    assert real.methods()[-1] == "SaveKernel"
+
+
+def test_kernel_output_names_the_files_a_finished_run_lacks(
+    real, tmp_path, tmp_path_factory, synth_dir, capsys
+):
+    """A finished kernel whose downloaded output lacks files its run's records name (a
+    checkpoint thresholds.json lists, each fold's summary and OOF) is not adopted: each is
+    named (what a client that fetched part of the listing leaves)."""
+    cfg = _config(tmp_path, CONFIG, "ktiny")
+    assert main(["kaggle", "train", "--config", str(cfg), "--run", "ktiny", *FAST]) == 0
+    remote = Run(
+        shutil.copytree(snapshot_run(tmp_path_factory, synth_dir), tmp_path / "output/run")
+    )
+    remote.fold(1).snapshot(2).unlink()
+    shutil.copyfile(synth_dir / "sample_submission.csv", tmp_path / "output/submission.csv")
+    done = dict(finished=True, stopped_at_session_limit=False, exit_code=0, resumed=False)
+    TrainStatus(run="tiny", seconds=1.0, output_gb=0.0, output_limit_gb=20, **done).write(
+        tmp_path / "output" / TrainStatus.FILE
+    )
+    assert main(["kaggle", "kernel-status", "runs/ktiny", "--wait", "--poll", "0"]) == 0
+    assert main(["kaggle", "kernel-output", "runs/ktiny", "--data", str(synth_dir)]) == 1
+    assert (
+        "lacks files its records name: run/fold1/snapshot2.pt, run/fold0/summary.json, "
+        "run/fold0/oof.npz, run/fold1/summary.json, run/fold1/oof.npz; Kaggle lists a kernel's "
+        "output 20 files a page" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "runs/ktiny").exists()
 
 
 def test_resume_from_a_kernel_that_has_not_finished_is_refused(real, tmp_path, capsys):

@@ -145,7 +145,7 @@ def missing_files(remote: Run, dest: Path, status: TrainStatus) -> list[str]:
         th, cfg = remote.thresholds(), remote.config()
         folds = th.folds or cfg.folds or list(range(cfg.n_folds))
         files = [remote.root / m for m in th.models or []]
-        files += [f for k in folds for f in (remote.summary_path(k), remote.oof(k))]
+        files += [f for k in folds for f in (remote.fold(k).summary, remote.fold(k).oof)]
     files += [dest / SUBMISSION]
     files += [dest / "submissions" / status.submission] if status.submission else []
     return [p.relative_to(dest).as_posix() for p in files if not p.is_file()]
