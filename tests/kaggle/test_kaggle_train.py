@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import tiny_yaml
-from tests.kaggle_helpers import kernel_process, run_kernel_offline, snapshot_run
+from tests.kaggle_helpers import LITE_SETTINGS, kernel_process, run_kernel_offline, snapshot_run
 from tgs.cli.main import main
 from tgs.core.faults import ENV as FAULT_ENV
 from tgs.core.faults import MARK_ENV
 from tgs.kaggle.session import END_MARK_ENV
-from tgs.kaggle.stage import TRAIN_SCRIPT
+from tgs.kaggle.stage import PACKAGES, TRAIN_SCRIPT
+from tgs.models import weights
 from tgs.run.folder import Run
 from tgs.run.records import TrainStatus
 
@@ -38,6 +39,9 @@ FIVE = tiny_yaml(
 PHONE = "Kaggle gives a kernel a GPU or the internet only on a phone-verified account"
 RULES = "https://www.kaggle.com/competitions/tgs-salt-identification-challenge/rules"
 FAST = ["--poll", "0"]  # the canned Kaggle shows a new dataset version after 3 status calls
+LITE = tiny_yaml(name="klite", **LITE_SETTINGS)  # encoder_weights: imagenet, lite0's packaged
+LITE0 = weights.PACKAGED["tf_efficientnet_lite0"]
+EXTRA = 'pip install "tgs[lite]"'
 
 
 def _config(tmp_path: Path, text: str, name: str) -> Path:
@@ -474,3 +478,96 @@ def test_the_training_kernel_stops_in_its_first_seconds_without_the_competition(
     assert "albumentations 1.4.18 is installed (tgs needs albumentations>=2.0)" in said
     assert "the kernel cannot reach pypi.org to install them: turn the kernel's internet on" in said
     assert "== fold 0" not in said
+
+
+def _push_lite(real, tmp_path, capsys) -> dict:
+    """`tgs kaggle train --no-internet` of the lite0 config: the files the client uploaded."""
+    cfg = _config(tmp_path, LITE, "klite")
+    assert main(["kaggle", "train", "--config", str(cfg), "--no-internet", *FAST]) == 0
+    print(capsys.readouterr().out)
+    meta = real.state()["kernels"]["alice/tgs-train-klite"]["meta"]
+    assert meta["enableInternet"] is False and meta["enableGpu"] is True
+    return real.uploaded("alice/tgs-klite-train")
+
+
+@pytest.mark.parametrize("layout, form", [("flat", "folder"), ("nested", "zip")])
+@pytest.mark.slow  # trains or spawns processes
+def test_packaged_weights_travel_in_the_dataset_to_a_kernel_without_internet(
+    real, tmp_path, competition_zip, capsys, layout, form
+):
+    """`encoder_weights: imagenet` on lite0 with the kernel's internet off: the wheel (its
+    package and dist-info) is uploaded in packages.zip, and the kernel, with the network cut
+    and the extra not installed in its image, trains on those weights, its version and hash
+    checked: meta.json names the staged file."""
+    files = _push_lite(real, tmp_path, capsys)
+    assert sorted(files) == [
+        f"{PACKAGES}.zip",
+        "segmentation_models_pytorch.zip",
+        "tgs-stage.json",
+        "tgs.zip",
+        "train-config.yaml",
+    ]
+    stage = json.loads(files["tgs-stage.json"].read_text())
+    assert stage["internet"] is False
+    assert stage["weights"] == {
+        "package": LITE0.requirement,
+        "sha256": LITE0.sha256,
+        "folder": PACKAGES,
+    }
+    working = _run_on_kaggle(
+        real, tmp_path, competition_zip, "klite", "session1", layout=layout, form=form
+    )
+    got = Run(working / "run").meta()["encoder_weights"]
+    assert got["source"] == "packaged" and got["package"] == LITE0.requirement
+    assert got["sha256"] == LITE0.sha256
+    where = tmp_path / "session1" / ("input" if form == "folder" else "tmp")
+    assert Path(got["weights"]).resolve().is_relative_to(where.resolve())  # the staged copy
+    assert Path(got["weights"]).name == Path(LITE0.file).name
+    assert json.loads((working / "tgs-train.json").read_text())["finished"]
+
+
+def test_without_the_extra_an_offline_kernel_is_refused_before_anything_is_uploaded(
+    real, tmp_path, monkeypatch, capsys
+):
+    """Where the extra is not installed, imagenet for lite0 means the model hub: a kernel
+    without internet could not train, so the push stops here naming the fix; and a local
+    weights file, which no kernel can read, is refused with or without internet."""
+    cfg = _config(tmp_path, LITE, "klite")
+    with monkeypatch.context() as m:
+        m.setattr(weights.Packaged, "path", lambda self: None)  # the wheel not installed
+        assert main(["kaggle", "train", "--config", str(cfg), "--no-internet", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "tu-tf_efficientnet_lite0's imagenet weights would come from the model hub, which a "
+        f"kernel with its internet off (--no-internet) cannot reach: {EXTRA} here (or "
+        f"{LITE0.requirement}): its weights then travel in the dataset" in err
+    )
+    local = tmp_path / "lite0.pth"
+    shutil.copyfile(weights.PACKAGED["tf_efficientnet_lite0"].path(), local)
+    assert main(["kaggle", "train", "--config", str(cfg), f"encoder_weights={local}"]) == 1
+    assert f"encoder_weights {local} is a file on this machine, which a Kaggle kernel " in (
+        capsys.readouterr().err
+    )
+    assert real.methods() == [] and not (tmp_path / "build").exists()
+
+
+@pytest.mark.slow  # spawns processes
+def test_an_offline_kernel_whose_dataset_lacks_the_weights_stops_in_its_first_seconds(
+    real, tmp_path, competition_zip, capsys
+):
+    """The kernel checks too: without the staged wheel (the dataset as uploaded, less
+    packages.zip) and with the extra not in its image, it stops before preparing the data,
+    naming the fix."""
+    files = _push_lite(real, tmp_path, capsys)
+    del files[f"{PACKAGES}.zip"]
+    staged = tmp_path / "build/kaggle/klite/train/dataset"
+    proc, root = kernel_process(staged, competition_zip, tmp_path / "k", TRAIN_SCRIPT, files=files)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 1, said[-2000:]
+    assert (
+        "tu-tf_efficientnet_lite0's imagenet weights would come from the model hub, and this "
+        f"kernel's internet is off; the dataset should carry them ({LITE0.requirement} in "
+        f"{PACKAGES}/), but they are not there: {EXTRA} where you push" in said
+    )
+    assert not list((root / "tmp").rglob("train.csv"))  # stopped before preparing the data
+    assert (root / "network.log").read_text() == ""

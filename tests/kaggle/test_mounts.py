@@ -14,7 +14,7 @@ from tests.kaggle_helpers import FORMS, mount_dataset
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
 from tgs.kaggle.kernel_boot import find_stage, import_tgs
-from tgs.kaggle.mounts import competition_dir, earlier_run, staged_file
+from tgs.kaggle.mounts import competition_dir, earlier_run, folder_on_path, staged_file
 
 DATASET = {"flat": "tgs-x-weights", "nested": "datasets/alice/tgs-x-weights"}
 COMPETITION_AT = {"flat": COMPETITION, "nested": f"competitions/{COMPETITION}"}
@@ -29,6 +29,8 @@ def _uploaded(tmp: Path, stage_id: str) -> dict[str, Path]:
     (src / "run" / "fold0").mkdir(parents=True)
     (src / "run" / "fold0" / "best.pt").write_bytes(b"weights")
     (src / "encoder.pth").write_bytes(b"an encoder's weights")
+    (src / "packages" / "wheel_mod").mkdir(parents=True)  # a staged wheel (packaged weights)
+    (src / "packages" / "wheel_mod" / "__init__.py").write_text("")
     (src / "tgs-stage.json").write_text(json.dumps({"stage_id": stage_id, "staged": "now"}))
     files = {}
     for p in src.iterdir():
@@ -54,6 +56,9 @@ def test_each_layout_and_form(tmp_path, monkeypatch, layout, form):
     assert staged_file(staged, "run", scratch).is_dir()
     assert staged_file(staged, "encoder.pth", scratch).read_bytes() == b"an encoder's weights"
     assert staged_file(staged, "weights.pt", scratch) is None
+    wheels = folder_on_path(staged, "packages", scratch)
+    assert wheels == (staged if form == "folder" else scratch) / "packages"
+    assert sys.path[0] == str(wheels) and (wheels / "wheel_mod" / "__init__.py").is_file()
     assert competition_dir(inputs) == inputs / COMPETITION_AT[layout]
     assert earlier_run(inputs, staged) == inputs / EARLIER_AT[layout] / "run"
 

