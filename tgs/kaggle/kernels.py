@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from tgs.core import commands
 from tgs.core.fileio import atomic_path
 from tgs.kaggle.client import (
     KaggleError,
@@ -165,7 +166,7 @@ def kernel_state(ref: str) -> tuple[str, str | None]:
         if e.kind != "not_found":
             raise
         raise KaggleError(
-            f"no kernel {ref} on Kaggle: push it (python -m tgs kaggle push-kernel RUN) or name "
+            f"no kernel {ref} on Kaggle: push it ({commands.push_kernel()}) or name "
             "it with --kernel OWNER/SLUG",
             "not_found",
         ) from None
@@ -268,9 +269,9 @@ def kernel_output(
         files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
         raise KaggleError(
             f"kernel {ref} has no {SUBMISSION} in its output ({files}); is it finished? "
-            f"python -m tgs kaggle kernel-status {run.root} --wait"
+            f"{commands.kernel_status(run.root)}"
         )
-    sample = find_sample(None, sample, (run.meta().get("data"),))
+    sample = find_sample(None, sample, (run.metadata().data,))
     n = validate_file(got, sample)
     made = read_kernel_manifest(dest / KERNEL_LOG) or Manifest(submission=SUBMISSION)
     expected = run.prediction_models(th)

