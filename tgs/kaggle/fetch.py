@@ -26,6 +26,7 @@ from tgs.kaggle.kernels import (
     kernel_output,
     kernel_state,
     kernel_status,
+    kernel_submission_path,
     staged_training,
 )
 from tgs.kaggle.limits import MIN_CLIENT
@@ -138,7 +139,7 @@ def missing_files(remote: Run, dest: Path, status: TrainStatus) -> list[str]:
     """The files a finished run's records name that `dest` (its downloaded output) lacks: the
     run's config, meta and thresholds, each checkpoint thresholds.json lists, each fold's
     summary and OOF, the submission (relative to `dest`)."""
-    records = [remote.config_path, remote.meta_path, remote.thresholds_path]
+    records = [remote.paths.config, remote.paths.meta, remote.paths.thresholds]
     files = [p for p in records if not p.is_file()]
     if not files:
         th, cfg = remote.thresholds(), remote.config()
@@ -146,7 +147,7 @@ def missing_files(remote: Run, dest: Path, status: TrainStatus) -> list[str]:
         files = [remote.root / m for m in th.models or []]
         files += [f for k in folds for f in (remote.fold(k).summary, remote.fold(k).oof)]
     files += [dest / SUBMISSION]
-    files += [dest / "submissions" / status.submission] if status.submission else []
+    files += [dest / SUBMISSIONS_DIR / status.submission] if status.submission else []
     return [p.relative_to(dest).as_posix() for p in files if not p.is_file()]
 
 
@@ -178,8 +179,8 @@ def _unfinished(ref: str, why: str, remote: Run, local: Run, staging) -> str:
         for k in folds
         if k not in done
     ]
-    if not remote.thresholds_path.is_file():
-        missing.append(remote.thresholds_path.name)
+    if not remote.paths.thresholds.is_file():
+        missing.append(remote.paths.thresholds.name)
     missing.append(SUBMISSION)
     own = None if str(staging) == str(STAGING) else staging
     again = commands.kaggle_train(remote.paths.config, local.name, resume_from=ref, staging=own)
@@ -224,7 +225,8 @@ def _keep_submission(
     (`made: kaggle-train`)."""
     got = dest / SUBMISSION
     th = local.thresholds()
-    path = local.kernel_submission_path(th.require_cv(local.thresholds_path), folder, "kaggle")
-    made = dest / "submissions" / Manifest.path_for(status.submission or SUBMISSION).name
+    cv = th.require_cv(local.paths.thresholds)
+    path = kernel_submission_path(local, cv, folder, tag="kaggle")
+    made = dest / SUBMISSIONS_DIR / Manifest.path_for(status.submission or SUBMISSION).name
     base = Manifest.read(made) if made.is_file() else Manifest(submission=SUBMISSION)
     return keep_submission(got, path, base, local, th, n, ref, dest, sample, made=MADE)

@@ -277,11 +277,19 @@ def kernel_output(
     expected = run.prediction_models(th)
     if made.models and made.models != expected:
         log.warning("warning: the kernel predicted with %s, not %s", made.models, expected)
-    path = run.kernel_submission_path(th.require_cv(run.thresholds_path), folder)
+    path = kernel_submission_path(run, th.require_cv(run.paths.thresholds), folder)
     created = made.created or time.strftime("%Y-%m-%d %H:%M:%S")
     return keep_submission(
         got, path, made, run, th, n, ref, dest, sample, config=cfg.to_dict(), created=created
     )
+
+
+def kernel_submission_path(
+    run: Run, cv: float, folder: str | os.PathLike = SUBMISSIONS_DIR, *, tag: str = "kernel"
+) -> Path:
+    """FOLDER/<run>-<tag>-cv<CV>.csv: where a kernel's submission of `run` is kept (`tag`
+    "kaggle": a training kernel's)."""
+    return Path(folder) / f"{run.name}-{tag}-cv{cv:.4f}.csv"
 
 
 def keep_submission(

@@ -168,7 +168,7 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str, *, stage_id
     with atomic_dir(out, overwrite=True) as tmp:  # a full disk leaves no half-staged dataset
         shutil.copytree(PACKAGE_DIR, tmp / "tgs", ignore=_IGNORE)
         staged = Run(tmp / STAGED_RUN)
-        for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
+        for f in [run.paths.config, run.paths.thresholds, run.paths.meta, *files]:
             if f.is_file():
                 _copy(f, staged.root / run.relative(f))
         models = [run.relative(f) for f in files]

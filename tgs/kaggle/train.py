@@ -25,6 +25,7 @@ from tgs.kaggle.stage import (
     stage_training_kernel,
 )
 from tgs.kaggle.training_kernel import STATUS, check_budget
+from tgs.run.layout import CONFIG, RunPaths
 from tgs.run.lock import run_lock
 from tgs.run.records import KaggleStaging, TrainStatus
 
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 _PART = re.compile(r"-part-(\d+)$")
 _KERNEL = re.compile(r"^[^/\s]+/[^/\s]{5,}$")
 RESUMABLE = ("complete", "error", "cancel_acknowledged")  # a kernel whose output is final
-_RESUME_FILES = r"^(run/config\.yaml|tgs-train\.json)$"
+# the two files --resume-from reads of a kernel's output (a regex: their dots escaped)
+_RESUME_FILES = f"^({RUN}/{CONFIG}|{TrainStatus.FILE})$".replace(".", r"\.")
 
 if TYPE_CHECKING:
     from tgs.models.weights import Packaged
@@ -166,7 +168,7 @@ def check_resumable(ref: str, name: str) -> None:
         )
     with tempfile.TemporaryDirectory(prefix="tgs-resume-") as tmp:
         dest = download_output(ref, Path(tmp) / "output", _RESUME_FILES)
-        has_run = (dest / RUN / "config.yaml").is_file()
+        has_run = RunPaths(dest / RUN).config.is_file()
         done = TrainStatus.read(dest / STATUS) if (dest / STATUS).is_file() else None
     ended = f"{status}{f' ({failure})' if failure else ''}"
     if not has_run:

@@ -26,8 +26,9 @@ from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES
 from tgs.kaggle.mounts import RUN, bundle_on_path, competition_dir, earlier_run, folder_on_path
 from tgs.kaggle.session import SessionClock
 from tgs.kaggle.stage import PACKAGES, SMP, SUBMISSION, TRAIN_CONFIG
+from tgs.run.layout import CONFIG
 from tgs.run.lock import LOCK_FILE
-from tgs.run.records import StagedWeights, StageInfo, TrainStatus
+from tgs.run.records import SUBMISSIONS_DIR, StagedWeights, StageInfo, TrainStatus
 
 log = logging.getLogger(__name__)
 STATUS = TrainStatus.FILE
@@ -78,7 +79,7 @@ def run_training(
     resume_from = info.resume_from
     if resume_from and earlier is None:
         raise TGSError(
-            f"this kernel continues {resume_from}'s run, but no run/config.yaml of its output is "
+            f"this kernel continues {resume_from}'s run, but no {RUN}/{CONFIG} of its output is "
             f"attached under {input_root}: is {resume_from} a tgs training kernel whose output "
             "holds its run?"
         )
@@ -162,7 +163,7 @@ def _status(
     cfg: Config, working: Path, rc: int, stopped: bool, resumed: bool, clock: SessionClock
 ) -> TrainStatus:
     """Write working/tgs-train.json (and submission.csv when the run finished)."""
-    subs = sorted((working / "submissions").glob("*.csv"), key=lambda p: p.stat().st_mtime)
+    subs = sorted((working / SUBMISSIONS_DIR).glob("*.csv"), key=lambda p: p.stat().st_mtime)
     finished = rc == 0 and bool(subs)
     if finished:
         shutil.copyfile(subs[-1], working / SUBMISSION)
