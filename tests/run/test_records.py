@@ -305,6 +305,14 @@ def test_a_record_is_checked_when_made_and_frozen(tmp_path):
         th.threshold = 0.4
     with pytest.raises(TypeError, match="holds no"):
         run.write(Manifest(submission="s.csv"))
+    import tgs.run.records as module
+
+    kinds = [
+        c for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__
+    ]
+    made = [c for c in kinds if dataclasses.is_dataclass(c)]
+    assert Manifest in made and StageInfo in made  # every record is frozen, these two included
+    assert [c for c in made if not c.__dataclass_params__.frozen] == []
 
 
 def test_stage_info_declares_a_training_datasets_settings():

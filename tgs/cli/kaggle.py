@@ -142,9 +142,9 @@ def _submit(a: argparse.Namespace) -> None:
 
     path = Path(a.file)
     rec = submit(path, a.message, a.sample, a.wait, a.poll, a.max_wait)
-    scores = f" public {rec.get('public')} private {rec.get('private')}" if a.wait else ""
+    scores = f" public {rec.public} private {rec.private}" if a.wait else ""
     manifest = path.with_suffix(".json")
-    print(f"submitted {path} ({rec['status']}){scores}; recorded in {manifest}")
+    print(f"submitted {path} ({rec.status}){scores}; recorded in {manifest}")
 
 
 def _submissions(a: argparse.Namespace) -> None:

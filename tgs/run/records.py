@@ -446,7 +446,7 @@ class KaggleScore(Record):
     extra: dict = field(default_factory=dict)
 
 
-@dataclass(kw_only=True)  # not frozen yet: tgs/kaggle/competition.py sets `kaggle`
+@dataclass(frozen=True, kw_only=True)
 class Manifest(Record):
     """SUB.json beside a submission SUB.csv: what made it. One schema for `tgs predict` (run,
     folds, models, tta, warning, config), a blend (blend, members) and a Kaggle kernel's output
