@@ -141,7 +141,7 @@ def _submit(a: argparse.Namespace) -> None:
     from tgs.kaggle.competition import submit
 
     path = Path(a.file)
-    rec = submit(path, a.message, a.sample, a.wait, a.poll, a.max_wait)
+    rec = submit(path, a.message, a.sample, wait=a.wait, poll_seconds=a.poll, max_wait=a.max_wait)
     scores = f" public {rec.public} private {rec.private}" if a.wait else ""
     manifest = path.with_suffix(".json")
     print(f"submitted {path} ({rec.status}){scores}; recorded in {manifest}")
@@ -165,15 +165,15 @@ def _push_kernel(a: argparse.Namespace) -> None:
         raise TGSError(f"push-kernel needs the run folder: {commands.push_kernel()}")
     p = push_kernel(
         run,
-        a.user,
-        a.dataset,
-        a.title,
-        a.gpu,
-        a.dry_run,
-        a.message,
-        a.staging,
-        a.max_wait,
-        a.poll,
+        username=a.user,
+        dataset_slug=a.dataset,
+        kernel_title=a.title,
+        gpu=a.gpu,
+        dry_run=a.dry_run,
+        message=a.message,
+        staging=a.staging,
+        max_wait=a.max_wait,
+        poll_seconds=a.poll,
     )
     if a.dry_run:
         _print_dry_run(p, "push-kernel")
@@ -201,15 +201,15 @@ def _train(a: argparse.Namespace) -> None:
     p = push_training(
         a.config,
         a.overrides,
-        a.run,
-        a.user,
-        a.accelerator,
-        a.resume_from,
-        a.dry_run,
-        a.message,
-        a.staging,
-        a.max_wait,
-        a.poll,
+        run_name=a.run,
+        username=a.user,
+        accelerator=a.accelerator,
+        resume_from=a.resume_from,
+        dry_run=a.dry_run,
+        message=a.message,
+        staging=a.staging,
+        max_wait=a.max_wait,
+        poll_seconds=a.poll,
         internet=not a.no_internet,
     )
     name = Path(p.staged).parent.name
@@ -225,7 +225,9 @@ def _kernel_status(a: argparse.Namespace) -> None:
     from tgs.kaggle.kernels import kernel_ref, kernel_status
 
     ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
-    status = kernel_status(ref, a.wait, a.poll, a.max_wait, a.staging)
+    status = kernel_status(
+        ref, wait=a.wait, poll_seconds=a.poll, max_wait=a.max_wait, staging=a.staging
+    )
     print(f"kernel {ref}: {status}")
     if status == "complete":
         print(f"next: {commands.kernel_output(a.run)}")
@@ -236,10 +238,11 @@ def _kernel_output(a: argparse.Namespace) -> None:
     from tgs.kaggle.kernels import kernel_ref
 
     ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
-    got = fetch_output(a.run, ref, a.data, a.sample, a.dir, a.staging)
-    if isinstance(got, Path):  # an inference kernel's submission
-        print(f"wrote {got} (valid; manifest {got.with_suffix('.json')}) from kernel {ref}")
-        print(f"next: {commands.kaggle_submit(got, ref)}")
+    got = fetch_output(a.run, ref, data=a.data, sample=a.sample, folder=a.dir, staging=a.staging)
+    if got.run is None:  # an inference kernel's submission
+        sub = got.submission
+        print(f"wrote {sub} (valid; manifest {sub.with_suffix('.json')}) from kernel {ref}")
+        print(f"next: {commands.kaggle_submit(sub, ref)}")
         return
     st = got.status
     print(

@@ -96,6 +96,7 @@ def submit(
     path: str | os.PathLike,
     message: str,
     sample: str | os.PathLike | None,
+    *,
     wait: bool = False,
     poll_seconds: float = 30.0,
     max_wait: float = 3600.0,

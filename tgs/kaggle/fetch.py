@@ -46,23 +46,25 @@ _LISTING = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class FetchedRun:
-    """What kernel-output brought back from a training kernel."""
+    """What kernel-output brought back: the submission kept, and from a training kernel its
+    run folder here and how far it got (`run`, `status`: None for an inference kernel's)."""
 
-    run: Path
     submission: Path
-    status: TrainStatus
+    run: Path | None = None
+    status: TrainStatus | None = None
 
 
 def fetch_output(
     run_dir: str | os.PathLike,
     ref: str,
+    *,
     data: str | os.PathLike | None = None,
     sample: str | os.PathLike | None = None,
     folder: str | os.PathLike = SUBMISSIONS_DIR,
     staging: str | os.PathLike = STAGING,
-) -> FetchedRun | Path:
+) -> FetchedRun:
     """`tgs kaggle kernel-output`: download kernel REF's output (once it is complete) to
     STAGING/<run>/output; a training kernel's (staged here as one, or its output has
     tgs-train.json or run/) becomes the run RUN_DIR (`fetch_run`), an inference kernel's
@@ -87,14 +89,18 @@ def fetch_output(
             raise TGSError(_unfinished(ref, why, remote, local, staging))
         training = (dest / STATUS).is_file() or (dest / RUN).is_dir()
         if not (training or staged_training(ref, staging)):
-            return kernel_output(run_dir, ref, sample, folder, staging, downloaded=dest)
-        return fetch_run(local, ref, dest, data, sample, folder, staging)
+            kept = kernel_output(
+                run_dir, ref, sample=sample, folder=folder, staging=staging, downloaded=dest
+            )
+            return FetchedRun(submission=kept)
+        return fetch_run(local, ref, dest, data=data, sample=sample, folder=folder, staging=staging)
 
 
 def fetch_run(
     local: Run,
     ref: str,
     dest: Path,
+    *,
     data: str | os.PathLike | None,
     sample: str | os.PathLike | None,
     folder: str | os.PathLike,
@@ -131,8 +137,10 @@ def fetch_run(
         if created and local.root.is_dir() and not local.exists():
             shutil.rmtree(local.root)  # only the lock file the refused copy made
         raise
-    kept = _keep_submission(dest, local, ref, sample, folder, status, n)
-    return FetchedRun(local.root, kept, status)
+    kept = _keep_submission(
+        dest, local, ref, sample=sample, folder=folder, status=status, n_images=n
+    )
+    return FetchedRun(submission=kept, run=local.root, status=status)
 
 
 def missing_files(remote: Run, dest: Path, status: TrainStatus) -> list[str]:
@@ -218,9 +226,9 @@ def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -
 
 
 def _keep_submission(
-    dest: Path, local: Run, ref: str, sample: Path, folder, status: TrainStatus, n: int
+    dest: Path, local: Run, ref: str, *, sample: Path, folder, status: TrainStatus, n_images: int
 ) -> Path:
-    """The kernel's submission.csv (validated by the caller: `n` images) as
+    """The kernel's submission.csv (validated by the caller: `n_images` images) as
     FOLDER/<run>-kaggle-cv<CV>.csv with the kernel's predict manifest pointed at the local run
     (`made: kaggle-train`)."""
     got = dest / SUBMISSION
@@ -229,4 +237,15 @@ def _keep_submission(
     path = kernel_submission_path(local, cv, folder, tag="kaggle")
     made = dest / SUBMISSIONS_DIR / Manifest.path_for(status.submission or SUBMISSION).name
     base = Manifest.read(made) if made.is_file() else Manifest(submission=SUBMISSION)
-    return keep_submission(got, path, base, local, th, n, ref, dest, sample, made=MADE)
+    return keep_submission(
+        got,
+        path,
+        base=base,
+        run=local,
+        th=th,
+        n_images=n_images,
+        ref=ref,
+        dest=dest,
+        sample=sample,
+        changes={"made": MADE},
+    )

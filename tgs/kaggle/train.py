@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from tgs.core import commands
 from tgs.core.config import Config, dump_config, load_config
-from tgs.kaggle.client import KaggleError
-from tgs.kaggle.kernels import STAGING, _user, download_output, kernel_state
+from tgs.kaggle.client import KaggleError, kaggle_user
+from tgs.kaggle.kernels import STAGING, download_output, kernel_state
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR, SESSION_MINUTES
 from tgs.kaggle.mounts import RUN
 from tgs.kaggle.publish import Push, first_use, publish
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 def push_training(
     config: str | os.PathLike | None,
     overrides: list[str],
+    *,
     run_name: str | None = None,
     username: str | None = None,
     accelerator: str = DEFAULT_ACCELERATOR,
@@ -52,7 +53,6 @@ def push_training(
     staging: str | os.PathLike = STAGING,
     max_wait: float = 1800.0,
     poll_seconds: float = 5.0,
-    *,
     internet: bool = True,
 ) -> Push:
     """Resolve and check the config (a budget the session cannot hold is refused), check what a
@@ -76,12 +76,19 @@ def push_training(
             raise KaggleError(f"--resume-from {resume_from!r}: expected OWNER/KERNEL-SLUG")
         found = _PART.search(resume_from)
         part = int(found.group(1)) + 1 if found else 2
-    user = _user(username, dry_run)
+    user = kaggle_user(username, dry_run)
     names = kaggle_names(name, train=True, part=part)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
     layout = KaggleStaging(Path(staging), training=True)
-    result = Push(dataset_ref, kernel_ref, layout.run_dir(name), gpu=True, internet=internet)
-    result.accelerator, result.resume_from = accelerator, resume_from
+    result = Push(
+        dataset_ref,
+        kernel_ref,
+        layout.run_dir(name),
+        gpu=True,
+        internet=internet,
+        accelerator=accelerator,
+        resume_from=resume_from,
+    )
     if not dry_run:
         first_use(result, cfg.budget_minutes)
         if resume_from:
@@ -93,9 +100,9 @@ def push_training(
             name,
             smp_needed_by(cfg, training=True),
             layout.dataset(name),
-            dataset_ref,
-            names.dataset_title,
-            resume_from,
+            ref=dataset_ref,
+            title=names.dataset_title,
+            resume_from=resume_from,
             stage_id=stage_id,
             weights=weights,
             internet=internet,
@@ -105,12 +112,20 @@ def push_training(
             kernel_ref,
             names.kernel_title,
             dataset_ref,
-            accelerator,
-            resume_from,
+            accelerator=accelerator,
+            resume_from=resume_from,
             stage_id=stage_id,
             internet=internet,
         )
-        return publish(result, ds, k_dir, message, max_wait, dry_run, poll_seconds)
+        return publish(
+            result,
+            ds,
+            k_dir,
+            message=message,
+            max_wait=max_wait,
+            dry_run=dry_run,
+            first=poll_seconds,
+        )
 
 
 def weights_to_stage(cfg: Config, internet: bool) -> Packaged | None:

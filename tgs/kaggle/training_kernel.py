@@ -93,7 +93,7 @@ def run_training(
     data = prepare_folder(competition, scratch / "data")  # the input is read-only
     cmd = run_command(staged / TRAIN_CONFIG, data, run_dir, earlier is not None, gpu_count())
     rc, stopped = _train(cmd, working, python_path, clock)
-    status = _status(cfg, working, rc, stopped, earlier is not None, clock)
+    status = _status(cfg, working, rc, stopped=stopped, resumed=earlier is not None, clock=clock)
     shutil.rmtree(scratch / "data", ignore_errors=True)
     if rc != 0 and not stopped:
         raise TGSError(f"tgs run failed in the kernel (exit {rc}); see the log above")
@@ -160,7 +160,7 @@ def _train(cmd: list[str], working: Path, path: str, clock: SessionClock) -> tup
 
 
 def _status(
-    cfg: Config, working: Path, rc: int, stopped: bool, resumed: bool, clock: SessionClock
+    cfg: Config, working: Path, rc: int, *, stopped: bool, resumed: bool, clock: SessionClock
 ) -> TrainStatus:
     """Write working/tgs-train.json (and submission.csv when the run finished)."""
     subs = sorted((working / SUBMISSIONS_DIR).glob("*.csv"), key=lambda p: p.stat().st_mtime)
