@@ -10,6 +10,7 @@ are at the top.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from tgs.cli.common import Handler
@@ -18,6 +19,8 @@ from tgs.core.errors import TGSError
 from tgs.kaggle.client import shell_command, timeout
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR, KERNEL_WAIT_HOURS
 from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR
+
+AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]  # adds a sub-command
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -38,28 +41,52 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         k.set_defaults(kaggle_func=handler)
         return k
 
-    def waits(k: argparse.ArgumentParser, poll: float, max_wait: float, what: str = "") -> None:
-        k.add_argument("--poll", type=float, default=poll, help="first wait between polls (s)")
-        k.add_argument("--max-wait", type=float, default=max_wait, help=f"give up after (s){what}")
+    for add in (
+        _add_download,
+        _add_submit,
+        _add_submissions,
+        _add_train,
+        _add_push_kernel,
+        _add_kernel_status,
+        _add_kernel_output,
+    ):
+        add(cmd)  # in this order in `tgs kaggle --help`
 
-    def kernel_of(k: argparse.ArgumentParser) -> None:
-        k.add_argument("run", help="run folder")
-        k.add_argument("--kernel", help="OWNER/SLUG (default: the kernel push-kernel made)")
-        k.add_argument("--user", help="Kaggle username (default: from the credentials)")
-        k.add_argument("--title", help="kernel title given to push-kernel")
-        k.add_argument("--staging", default=KAGGLE_STAGING_DIR, help="push-kernel's staging folder")
 
+def _waits(k: argparse.ArgumentParser, poll: float, max_wait: float, what: str = "") -> None:
+    k.add_argument("--poll", type=float, default=poll, help="first wait between polls (s)")
+    k.add_argument("--max-wait", type=float, default=max_wait, help=f"give up after (s){what}")
+
+
+def _kernel_of(k: argparse.ArgumentParser) -> None:
+    k.add_argument("run", help="run folder")
+    k.add_argument("--kernel", help="OWNER/SLUG (default: the kernel push-kernel made)")
+    k.add_argument("--user", help="Kaggle username (default: from the credentials)")
+    k.add_argument("--title", help="kernel title given to push-kernel")
+    k.add_argument("--staging", default=KAGGLE_STAGING_DIR, help="push-kernel's staging folder")
+
+
+def _add_download(cmd: AddCommand) -> None:
     k = cmd("download", _download, "download the competition data and unpack it")
     k.add_argument("--out", default="data/competition")
     k.add_argument("--force", action="store_true")
+
+
+def _add_submit(cmd: AddCommand) -> None:
     k = cmd("submit", _submit, "validate, then submit a CSV (with --wait: record scores)")
     k.add_argument("file")
     k.add_argument("-m", "--message", required=True)
     k.add_argument("--wait", action="store_true", help="poll (with backoff) until scored")
-    waits(k, 30.0, 3600.0)
+    _waits(k, 30.0, 3600.0)
     k.add_argument("--sample", help="sample_submission.csv (default: manifest's data, data/)")
+
+
+def _add_submissions(cmd: AddCommand) -> None:
     k = cmd("submissions", _submissions, "Kaggle submissions joined with local manifests")
     k.add_argument("--dir", default=SUBMISSIONS_DIR)
+
+
+def _add_train(cmd: AddCommand) -> None:
     k = cmd(
         "train",
         _train,
@@ -87,8 +114,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("-m", "--message", default="tgs kaggle train", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
     k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
-    waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
+    _waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
     k.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+
+def _add_push_kernel(cmd: AddCommand) -> None:
     k = cmd(
         "push-kernel",
         _push_kernel,
@@ -103,20 +133,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("-m", "--message", default="tgs push-kernel", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
     k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
-    waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
+    _waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
+
+
+def _add_kernel_status(cmd: AddCommand) -> None:
     k = cmd(
         "kernel-status", _kernel_status, "status of RUN's kernel (with --wait: until it finishes)"
     )
-    kernel_of(k)
+    _kernel_of(k)
     k.add_argument("--wait", action="store_true", help="poll (with backoff) until finished")
-    waits(k, 30.0, KERNEL_WAIT_HOURS * 3600.0, f"; default {KERNEL_WAIT_HOURS} h")
+    _waits(k, 30.0, KERNEL_WAIT_HOURS * 3600.0, f"; default {KERNEL_WAIT_HOURS} h")
+
+
+def _add_kernel_output(cmd: AddCommand) -> None:
     k = cmd(
         "kernel-output",
         _kernel_output,
         "fetch RUN's kernel output: its submission.csv (validated, with a manifest); for a "
         "training kernel also the run, as RUN",
     )
-    kernel_of(k)
+    _kernel_of(k)
     k.add_argument("--sample", help="sample_submission.csv (default: the run's data, data/)")
     k.add_argument(
         "--data",
