@@ -119,6 +119,7 @@ def _made_run(root: Path, data: Path, settings: dict, checkpoints) -> Path:
     from tgs.models.checkpoint import save_checkpoint
     from tgs.models.registry import model_from_config
     from tgs.run.folder import Run
+    from tgs.run.records import Thresholds
 
     cfg = config_from_dict(settings)
     run = Run(root).create(cfg, data_dir=data)
@@ -130,7 +131,7 @@ def _made_run(root: Path, data: Path, settings: dict, checkpoints) -> Path:
     folds = run.trained_folds()
     models = [run.relative(f) for f in run.all_model_files(folds)]
     th = {"threshold": 0.5, "min_area": 0, "cv": 0.6123, "tta": "hflip", "folds": folds}
-    run.write_thresholds({**th, "models": models})
+    run.write(Thresholds.from_dict({**th, "models": models}))
     return run.root
 
 
@@ -144,7 +145,9 @@ def snapshot_run(tmp_factory, data: Path) -> Path:
 
         def files(run):
             return [
-                (k, f) for k in (0, 1) for f in (run.best(k), *map(run.snapshot, [k, k], [1, 2]))
+                (k, f)
+                for k in (0, 1)
+                for f in (run.fold(k).best, run.fold(k).snapshot(1), run.fold(k).snapshot(2))
             ]
 
         _made["snapshot"] = _made_run(tmp_factory.mktemp("run") / "tiny", data, settings, files)
@@ -158,7 +161,7 @@ def smp_imagenet_run(tmp_factory, data: Path) -> Path:
         settings = {"name": "smpnet", "model": "unet", "encoder": "resnet18"}
         settings.update(encoder_weights="imagenet", geometry="resize", size=32, val_batch_size=32)
         root = tmp_factory.mktemp("smp") / "smpnet"
-        _made["smp"] = _made_run(root, data, settings, lambda run: [(0, run.best(0))])
+        _made["smp"] = _made_run(root, data, settings, lambda run: [(0, run.fold(0).best)])
     return _made["smp"]
 
 

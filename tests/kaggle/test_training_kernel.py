@@ -65,7 +65,7 @@ def test_smp_is_bundled_when_the_model_or_a_loss_term_needs_it(tmp_path):
     assert smp_needed_by(load_config(None, stage2), True) == "loss 'lovasz_batch' (lovasz_batch)"
     assert smp_needed_by(load_config(None, ["model=unet"])) == "model 'unet'"
     ds = stage_training_dataset(
-        "name: x\n", "x", "loss 'dice'", tmp_path / "d", "a/b", "title", stage_id="s1"
+        "name: x\n", "x", "loss 'dice'", tmp_path / "d", ref="a/b", title="title", stage_id="s1"
     )
     assert (ds / "segmentation_models_pytorch" / "__init__.py").is_file()
     assert json.loads((ds / "tgs-stage.json").read_text())["kind"] == "train"
@@ -85,7 +85,14 @@ def test_the_kernel_trains_a_fold_per_gpu_and_resumes_only_what_is_attached(
     with zipfile.ZipFile(competition_zip) as zf:
         zf.extractall(inputs / COMPETITION)
     staged = stage_training_dataset(
-        "name: x\n", "x", None, inputs / "ds", "a/b", "title", "al/tgs-train-x", stage_id="s1"
+        "name: x\n",
+        "x",
+        None,
+        inputs / "ds",
+        ref="a/b",
+        title="title",
+        resume_from="al/tgs-train-x",
+        stage_id="s1",
     )
     with pytest.raises(TGSError, match="continues al/tgs-train-x's run, but no run/config.yaml"):
         run_training(staged, inputs, tmp_path / "working", tmp_path / "scratch")

@@ -257,22 +257,22 @@ def test_cache_rebuilds_when_a_csv_changes_with_size_and_mtime_kept(synth_dir, t
     assert not np.array_equal(np.nan_to_num(again.z), np.nan_to_num(first.z))
 
 
-def test_only_tgs_kaggle_still_calls_runs_old_names():
-    """`Run`'s old names (the `_OldNames` base) are kept for tgs/kaggle until it moves to
-    `run.paths`, `run.fold(k)`, `run.metadata()` and `run.write`; nothing else may use them."""
+def test_nothing_calls_runs_old_names():
+    """`Run`'s old names (config_path, meta(), best(k)... moved by issue 33 to `run.paths`,
+    `run.fold(k)`, `run.metadata()` and `run.write`) are gone, and nothing calls them."""
     import re
 
     old = re.compile(
-        r"\.(config_path|meta_path|thresholds_path|kernel_submission_path|write_thresholds)\b"
-        r"|\.meta\(\)|\brun\.(best|snapshot|snapshots)\("
+        r"(?<!sys)\.(config_path|meta_path|thresholds_path|kernel_submission_path"
+        r"|write_thresholds)\b|\.meta\(\)|\brun\.(best|snapshot|snapshots)\("
     )
-    pending = ("tgs/kaggle/", "tgs/cli/kaggle.py", "tgs/resources/kernels/")
     users = [
         f"{p.relative_to(ROOT)}:{n}"
-        for folder in ("tgs", "scripts")
+        for folder in ("tgs", "scripts", "tests")
         for p in (ROOT / folder).rglob("*.py")
-        if not p.relative_to(ROOT).as_posix().startswith(pending)
+        if p.name != "test_folder.py"
         for n, line in enumerate(p.read_text().splitlines(), 1)
-        if old.search(line) and "class _OldNames" not in line
+        if old.search(line)
     ]
-    assert [u for u in users if not u.startswith("tgs/run/folder.py")] == []
+    assert users == []
+    assert not [n for n in ("config_path", "meta", "best", "snapshots") if hasattr(Run, n)]

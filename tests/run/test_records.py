@@ -36,6 +36,7 @@ from tgs.run.records import (
     Meta,
     Plan,
     PseudoLabels,
+    StagedWeights,
     StageInfo,
     Thresholds,
     TrainedOn,
@@ -153,6 +154,15 @@ ROUND_TRIPS = [
         gate=None,
     ),
     StageInfo(run="r", models=["fold0/best.pt"], smp="0.5.0", commit="abc", staged="now"),
+    StageInfo(
+        run="r",
+        models=[],
+        stage_id="s1",
+        kind="train",
+        resume_from="me/k",
+        internet=False,
+        weights=StagedWeights(package="p==1", sha256="ab", folder="packages"),
+    ),
     Meta(
         commit="abc",
         versions={"torch": "2.9"},
@@ -295,6 +305,28 @@ def test_a_record_is_checked_when_made_and_frozen(tmp_path):
         th.threshold = 0.4
     with pytest.raises(TypeError, match="holds no"):
         run.write(Manifest(submission="s.csv"))
+    import tgs.run.records as module
+
+    kinds = [
+        c for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__
+    ]
+    made = [c for c in kinds if dataclasses.is_dataclass(c)]
+    assert Manifest in made and StageInfo in made  # every record is frozen, these two included
+    assert [c for c in made if not c.__dataclass_params__.frozen] == []
+
+
+def test_stage_info_declares_a_training_datasets_settings():
+    """tgs-stage.json as 090af66 wrote it (the training settings in `extra`) reads into declared
+    fields and writes back alike; an inference dataset's gains no null training fields."""
+    old = {"run": "r", "models": [], "segmentation_models_pytorch": None, "stage_id": "s"}
+    old |= {"kind": "train", "resume_from": None, "internet": True, "weights": None}
+    info = StageInfo.from_dict(old)
+    assert info.kind == "train" and info.internet is True and info.resume_from is None
+    assert not info.extra and list(info.to_dict().items()) == list(old.items())
+    inference = StageInfo(run="r", models=["fold0/best.pt"], stage_id="s")
+    assert list(inference.to_dict()) == ["run", "models", "segmentation_models_pytorch", "stage_id"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        inference.smp = "0.5.0"
 
 
 def test_kaggle_staging_layout():

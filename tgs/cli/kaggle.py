@@ -10,14 +10,17 @@ are at the top.
 from __future__ import annotations
 
 import argparse
-import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from tgs.cli.common import Handler
+from tgs.core import commands
 from tgs.core.errors import TGSError
 from tgs.kaggle.client import shell_command, timeout
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR, KERNEL_WAIT_HOURS
 from tgs.run.records import KAGGLE_STAGING_DIR, SUBMISSIONS_DIR
+
+AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]  # adds a sub-command
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -38,28 +41,52 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         k.set_defaults(kaggle_func=handler)
         return k
 
-    def waits(k: argparse.ArgumentParser, poll: float, max_wait: float, what: str = "") -> None:
-        k.add_argument("--poll", type=float, default=poll, help="first wait between polls (s)")
-        k.add_argument("--max-wait", type=float, default=max_wait, help=f"give up after (s){what}")
+    for add in (
+        _add_download,
+        _add_submit,
+        _add_submissions,
+        _add_train,
+        _add_push_kernel,
+        _add_kernel_status,
+        _add_kernel_output,
+    ):
+        add(cmd)  # in this order in `tgs kaggle --help`
 
-    def kernel_of(k: argparse.ArgumentParser) -> None:
-        k.add_argument("run", help="run folder")
-        k.add_argument("--kernel", help="OWNER/SLUG (default: the kernel push-kernel made)")
-        k.add_argument("--user", help="Kaggle username (default: from the credentials)")
-        k.add_argument("--title", help="kernel title given to push-kernel")
-        k.add_argument("--staging", default=KAGGLE_STAGING_DIR, help="push-kernel's staging folder")
 
+def _waits(k: argparse.ArgumentParser, poll: float, max_wait: float, what: str = "") -> None:
+    k.add_argument("--poll", type=float, default=poll, help="first wait between polls (s)")
+    k.add_argument("--max-wait", type=float, default=max_wait, help=f"give up after (s){what}")
+
+
+def _kernel_of(k: argparse.ArgumentParser) -> None:
+    k.add_argument("run", help="run folder")
+    k.add_argument("--kernel", help="OWNER/SLUG (default: the kernel push-kernel made)")
+    k.add_argument("--user", help="Kaggle username (default: from the credentials)")
+    k.add_argument("--title", help="kernel title given to push-kernel")
+    k.add_argument("--staging", default=KAGGLE_STAGING_DIR, help="push-kernel's staging folder")
+
+
+def _add_download(cmd: AddCommand) -> None:
     k = cmd("download", _download, "download the competition data and unpack it")
     k.add_argument("--out", default="data/competition")
     k.add_argument("--force", action="store_true")
+
+
+def _add_submit(cmd: AddCommand) -> None:
     k = cmd("submit", _submit, "validate, then submit a CSV (with --wait: record scores)")
     k.add_argument("file")
     k.add_argument("-m", "--message", required=True)
     k.add_argument("--wait", action="store_true", help="poll (with backoff) until scored")
-    waits(k, 30.0, 3600.0)
+    _waits(k, 30.0, 3600.0)
     k.add_argument("--sample", help="sample_submission.csv (default: manifest's data, data/)")
+
+
+def _add_submissions(cmd: AddCommand) -> None:
     k = cmd("submissions", _submissions, "Kaggle submissions joined with local manifests")
     k.add_argument("--dir", default=SUBMISSIONS_DIR)
+
+
+def _add_train(cmd: AddCommand) -> None:
     k = cmd(
         "train",
         _train,
@@ -87,8 +114,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("-m", "--message", default="tgs kaggle train", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
     k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
-    waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
+    _waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
     k.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+
+def _add_push_kernel(cmd: AddCommand) -> None:
     k = cmd(
         "push-kernel",
         _push_kernel,
@@ -103,20 +133,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("-m", "--message", default="tgs push-kernel", help="dataset version notes")
     k.add_argument("--dry-run", action="store_true", help="stage only; print the commands")
     k.add_argument("--staging", default=KAGGLE_STAGING_DIR)
-    waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
+    _waits(k, 5.0, 1800.0, ": for the dataset version just uploaded to be ready")
+
+
+def _add_kernel_status(cmd: AddCommand) -> None:
     k = cmd(
         "kernel-status", _kernel_status, "status of RUN's kernel (with --wait: until it finishes)"
     )
-    kernel_of(k)
+    _kernel_of(k)
     k.add_argument("--wait", action="store_true", help="poll (with backoff) until finished")
-    waits(k, 30.0, KERNEL_WAIT_HOURS * 3600.0, f"; default {KERNEL_WAIT_HOURS} h")
+    _waits(k, 30.0, KERNEL_WAIT_HOURS * 3600.0, f"; default {KERNEL_WAIT_HOURS} h")
+
+
+def _add_kernel_output(cmd: AddCommand) -> None:
     k = cmd(
         "kernel-output",
         _kernel_output,
         "fetch RUN's kernel output: its submission.csv (validated, with a manifest); for a "
         "training kernel also the run, as RUN",
     )
-    kernel_of(k)
+    _kernel_of(k)
     k.add_argument("--sample", help="sample_submission.csv (default: the run's data, data/)")
     k.add_argument(
         "--data",
@@ -141,10 +177,10 @@ def _submit(a: argparse.Namespace) -> None:
     from tgs.kaggle.competition import submit
 
     path = Path(a.file)
-    rec = submit(path, a.message, a.sample, a.wait, a.poll, a.max_wait)
-    scores = f" public {rec.get('public')} private {rec.get('private')}" if a.wait else ""
+    rec = submit(path, a.message, a.sample, wait=a.wait, poll_seconds=a.poll, max_wait=a.max_wait)
+    scores = f" public {rec.public} private {rec.private}" if a.wait else ""
     manifest = path.with_suffix(".json")
-    print(f"submitted {path} ({rec['status']}){scores}; recorded in {manifest}")
+    print(f"submitted {path} ({rec.status}){scores}; recorded in {manifest}")
 
 
 def _submissions(a: argparse.Namespace) -> None:
@@ -162,24 +198,24 @@ def _push_kernel(a: argparse.Namespace) -> None:
 
     run = a.run or a.run_opt
     if not run:
-        raise TGSError("push-kernel needs the run folder: python -m tgs kaggle push-kernel RUN")
+        raise TGSError(f"push-kernel needs the run folder: {commands.push_kernel()}")
     p = push_kernel(
         run,
-        a.user,
-        a.dataset,
-        a.title,
-        a.gpu,
-        a.dry_run,
-        a.message,
-        a.staging,
-        a.max_wait,
-        a.poll,
+        username=a.user,
+        dataset_slug=a.dataset,
+        kernel_title=a.title,
+        gpu=a.gpu,
+        dry_run=a.dry_run,
+        message=a.message,
+        staging=a.staging,
+        max_wait=a.max_wait,
+        poll_seconds=a.poll,
     )
     if a.dry_run:
         _print_dry_run(p, "push-kernel")
         return
     print(f"dataset {_version(p)} is ready; kernel {p.kernel_ref} pushed: {p.kernel_url}")
-    print(f"follow it: python -m tgs kaggle kernel-status {shlex.quote(run)} --wait")
+    print(f"follow it: {commands.kernel_status(run)}")
 
 
 def _version(p) -> str:
@@ -201,15 +237,15 @@ def _train(a: argparse.Namespace) -> None:
     p = push_training(
         a.config,
         a.overrides,
-        a.run,
-        a.user,
-        a.accelerator,
-        a.resume_from,
-        a.dry_run,
-        a.message,
-        a.staging,
-        a.max_wait,
-        a.poll,
+        run_name=a.run,
+        username=a.user,
+        accelerator=a.accelerator,
+        resume_from=a.resume_from,
+        dry_run=a.dry_run,
+        message=a.message,
+        staging=a.staging,
+        max_wait=a.max_wait,
+        poll_seconds=a.poll,
         internet=not a.no_internet,
     )
     name = Path(p.staged).parent.name
@@ -217,18 +253,20 @@ def _train(a: argparse.Namespace) -> None:
         _print_dry_run(p, "tgs kaggle train")
         return
     print(f"dataset {_version(p)} is ready; training kernel {p.kernel_ref} pushed: {p.kernel_url}")
-    print(f"follow it: python -m tgs kaggle kernel-status runs/{shlex.quote(name)} --wait")
-    print(f"then bring the run back: python -m tgs kaggle kernel-output runs/{shlex.quote(name)}")
+    print(f"follow it: {commands.kernel_status(f'runs/{name}')}")
+    print(f"then bring the run back: {commands.kernel_output(f'runs/{name}')}")
 
 
 def _kernel_status(a: argparse.Namespace) -> None:
     from tgs.kaggle.kernels import kernel_ref, kernel_status
 
     ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
-    status = kernel_status(ref, a.wait, a.poll, a.max_wait, a.staging)
+    status = kernel_status(
+        ref, wait=a.wait, poll_seconds=a.poll, max_wait=a.max_wait, staging=a.staging
+    )
     print(f"kernel {ref}: {status}")
     if status == "complete":
-        print(f"next: python -m tgs kaggle kernel-output {shlex.quote(a.run)}")
+        print(f"next: {commands.kernel_output(a.run)}")
 
 
 def _kernel_output(a: argparse.Namespace) -> None:
@@ -236,15 +274,16 @@ def _kernel_output(a: argparse.Namespace) -> None:
     from tgs.kaggle.kernels import kernel_ref
 
     ref = kernel_ref(a.run, a.kernel, a.user, a.title, a.staging)
-    got = fetch_output(a.run, ref, a.data, a.sample, a.dir, a.staging)
-    if isinstance(got, Path):  # an inference kernel's submission
-        print(f"wrote {got} (valid; manifest {got.with_suffix('.json')}) from kernel {ref}")
-        print("next: python -m tgs kaggle submit " + shlex.join([str(got), "-m", ref]))
+    got = fetch_output(a.run, ref, data=a.data, sample=a.sample, folder=a.dir, staging=a.staging)
+    if got.run is None:  # an inference kernel's submission
+        sub = got.submission
+        print(f"wrote {sub} (valid; manifest {sub.with_suffix('.json')}) from kernel {ref}")
+        print(f"next: {commands.kaggle_submit(sub, ref)}")
         return
     st = got.status
     print(
         f"run {got.run} trained by kernel {ref} on {st.gpu or 'CPU'} in {st.seconds / 60:.1f}"
         f" min{' (resumed)' if st.resumed else ''}; its submission {got.submission} (valid)"
     )
-    print(f"next: python -m tgs report --run {shlex.quote(str(got.run))}")
-    print("  or: python -m tgs kaggle submit " + shlex.join([str(got.submission), "-m", ref]))
+    print(f"next: {commands.report(got.run)}")
+    print(f"  or: {commands.kaggle_submit(got.submission, ref)}")

@@ -415,10 +415,24 @@ def kaggle_username(creds: Credentials | None = None) -> str:
     return found.group(1)
 
 
+def kaggle_user(username: str | None, dry_run: bool = False) -> str:
+    """`username` when given, else the Kaggle username (`dry_run`: from the credentials only,
+    calling nothing)."""
+    if username:
+        return username
+    if dry_run:  # call nothing: the credentials' own username, or --user
+        found = find_credentials().username
+        if not found:
+            raise KaggleError("cannot tell your Kaggle username from the credentials: pass --user")
+        return found
+    return kaggle_username()
+
+
 def poll(
     check: Callable[[], T | None],
     first: float,
     max_wait: float,
+    *,
     factor: float = 1.5,
     longest: float = 300.0,
     sleep: Callable[[float], None] | None = None,

@@ -11,11 +11,13 @@ import os
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from tgs import COMPETITION
+from tgs.core import commands
 from tgs.core.errors import TGSError
 from tgs.data.prepare import prepare
 from tgs.kaggle.client import (
@@ -24,7 +26,7 @@ from tgs.kaggle.client import (
     run_kaggle,
 )
 from tgs.predict.submission import validate_file
-from tgs.run.records import SUBMISSIONS_DIR, Manifest
+from tgs.run.records import SUBMISSIONS_DIR, KaggleScore, Manifest
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA = ("data", "data/competition")
@@ -72,30 +74,33 @@ def _status(value: str) -> str:
     return "complete" if "complete" in v else "error" if "error" in v else "pending"
 
 
-def _scored(rows: pd.DataFrame, file: str, message: str, ref: str | None) -> dict | None:
-    """The submission's result once Kaggle has scored it (None while pending)."""
-    if ref and "ref" in rows:
-        mine = rows[rows["ref"] == ref]
+def _scored(rows: pd.DataFrame, file: str, score: KaggleScore) -> KaggleScore | None:
+    """The submission `score` of `file` with its result once Kaggle has scored it (None while
+    pending)."""
+    if score.ref and "ref" in rows:
+        mine = rows[rows["ref"] == score.ref]
     else:
-        mine = rows[(rows["fileName"] == file) & (rows["description"] == message)]
+        mine = rows[(rows["fileName"] == file) & (rows["description"] == score.message)]
     if not len(mine) or _status(mine.iloc[0]["status"]) == "pending":
         return None
     row = mine.iloc[0]
-    return {
-        "status": _status(row["status"]),
-        "public": row.get("publicScore") or None,
-        "private": row.get("privateScore") or None,
-    }
+    return replace(
+        score,
+        status=_status(row["status"]),
+        public=row.get("publicScore") or None,
+        private=row.get("privateScore") or None,
+    )
 
 
 def submit(
     path: str | os.PathLike,
     message: str,
     sample: str | os.PathLike | None,
+    *,
     wait: bool = False,
     poll_seconds: float = 30.0,
     max_wait: float = 3600.0,
-) -> dict:
+) -> KaggleScore:
     """Validate (against `sample`, else the sample_submission.csv `find_sample` finds), submit
     (recorded in the manifest at once), and with `wait` poll with backoff until scored or
     `max_wait` seconds; the scores go into the manifest."""
@@ -107,42 +112,38 @@ def submit(
         progress=True,
     )
     ref = re.search(r"^Submission ref: (\d+)", out.stdout, re.M)
-    record = {
-        "message": message,
-        "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "status": "pending",
-        "ref": ref.group(1) if ref else None,
-    }
-    index = _record_in_manifest(path, record)
+    score = KaggleScore(
+        message=message,
+        submitted=time.strftime("%Y-%m-%d %H:%M:%S"),
+        status="pending",
+        ref=ref.group(1) if ref else None,
+    )
+    index = _record_in_manifest(path, score)
     if wait:
         log.info("waiting for the score (at most %.0fs; Ctrl-C stops waiting only)", max_wait)
-        scored = poll(
-            lambda: _scored(submissions(), path.name, message, record["ref"]),
-            poll_seconds,
-            max_wait,
-        )
+        scored = poll(lambda: _scored(submissions(), path.name, score), poll_seconds, max_wait)
         if scored is None:
             log.warning(
-                "warning: not scored after %.0fs; see later: python -m tgs kaggle submissions",
+                "warning: not scored after %.0fs; see later: %s",
                 max_wait,
+                commands.kaggle_submissions(),
             )
-        record.update(scored or {})
-        _record_in_manifest(path, record, index)
-    return record
+        score = scored or score
+        _record_in_manifest(path, score, index)
+    return score
 
 
-def _record_in_manifest(path: Path, record: dict, index: int | None = None) -> int:
+def _record_in_manifest(path: Path, score: KaggleScore, index: int | None = None) -> int:
     """Append (or replace entry `index` of) the manifest's Kaggle records; returns the index."""
     at = Manifest.path_for(path)
     manifest = Manifest.read(at) if at.is_file() else Manifest(submission=path.name)
     records = list(manifest.kaggle or [])
     if index is None:
-        records.append(record)
+        records.append(score)
         index = len(records) - 1
     else:
-        records[index] = record
-    manifest.kaggle = records
-    manifest.write(at)
+        records[index] = score
+    replace(manifest, kaggle=records).write(at)
     return index
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tgs.core import commands
 from tgs.core.errors import TGSError
-from tgs.core.fileio import atomic_dir, write_json
+from tgs.core.fileio import atomic_dir
 from tgs.kaggle.client import KaggleError, require_client
 from tgs.kaggle.competition import find_sample
 from tgs.kaggle.kernels import (
@@ -26,6 +26,7 @@ from tgs.kaggle.kernels import (
     kernel_output,
     kernel_state,
     kernel_status,
+    kernel_submission_path,
     staged_training,
 )
 from tgs.kaggle.limits import MIN_CLIENT
@@ -34,7 +35,7 @@ from tgs.kaggle.stage import SUBMISSION
 from tgs.predict.submission import validate_file
 from tgs.run.folder import Run
 from tgs.run.lock import LOCK_FILE, run_lock
-from tgs.run.records import SUBMISSIONS_DIR, KaggleStaging, Manifest, TrainStatus
+from tgs.run.records import SUBMISSIONS_DIR, KaggleStaging, Manifest, TrainedOn, TrainStatus
 
 log = logging.getLogger(__name__)
 MADE = "kaggle-train"  # the manifest's `made` of a submission a training kernel wrote
@@ -45,23 +46,25 @@ _LISTING = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class FetchedRun:
-    """What kernel-output brought back from a training kernel."""
+    """What kernel-output brought back: the submission kept, and from a training kernel its
+    run folder here and how far it got (`run`, `status`: None for an inference kernel's)."""
 
-    run: Path
     submission: Path
-    status: TrainStatus
+    run: Path | None = None
+    status: TrainStatus | None = None
 
 
 def fetch_output(
     run_dir: str | os.PathLike,
     ref: str,
+    *,
     data: str | os.PathLike | None = None,
     sample: str | os.PathLike | None = None,
     folder: str | os.PathLike = SUBMISSIONS_DIR,
     staging: str | os.PathLike = STAGING,
-) -> FetchedRun | Path:
+) -> FetchedRun:
     """`tgs kaggle kernel-output`: download kernel REF's output (once it is complete) to
     STAGING/<run>/output; a training kernel's (staged here as one, or its output has
     tgs-train.json or run/) becomes the run RUN_DIR (`fetch_run`), an inference kernel's
@@ -73,8 +76,7 @@ def fetch_output(
     status, failure = kernel_state(ref)
     if status not in ("complete", "error"):
         raise KaggleError(
-            f"kernel {ref} is {status}, not complete: python -m tgs kaggle kernel-status "
-            f"{local.root} --wait"
+            f"kernel {ref} is {status}, not complete: {commands.kernel_status(local.root)}"
         )
     layout = KaggleStaging(Path(staging))
     with run_lock(layout.run_dir(local.name)):  # one push or fetch of a run name at a time
@@ -87,14 +89,18 @@ def fetch_output(
             raise TGSError(_unfinished(ref, why, remote, local, staging))
         training = (dest / STATUS).is_file() or (dest / RUN).is_dir()
         if not (training or staged_training(ref, staging)):
-            return kernel_output(run_dir, ref, sample, folder, staging, downloaded=dest)
-        return fetch_run(local, ref, dest, data, sample, folder, staging)
+            kept = kernel_output(
+                run_dir, ref, sample=sample, folder=folder, staging=staging, downloaded=dest
+            )
+            return FetchedRun(submission=kept)
+        return fetch_run(local, ref, dest, data=data, sample=sample, folder=folder, staging=staging)
 
 
 def fetch_run(
     local: Run,
     ref: str,
     dest: Path,
+    *,
     data: str | os.PathLike | None,
     sample: str | os.PathLike | None,
     folder: str | os.PathLike,
@@ -131,15 +137,17 @@ def fetch_run(
         if created and local.root.is_dir() and not local.exists():
             shutil.rmtree(local.root)  # only the lock file the refused copy made
         raise
-    kept = _keep_submission(dest, local, ref, sample, folder, status, n)
-    return FetchedRun(local.root, kept, status)
+    kept = _keep_submission(
+        dest, local, ref, sample=sample, folder=folder, status=status, n_images=n
+    )
+    return FetchedRun(submission=kept, run=local.root, status=status)
 
 
 def missing_files(remote: Run, dest: Path, status: TrainStatus) -> list[str]:
     """The files a finished run's records name that `dest` (its downloaded output) lacks: the
     run's config, meta and thresholds, each checkpoint thresholds.json lists, each fold's
     summary and OOF, the submission (relative to `dest`)."""
-    records = [remote.config_path, remote.meta_path, remote.thresholds_path]
+    records = [remote.paths.config, remote.paths.meta, remote.paths.thresholds]
     files = [p for p in records if not p.is_file()]
     if not files:
         th, cfg = remote.thresholds(), remote.config()
@@ -147,7 +155,7 @@ def missing_files(remote: Run, dest: Path, status: TrainStatus) -> list[str]:
         files = [remote.root / m for m in th.models or []]
         files += [f for k in folds for f in (remote.fold(k).summary, remote.fold(k).oof)]
     files += [dest / SUBMISSION]
-    files += [dest / "submissions" / status.submission] if status.submission else []
+    files += [dest / SUBMISSIONS_DIR / status.submission] if status.submission else []
     return [p.relative_to(dest).as_posix() for p in files if not p.is_file()]
 
 
@@ -161,7 +169,7 @@ def _local_data(data, sample) -> tuple[Path, Path]:
     if not (data / "train.csv").is_file() or not (data / "test").is_dir():
         raise TGSError(
             f"--data {data}: not a competition folder (train.csv, train/, test/); get one with "
-            "python -m tgs kaggle download"
+            f"{commands.kaggle_download()}"
         )
     return data, Path(sample) if sample else data / "sample_submission.csv"
 
@@ -179,16 +187,14 @@ def _unfinished(ref: str, why: str, remote: Run, local: Run, staging) -> str:
         for k in folds
         if k not in done
     ]
-    if not remote.thresholds_path.is_file():
-        missing.append(remote.thresholds_path.name)
+    if not remote.paths.thresholds.is_file():
+        missing.append(remote.paths.thresholds.name)
     missing.append(SUBMISSION)
-    again = ["python", "-m", "tgs", "kaggle", "train", "--config", str(remote.config_path)]
-    again += ["--run", local.name, "--resume-from", ref]
-    if str(staging) != str(STAGING):
-        again[-2:-2] = ["--staging", str(staging)]
+    own = None if str(staging) == str(STAGING) else staging
+    again = commands.kaggle_train(remote.paths.config, local.name, resume_from=ref, staging=own)
     return (
         f"kernel {ref} did not finish its run ({why}): missing {', '.join(missing)}; "
-        f"continue it in a new session: {shlex.join(again)}"
+        f"continue it in a new session: {again}"
     )
 
 
@@ -196,7 +202,7 @@ def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -
     """Copy the kernel's run folder to `local` atomically, replacing only an earlier copy of a
     Kaggle-trained run, and say in meta.json where it trained and where its data is here."""
     occupied = local.root.exists() and any(p.name != LOCK_FILE for p in local.root.iterdir())
-    if occupied and not (local.exists() and local.meta().get("trained_on")):
+    if occupied and not (local.exists() and local.metadata().trained_on):
         raise TGSError(
             f"{local.root} exists and is not a run brought back from Kaggle (a run trained "
             f"here, or another folder): name another run folder for kernel {ref}"
@@ -205,29 +211,41 @@ def _adopt(remote: Run, local: Run, ref: str, status: TrainStatus, data: Path) -
         shutil.copytree(remote.root, tmp, dirs_exist_ok=True)
         (tmp / LOCK_FILE).unlink(missing_ok=True)  # the kernel's session is over
         copy = Run(tmp)
-        meta = copy.meta()
-        meta["trained_on"] = {
-            "where": "kaggle",
-            "kernel": ref,
-            "gpu": status.gpu,
-            "seconds": status.seconds,
-            "resumed": status.resumed,
-            "kernel_data": meta.get("data"),
-            "fetched": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        meta["data"] = str(data.resolve())  # predict, report, blend and pseudo read data here
-        write_json(copy.meta_path, meta)
+        meta = copy.metadata()
+        trained = TrainedOn(
+            where="kaggle",
+            kernel=ref,
+            gpu=status.gpu,
+            seconds=status.seconds,
+            resumed=status.resumed,
+            kernel_data=meta.data,
+            fetched=time.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        # predict, report, blend and pseudo read the data folder here
+        copy.write(replace(meta, trained_on=trained, data=str(data.resolve())))
 
 
 def _keep_submission(
-    dest: Path, local: Run, ref: str, sample: Path, folder, status: TrainStatus, n: int
+    dest: Path, local: Run, ref: str, *, sample: Path, folder, status: TrainStatus, n_images: int
 ) -> Path:
-    """The kernel's submission.csv (validated by the caller: `n` images) as
+    """The kernel's submission.csv (validated by the caller: `n_images` images) as
     FOLDER/<run>-kaggle-cv<CV>.csv with the kernel's predict manifest pointed at the local run
     (`made: kaggle-train`)."""
     got = dest / SUBMISSION
     th = local.thresholds()
-    path = local.kernel_submission_path(th.require_cv(local.thresholds_path), folder, "kaggle")
-    made = dest / "submissions" / Manifest.path_for(status.submission or SUBMISSION).name
+    cv = th.require_cv(local.paths.thresholds)
+    path = kernel_submission_path(local, cv, folder, tag="kaggle")
+    made = dest / SUBMISSIONS_DIR / Manifest.path_for(status.submission or SUBMISSION).name
     base = Manifest.read(made) if made.is_file() else Manifest(submission=SUBMISSION)
-    return keep_submission(got, path, base, local, th, n, ref, dest, sample, made=MADE)
+    return keep_submission(
+        got,
+        path,
+        base=base,
+        run=local,
+        th=th,
+        n_images=n_images,
+        ref=ref,
+        dest=dest,
+        sample=sample,
+        changes={"made": MADE},
+    )

@@ -12,11 +12,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from tgs.core import commands
 from tgs.core.fileio import atomic_path
 from tgs.kaggle.client import (
     KaggleError,
-    find_credentials,
-    kaggle_username,
+    kaggle_user,
     poll,
     require_client,
     run_kaggle,
@@ -51,19 +51,9 @@ KERNEL_DONE = ("complete", "error", "cancel_acknowledged", "cancel_requested")
 WAIT_SECONDS = KERNEL_WAIT_HOURS * 3600.0  # kernel-status --wait's default --max-wait
 
 
-def _user(username: str | None, dry_run: bool = False) -> str:
-    if username:
-        return username
-    if dry_run:  # call nothing: the credentials' own username, or --user
-        found = find_credentials().username
-        if not found:
-            raise KaggleError("cannot tell your Kaggle username from the credentials: pass --user")
-        return found
-    return kaggle_username()
-
-
 def push_kernel(
     run_dir: str | os.PathLike,
+    *,
     username: str | None = None,
     dataset_slug: str | None = None,
     kernel_title: str | None = None,
@@ -79,7 +69,7 @@ def push_kernel(
     dataset (upload progress shown), wait until Kaggle shows that version ready (polls from
     `poll_seconds`, at most `max_wait`), and push the kernel. With `dry_run` only stage."""
     run = Run(run_dir).require()
-    user = _user(username, dry_run)
+    user = kaggle_user(username, dry_run)
     names = kaggle_names(run.name, dataset_slug, kernel_title)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
     layout = KaggleStaging(Path(staging))
@@ -99,7 +89,15 @@ def push_kernel(
             gpu,
             stage_id=stage_id,
         )
-        return publish(result, ds_dir, k_dir, message, max_wait, dry_run, poll_seconds)
+        return publish(
+            result,
+            ds_dir,
+            k_dir,
+            message=message,
+            max_wait=max_wait,
+            dry_run=dry_run,
+            first=poll_seconds,
+        )
 
 
 def kernel_ref(
@@ -120,7 +118,7 @@ def kernel_ref(
     if staged and not (username or title):
         return json.loads(staged[0].read_text())["id"]
     run.require()
-    return f"{_user(username)}/{kaggle_names(run.name, title=title).kernel_slug}"
+    return f"{kaggle_user(username)}/{kaggle_names(run.name, title=title).kernel_slug}"
 
 
 def staged_kernel(run_name: str, staging: str | os.PathLike = STAGING) -> tuple[Path, bool] | None:
@@ -165,7 +163,7 @@ def kernel_state(ref: str) -> tuple[str, str | None]:
         if e.kind != "not_found":
             raise
         raise KaggleError(
-            f"no kernel {ref} on Kaggle: push it (python -m tgs kaggle push-kernel RUN) or name "
+            f"no kernel {ref} on Kaggle: push it ({commands.push_kernel()}) or name "
             "it with --kernel OWNER/SLUG",
             "not_found",
         ) from None
@@ -184,6 +182,7 @@ def _hours(seconds: float) -> str:
 
 def kernel_status(
     ref: str,
+    *,
     wait: bool = False,
     poll_seconds: float = 30.0,
     max_wait: float = WAIT_SECONDS,
@@ -251,6 +250,7 @@ def kernel_log_text(raw: str) -> str:
 def kernel_output(
     run_dir: str | os.PathLike,
     ref: str,
+    *,
     sample: str | os.PathLike | None = None,
     folder: str | os.PathLike = SUBMISSIONS_DIR,
     staging: str | os.PathLike = STAGING,
@@ -268,24 +268,42 @@ def kernel_output(
         files = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
         raise KaggleError(
             f"kernel {ref} has no {SUBMISSION} in its output ({files}); is it finished? "
-            f"python -m tgs kaggle kernel-status {run.root} --wait"
+            f"{commands.kernel_status(run.root)}"
         )
-    sample = find_sample(None, sample, (run.meta().get("data"),))
+    sample = find_sample(None, sample, (run.metadata().data,))
     n = validate_file(got, sample)
     made = read_kernel_manifest(dest / KERNEL_LOG) or Manifest(submission=SUBMISSION)
     expected = run.prediction_models(th)
     if made.models and made.models != expected:
         log.warning("warning: the kernel predicted with %s, not %s", made.models, expected)
-    path = run.kernel_submission_path(th.require_cv(run.thresholds_path), folder)
+    path = kernel_submission_path(run, th.require_cv(run.paths.thresholds), folder)
     created = made.created or time.strftime("%Y-%m-%d %H:%M:%S")
     return keep_submission(
-        got, path, made, run, th, n, ref, dest, sample, config=cfg.to_dict(), created=created
+        got,
+        path,
+        base=made,
+        run=run,
+        th=th,
+        n_images=n,
+        ref=ref,
+        dest=dest,
+        sample=sample,
+        changes={"config": cfg.to_dict(), "created": created},
     )
+
+
+def kernel_submission_path(
+    run: Run, cv: float, folder: str | os.PathLike = SUBMISSIONS_DIR, *, tag: str = "kernel"
+) -> Path:
+    """FOLDER/<run>-<tag>-cv<CV>.csv: where a kernel's submission of `run` is kept (`tag`
+    "kaggle": a training kernel's)."""
+    return Path(folder) / f"{run.name}-{tag}-cv{cv:.4f}.csv"
 
 
 def keep_submission(
     got: Path,
     path: Path,
+    *,
     base: Manifest,
     run: Run,
     th: Thresholds,
@@ -293,11 +311,12 @@ def keep_submission(
     ref: str,
     dest: Path,
     sample: Path,
-    **fields,
+    changes: dict | None = None,
 ) -> Path:
     """Copy a kernel's validated submission `got` to `path` atomically and write its manifest:
     `base` (what the kernel's predict recorded) pointed at the local `run`, with the thresholds,
-    the kernel, its downloaded output `dest`, the data folder of `sample` and `fields`."""
+    the kernel, its downloaded output `dest`, the data folder of `sample` and `changes` (more
+    manifest fields)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:  # a full disk leaves no half-copied submission
         shutil.copyfile(got, tmp)
@@ -311,7 +330,7 @@ def keep_submission(
         n_images=n_images,
         kernel=ref,
         kernel_output=str(dest),
-        **fields,
+        **(changes or {}),
     )
     manifest.write(Manifest.path_for(path))
     return path

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from tgs import COMPETITION
 from tgs.core.errors import TGSError
 from tgs.kaggle.kernel_boot import DEPTH, unpacked
+from tgs.run.layout import CONFIG
 
 RUN = "run"  # a training kernel's run folder in its output; the inference dataset's run copy
 
@@ -75,5 +76,5 @@ def folder_on_path(staged: Path, name: str, scratch: Path) -> Path | None:
 def earlier_run(root: Path, staged: Path) -> Path | None:
     """An attached earlier training kernel's run folder (its output's run/config.yaml; the
     staged dataset `staged` excluded), the shallowest first."""
-    found = [p.parent for p in find_input(root, f"{RUN}/config.yaml") if staged not in p.parents]
+    found = [p.parent for p in find_input(root, f"{RUN}/{CONFIG}") if staged not in p.parents]
     return found[0] if found else None

@@ -190,6 +190,7 @@ def publish(
     push: Push,
     ds_dir: Path,
     k_dir: Path,
+    *,
     message: str,
     max_wait: float,
     dry_run: bool = False,

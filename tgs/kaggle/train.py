@@ -11,9 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tgs.core import commands
 from tgs.core.config import Config, dump_config, load_config
-from tgs.kaggle.client import KaggleError
-from tgs.kaggle.kernels import STAGING, _user, download_output, kernel_state
+from tgs.kaggle.client import KaggleError, kaggle_user
+from tgs.kaggle.kernels import STAGING, download_output, kernel_state
 from tgs.kaggle.limits import DEFAULT_ACCELERATOR, SESSION_MINUTES
 from tgs.kaggle.mounts import RUN
 from tgs.kaggle.publish import Push, first_use, publish
@@ -24,6 +25,7 @@ from tgs.kaggle.stage import (
     stage_training_kernel,
 )
 from tgs.kaggle.training_kernel import STATUS, check_budget
+from tgs.run.layout import CONFIG, RunPaths
 from tgs.run.lock import run_lock
 from tgs.run.records import KaggleStaging, TrainStatus
 
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 _PART = re.compile(r"-part-(\d+)$")
 _KERNEL = re.compile(r"^[^/\s]+/[^/\s]{5,}$")
 RESUMABLE = ("complete", "error", "cancel_acknowledged")  # a kernel whose output is final
-_RESUME_FILES = r"^(run/config\.yaml|tgs-train\.json)$"
+# the two files --resume-from reads of a kernel's output (a regex: their dots escaped)
+_RESUME_FILES = f"^({RUN}/{CONFIG}|{TrainStatus.FILE})$".replace(".", r"\.")
 
 if TYPE_CHECKING:
     from tgs.models.weights import Packaged
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 def push_training(
     config: str | os.PathLike | None,
     overrides: list[str],
+    *,
     run_name: str | None = None,
     username: str | None = None,
     accelerator: str = DEFAULT_ACCELERATOR,
@@ -49,7 +53,6 @@ def push_training(
     staging: str | os.PathLike = STAGING,
     max_wait: float = 1800.0,
     poll_seconds: float = 5.0,
-    *,
     internet: bool = True,
 ) -> Push:
     """Resolve and check the config (a budget the session cannot hold is refused), check what a
@@ -73,12 +76,19 @@ def push_training(
             raise KaggleError(f"--resume-from {resume_from!r}: expected OWNER/KERNEL-SLUG")
         found = _PART.search(resume_from)
         part = int(found.group(1)) + 1 if found else 2
-    user = _user(username, dry_run)
+    user = kaggle_user(username, dry_run)
     names = kaggle_names(name, train=True, part=part)
     dataset_ref, kernel_ref = f"{user}/{names.dataset_slug}", f"{user}/{names.kernel_slug}"
     layout = KaggleStaging(Path(staging), training=True)
-    result = Push(dataset_ref, kernel_ref, layout.run_dir(name), gpu=True, internet=internet)
-    result.accelerator, result.resume_from = accelerator, resume_from
+    result = Push(
+        dataset_ref,
+        kernel_ref,
+        layout.run_dir(name),
+        gpu=True,
+        internet=internet,
+        accelerator=accelerator,
+        resume_from=resume_from,
+    )
     if not dry_run:
         first_use(result, cfg.budget_minutes)
         if resume_from:
@@ -90,9 +100,9 @@ def push_training(
             name,
             smp_needed_by(cfg, training=True),
             layout.dataset(name),
-            dataset_ref,
-            names.dataset_title,
-            resume_from,
+            ref=dataset_ref,
+            title=names.dataset_title,
+            resume_from=resume_from,
             stage_id=stage_id,
             weights=weights,
             internet=internet,
@@ -102,12 +112,20 @@ def push_training(
             kernel_ref,
             names.kernel_title,
             dataset_ref,
-            accelerator,
-            resume_from,
+            accelerator=accelerator,
+            resume_from=resume_from,
             stage_id=stage_id,
             internet=internet,
         )
-        return publish(result, ds, k_dir, message, max_wait, dry_run, poll_seconds)
+        return publish(
+            result,
+            ds,
+            k_dir,
+            message=message,
+            max_wait=max_wait,
+            dry_run=dry_run,
+            first=poll_seconds,
+        )
 
 
 def weights_to_stage(cfg: Config, internet: bool) -> Packaged | None:
@@ -161,11 +179,11 @@ def check_resumable(ref: str, name: str) -> None:
     if status not in RESUMABLE:
         raise KaggleError(
             f"--resume-from {ref} is {status}: its output is attached only once it has finished "
-            f"(python -m tgs kaggle kernel-status runs/{name} --kernel {ref} --wait)"
+            f"({commands.kernel_status(f'runs/{name}', kernel=ref)})"
         )
     with tempfile.TemporaryDirectory(prefix="tgs-resume-") as tmp:
         dest = download_output(ref, Path(tmp) / "output", _RESUME_FILES)
-        has_run = (dest / RUN / "config.yaml").is_file()
+        has_run = RunPaths(dest / RUN).config.is_file()
         done = TrainStatus.read(dest / STATUS) if (dest / STATUS).is_file() else None
     ended = f"{status}{f' ({failure})' if failure else ''}"
     if not has_run:
@@ -176,8 +194,8 @@ def check_resumable(ref: str, name: str) -> None:
         )
     if done is not None and done.finished:
         raise KaggleError(
-            f"--resume-from {ref}: its run is finished; bring it back with python -m tgs kaggle "
-            f"kernel-output runs/{name} --kernel {ref}"
+            f"--resume-from {ref}: its run is finished; bring it back with "
+            f"{commands.kernel_output(f'runs/{name}', kernel=ref)}"
         )
     if status != "complete":
         log.warning("warning: %s ended %s; continuing the run its output holds", ref, ended)

